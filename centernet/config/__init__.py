@@ -1,0 +1,23 @@
+"""Experiment configuration: YAML files with ``_base_`` inheritance, overrides and a strict schema."""
+
+from centernet.config.loader import (
+    ConfigError,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    merge_dicts,
+    parse_overrides,
+    save_config,
+)
+from centernet.config.schema import Config
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "config_from_dict",
+    "config_to_dict",
+    "load_config",
+    "merge_dicts",
+    "parse_overrides",
+    "save_config",
+]

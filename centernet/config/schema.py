@@ -1,0 +1,174 @@
+"""The configuration schema: every key, its type, its default and what it means.
+
+A YAML experiment file is merged onto these defaults and validated against them by
+:func:`centernet.config.load_config`; unknown keys and wrong types are errors. Sections whose
+dataclass has a ``type`` field with several variants (the heatmap loss) are *tagged unions*: the
+``type`` value selects which dataclass validates the rest of the section.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+IMAGENET_MEAN = [0.485, 0.456, 0.406]  # RGB, fractions of 255
+IMAGENET_STD = [0.229, 0.224, 0.225]
+CENTERNET_SCALE_CHOICES = [0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3]
+
+
+@dataclass
+class BackboneConfig:
+    type: str = "resnet18"  # backbone registry name (resnet18/34/50/101)
+    weights: str | None = None  # null = random init | imagenet | path to a local state_dict file
+
+
+@dataclass
+class NeckConfig:
+    type: str = "deconv"  # neck registry name
+    channels: list[int] = field(default_factory=lambda: [256, 256, 256])  # one entry per 2x upsampling
+
+
+@dataclass
+class HeadConfig:
+    head_conv: int = 64  # channels of the 3x3 conv in each head branch (<= 0: a single 1x1 conv)
+    prior_prob: float = 0.1  # initial sigmoid(heatmap) everywhere: heatmap bias = -log((1 - p) / p)
+
+
+@dataclass
+class ModelConfig:
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    neck: NeckConfig = field(default_factory=NeckConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+
+
+@dataclass
+class DatasetConfig:
+    type: Literal["coco"] = "coco"  # dataset format
+    ann_file: str = ""  # COCO annotation JSON (relative paths: to the working directory)
+    img_dir: str = ""  # folder the COCO file_name entries are relative to
+
+
+@dataclass
+class DataConfig:
+    train: DatasetConfig = field(default_factory=DatasetConfig)
+    val: DatasetConfig = field(default_factory=DatasetConfig)
+    classes: list[str] | None = None  # null = all dataset categories; a list restricts and orders them
+    input_size: list[int] = field(default_factory=lambda: [512, 512])  # network input (height, width)
+    down_ratio: int = 4  # output stride of the model
+    max_objects: int = 128  # objects kept per image (the rest dropped with one warning)
+    batch_size: int = 32  # images per step (per process under DDP)
+    workers: int = 4  # loader worker processes (0 = load in the main process)
+    channel_order: Literal["rgb", "bgr"] = "rgb"  # bgr reproduces the original (BGR into RGB backbones)
+    mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))  # per channel, fractions of 255
+    std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
+
+
+@dataclass
+class AugmentConfig:
+    random_crop: bool = True  # the original random crop (scale choice + random centre)
+    scale_choices: list[float] = field(default_factory=lambda: list(CENTERNET_SCALE_CHOICES))
+    scale_jitter: float = 0.4  # used when random_crop is false: scale *= clip(N(1, sf), 1-sf, 1+sf)
+    shift_jitter: float = 0.1  # used when random_crop is false: centre shift as a fraction of the scale
+    flip_prob: float = 0.5  # horizontal flip probability
+    color_jitter: bool = True  # brightness / contrast / saturation jitter
+    pca_lighting_std: float = 0.1  # AlexNet-style PCA lighting noise (0 disables)
+
+
+@dataclass
+class TargetConfig:
+    radius: str = "centernet"  # Gaussian radius formula: centernet (original) | cornernet (corrected)
+    min_overlap: float = 0.7  # IoU a box shifted by the radius still reaches
+
+
+@dataclass
+class PenaltyReducedFocalConfig:
+    type: Literal["penalty_reduced_focal"] = "penalty_reduced_focal"
+    weight: float = 1.0  # multiplier of the term in the total loss
+    alpha: float = 2.0  # focusing exponent on (1 - p) / p
+    beta: float = 4.0  # penalty reduction (1 - y)^beta near centres
+
+
+@dataclass
+class FocalConfig:
+    type: Literal["focal"] = "focal"
+    weight: float = 1.0
+    alpha: float = 0.25  # positive/negative balance (< 0 disables)
+    gamma: float = 2.0  # focusing exponent
+
+
+@dataclass
+class GHMCConfig:
+    type: Literal["ghm_c"] = "ghm_c"
+    weight: float = 1.0
+    bins: int = 10  # number of gradient-norm bins on [0, 1]
+    momentum: float = 0.0  # EMA momentum of the bin counts (density: ema)
+    density: Literal["batch", "ema", "epoch"] = "batch"  # where the gradient density comes from
+
+
+@dataclass
+class BCEConfig:
+    type: Literal["bce"] = "bce"
+    weight: float = 1.0
+
+
+HeatmapLossConfig = PenaltyReducedFocalConfig | FocalConfig | GHMCConfig | BCEConfig
+
+
+@dataclass
+class RegressionLossConfig:
+    type: Literal["l1"] = "l1"
+    weight: float = 1.0
+
+
+@dataclass
+class LossConfig:
+    heatmap: HeatmapLossConfig = field(default_factory=PenaltyReducedFocalConfig)
+    size: RegressionLossConfig = field(default_factory=lambda: RegressionLossConfig(weight=0.1))
+    offset: RegressionLossConfig = field(default_factory=lambda: RegressionLossConfig(weight=1.0))
+
+
+@dataclass
+class SolverConfig:
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = 1.25e-4  # base learning rate
+    momentum: float = 0.9  # SGD momentum
+    weight_decay: float = 0.0
+    epochs: int = 140
+    lr_steps: list[int] = field(default_factory=lambda: [90, 120])  # epochs at which lr *= lr_gamma
+    lr_gamma: float = 0.1
+    warmup_iters: int = 0  # linear warmup length in iterations
+    warmup_factor: float = 0.001  # lr multiplier at iteration 0 of the warmup
+    grad_clip: float | None = None  # max global gradient norm (null = no clipping)
+
+
+@dataclass
+class EvalConfig:
+    metric: Literal["coco"] = "coco"
+    interval: int = 5  # evaluate every N epochs (and after the last one); 0 = only after the last
+    topk: int = 100  # detections kept per image
+    flip: bool = False  # flip test-time augmentation
+    scales: list[float] = field(default_factory=lambda: [1.0])
+    backend: Literal["pycocotools", "faster_coco_eval"] = "pycocotools"
+    batch_size: int = 0  # 0 = data.batch_size
+
+
+@dataclass
+class RuntimeConfig:
+    seed: int = 317
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: Literal["off", "fp16", "bf16"] = "off"  # mixed precision on CUDA (losses stay fp32)
+    log_interval: int = 20  # iterations between logged training records
+    deterministic: bool = False  # torch.use_deterministic_algorithms (slower)
+    threads: int = 0  # torch intra-op threads (0 = torch default)
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    target: TargetConfig = field(default_factory=TargetConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    solver: SolverConfig = field(default_factory=SolverConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)

@@ -1,0 +1,81 @@
+"""Builders that turn the ``data`` and ``augment`` config sections into datasets and loaders."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, SequentialSampler
+
+from centernet.config.schema import Config, DatasetConfig
+from centernet.data.coco import CocoDetection
+from centernet.data.collate import make_collate
+from centernet.data.transforms import TrainTransform, ValTransform
+
+Split = Literal["train", "val"]
+
+
+def build_transform(cfg: Config, split: Split) -> TrainTransform | ValTransform:
+    """The train augmentation or the deterministic validation transform of ``cfg``."""
+    input_size = (cfg.data.input_size[0], cfg.data.input_size[1])
+    if split == "val":
+        return ValTransform(input_size=input_size, channel_order=cfg.data.channel_order)
+    aug = cfg.augment
+    return TrainTransform(
+        input_size=input_size,
+        scale_choices=tuple(aug.scale_choices),
+        random_crop=aug.random_crop,
+        scale_jitter=aug.scale_jitter,
+        shift_jitter=aug.shift_jitter,
+        flip_prob=aug.flip_prob,
+        color_jitter=aug.color_jitter,
+        pca_lighting_std=aug.pca_lighting_std,
+        channel_order=cfg.data.channel_order,
+    )
+
+
+def build_dataset(cfg: Config, split: Split) -> CocoDetection:
+    """The ``data.<split>`` dataset with the transform of that split."""
+    section: DatasetConfig = getattr(cfg.data, split)
+    if not section.ann_file or not section.img_dir:
+        raise ValueError(f"data.{split}: ann_file and img_dir must both be set for type {section.type!r}")
+    return CocoDetection(
+        section.ann_file,
+        section.img_dir,
+        transform=build_transform(cfg, split),
+        classes=cfg.data.classes,
+        seed=cfg.runtime.seed,
+    )
+
+
+def build_loader(
+    cfg: Config,
+    dataset: Dataset,
+    split: Split,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+    pin_memory: bool = False,
+) -> DataLoader:
+    """A loader over ``dataset``: shuffled per epoch (call ``loader.sampler.set_epoch``) for train."""
+    workers = cfg.data.workers
+    if split == "train":
+        sampler: torch.utils.data.Sampler = DistributedSampler(
+            dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=cfg.runtime.seed
+        )
+        batch_size = cfg.data.batch_size
+    else:
+        sampler = SequentialSampler(dataset)
+        batch_size = cfg.eval.batch_size or cfg.data.batch_size
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        collate_fn=make_collate(cfg.data.max_objects),
+        pin_memory=pin_memory,
+        drop_last=split == "train" and len(dataset) >= batch_size * world_size,
+        # Workers are re-created every epoch so that they see the dataset's new epoch number
+        # (``set_epoch``), which seeds the augmentation of every sample.
+        persistent_workers=False,
+    )

@@ -1,0 +1,290 @@
+"""COCO-format detection dataset.
+
+Reads a COCO ``instances_*.json`` file with pycocotools, maps category ids to contiguous labels
+``0..C-1`` and back, turns ``iscrowd`` objects into ignore regions, and yields uint8 images with
+``[x1, y1, x2, y2]`` float32 boxes. Random transforms draw from a generator seeded by
+``(seed, epoch, index)``, so every sample is reproducible whatever worker loads it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from pycocotools.coco import COCO
+from torch.utils.data import Dataset
+
+from centernet.data.sample import RawSample, Sample, SampleMeta, SampleTransform
+
+logger = logging.getLogger(__name__)
+
+_REQUIRED_KEYS = ("images", "categories")
+_BOX_LEN = 4
+
+
+def _read_annotation_json(ann_file: Path) -> dict[str, Any]:
+    """Parse a COCO annotation file with one-line errors naming the file.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the file is not valid JSON or lacks the ``images`` / ``categories`` keys.
+    """
+    if not ann_file.is_file():
+        raise FileNotFoundError(f"COCO annotation file not found: {ann_file}")
+    try:
+        with ann_file.open("r", encoding="utf-8") as f:
+            data = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(
+            f"COCO annotation file {ann_file} is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}"
+        ) from e
+    if not isinstance(data, dict):
+        raise ValueError(f"COCO annotation file {ann_file}: expected a JSON object, got {type(data).__name__}")
+    missing = [key for key in _REQUIRED_KEYS if key not in data]
+    if missing:
+        raise ValueError(f"COCO annotation file {ann_file}: missing key(s) {missing}")
+    data.setdefault("annotations", [])
+    return data
+
+
+def _renumber_annotation_ids(data: dict[str, Any], ann_file: Path) -> None:
+    """Give annotations ids ``1..N`` when any id is missing or < 1 (pycocotools treats id 0 as unmatched)."""
+    anns = data["annotations"]
+    if all(isinstance(a.get("id"), int) and a["id"] >= 1 for a in anns):
+        return
+    logger.warning("%s: annotation ids missing or < 1; renumbering them 1..%d", ann_file, len(anns))
+    for new_id, ann in enumerate(anns, start=1):
+        ann["id"] = new_id
+
+
+class CocoDetection(Dataset):
+    """A COCO-format detection dataset.
+
+    Attributes:
+        coco: the pycocotools ``COCO`` object (ground truth for evaluation).
+        image_ids: image ids in dataset order (sorted ascending; images without annotations included).
+        class_names: ``[C]`` class names, index = contiguous label.
+        label_to_category_id: ``[C]`` COCO category id of each contiguous label.
+        category_id_to_label: inverse of ``label_to_category_id``.
+        transform: the joint image/box transform, or None.
+        seed: base seed of the per-sample generators.
+        epoch: current epoch (see :meth:`set_epoch`).
+    """
+
+    def __init__(
+        self,
+        ann_file: str | os.PathLike[str],
+        img_dir: str | os.PathLike[str],
+        *,
+        transform: SampleTransform | None = None,
+        classes: Sequence[str] | None = None,
+        seed: int = 0,
+    ) -> None:
+        """Load the annotation file and index the annotations per image.
+
+        Args:
+            ann_file: path to the COCO ``instances_*.json`` file.
+            img_dir: folder the images' ``file_name`` entries are relative to.
+            transform: called as ``transform(image, boxes, rng)`` in ``__getitem__``; None keeps the
+                raw image.
+            classes: class names to keep, in label order; None keeps every category sorted by id.
+                Annotations of other categories are dropped.
+            seed: base seed of the per-sample generators.
+
+        Raises:
+            FileNotFoundError: ``ann_file`` does not exist.
+            ValueError: ``ann_file`` is not valid COCO JSON, or ``classes`` names an unknown or
+                duplicated class.
+        """
+        self.ann_file = Path(ann_file)
+        self.img_dir = Path(img_dir)
+        self.transform = transform
+        self.seed = int(seed)
+        self.epoch = 0
+
+        data = _read_annotation_json(self.ann_file)
+        _renumber_annotation_ids(data, self.ann_file)
+        self.coco = COCO()
+        self.coco.dataset = data
+        with contextlib.redirect_stdout(io.StringIO()):
+            self.coco.createIndex()
+
+        self.label_to_category_id, self.class_names = self._select_categories(classes)
+        self.category_id_to_label = {cat: label for label, cat in enumerate(self.label_to_category_id)}
+        self.image_ids: list[int] = sorted(self.coco.getImgIds())
+        self._targets = [self._index_annotations(image_id) for image_id in self.image_ids]
+        self._size_warned = False
+
+    @property
+    def num_classes(self) -> int:
+        """Number of contiguous labels ``C``."""
+        return len(self.class_names)
+
+    def _select_categories(self, classes: Sequence[str] | None) -> tuple[list[int], list[str]]:
+        """Return ``(label_to_category_id, class_names)`` for all categories or the named ones."""
+        cats = sorted(self.coco.loadCats(self.coco.getCatIds()), key=lambda c: c["id"])
+        if classes is None:
+            return [int(c["id"]) for c in cats], [str(c["name"]) for c in cats]
+        names = [str(c["name"]) for c in cats]
+        duplicated_requests = sorted({n for n in classes if list(classes).count(n) > 1})
+        if duplicated_requests:
+            raise ValueError(f"classes lists {duplicated_requests} more than once")
+        unknown = [n for n in classes if n not in names]
+        if unknown:
+            raise ValueError(f"unknown class name(s) {unknown} for {self.ann_file}; the dataset has {names}")
+        ambiguous = sorted({n for n in classes if names.count(n) > 1})
+        if ambiguous:
+            raise ValueError(f"{self.ann_file}: category name(s) {ambiguous} belong to several category ids")
+        by_name = {str(c["name"]): int(c["id"]) for c in cats}
+        return [by_name[n] for n in classes], list(classes)
+
+    def _index_annotations(self, image_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Return ``(boxes [N, 4] float32 xyxy, labels [N] int64, ignore [N] bool)`` of one image.
+
+        Annotations of unselected categories and boxes with non-positive width or height are dropped.
+        """
+        boxes, labels, ignore = [], [], []
+        for ann in self.coco.imgToAnns.get(image_id, []):
+            label = self.category_id_to_label.get(ann.get("category_id"))
+            if label is None:
+                continue
+            bbox = ann.get("bbox")
+            if not isinstance(bbox, list | tuple) or len(bbox) != _BOX_LEN:
+                raise ValueError(
+                    f"{self.ann_file}: annotation id {ann.get('id')} has bbox {bbox!r}, expected [x, y, w, h]"
+                )
+            x, y, w, h = (float(v) for v in bbox)
+            if w <= 0 or h <= 0:
+                logger.debug("%s: skipping empty box %s (annotation id %s)", self.ann_file, bbox, ann["id"])
+                continue
+            boxes.append((x, y, x + w, y + h))
+            labels.append(label)
+            ignore.append(bool(ann.get("iscrowd", 0)))
+        return (
+            np.asarray(boxes, dtype=np.float32).reshape(-1, _BOX_LEN),
+            np.asarray(labels, dtype=np.int64),
+            np.asarray(ignore, dtype=bool),
+        )
+
+    def __len__(self) -> int:
+        """Number of images (with or without annotations)."""
+        return len(self.image_ids)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Set the epoch mixed into the per-sample generator seed."""
+        self.epoch = int(epoch)
+
+    def _check_index(self, index: int) -> int:
+        """Return ``index`` made non-negative; raise IndexError when out of range."""
+        n = len(self)
+        if not -n <= index < n:
+            raise IndexError(f"index {index} out of range for {n} images of {self.ann_file}")
+        return index % n
+
+    def load_raw(self, index: int) -> RawSample:
+        """Load one image and its annotations without any transform.
+
+        Args:
+            index: position in ``image_ids`` (negative indices count from the end).
+
+        Returns:
+            ``RawSample``: image ``uint8 [H, W, 3]`` BGR, boxes ``float32 [N, 4]`` xyxy in image pixels,
+            labels ``int64 [N]``, ignore ``bool [N]``, image_id, file_name.
+
+        Raises:
+            IndexError: ``index`` is out of range.
+            FileNotFoundError: the image file does not exist.
+            ValueError: the image file cannot be decoded.
+        """
+        index = self._check_index(index)
+        image_id = self.image_ids[index]
+        info = self.coco.imgs[image_id]
+        file_name = str(info["file_name"])
+        path = self.img_dir / file_name
+        if not path.is_file():
+            raise FileNotFoundError(f"image file not found: {path} (image id {image_id})")
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise ValueError(f"could not decode image file {path} (image id {image_id}): corrupt or unsupported")
+        self._check_size(image, info, path)
+        boxes, labels, ignore = self._targets[index]
+        return RawSample(
+            image=image,
+            boxes=boxes.copy(),
+            labels=labels.copy(),
+            ignore=ignore.copy(),
+            image_id=int(image_id),
+            file_name=file_name,
+        )
+
+    def _check_size(self, image: np.ndarray, info: dict[str, Any], path: Path) -> None:
+        """Warn once when the decoded size differs from the annotation file's width/height."""
+        expected = (info.get("height"), info.get("width"))
+        if self._size_warned or None in expected or tuple(image.shape[:2]) == expected:
+            return
+        self._size_warned = True
+        logger.warning(
+            "%s is %dx%d (h x w) but %s says %sx%s; boxes may not match (warning once)",
+            path, image.shape[0], image.shape[1], self.ann_file, *expected,
+        )
+
+    def sample_rng(self, index: int, epoch: int | None = None) -> np.random.Generator:
+        """Return the generator used for sample ``index`` in ``epoch`` (default: the current epoch)."""
+        epoch = self.epoch if epoch is None else int(epoch)
+        return np.random.default_rng([self.seed, epoch, self._check_index(index)])
+
+    def __getitem__(self, index: int | tuple[int, int]) -> Sample:
+        """Load, transform and tensorise one sample.
+
+        Args:
+            index: position in ``image_ids``, or ``(epoch, index)`` to override the current epoch (lets
+                a sampler drive the epoch when workers are persistent and ``set_epoch`` cannot reach them).
+
+        Returns:
+            ``Sample``: image ``torch.uint8 [3, H_in, W_in]``, boxes ``float32 [N, 4]`` xyxy on the input
+            grid, labels ``int64 [N]``, ignore ``bool [N]``, and ``meta`` (image_id, file_name,
+            orig_size ``(h, w)``, center ``(cx, cy)``, scale, flipped).
+        """
+        epoch = None
+        if isinstance(index, tuple):
+            epoch, index = index
+        index = self._check_index(int(index))
+        raw = self.load_raw(index)
+        image, boxes = raw["image"], raw["boxes"]
+        height, width = image.shape[:2]
+        center, scale, flipped = (width / 2.0, height / 2.0), float(max(height, width)), False
+        if self.transform is not None:
+            out = self.transform(image, boxes, self.sample_rng(index, epoch))
+            image = out.image
+            boxes = np.asarray(out.boxes, dtype=np.float32).reshape(-1, _BOX_LEN)
+            if len(boxes) != len(raw["labels"]):
+                raise ValueError(
+                    f"transform {type(self.transform).__name__} returned {len(boxes)} boxes for "
+                    f"{len(raw['labels'])} input boxes (image id {raw['image_id']})"
+                )
+            center = (float(out.center[0]), float(out.center[1]))
+            scale, flipped = float(out.scale), bool(out.flipped)
+        meta = SampleMeta(
+            image_id=raw["image_id"],
+            file_name=raw["file_name"],
+            orig_size=(int(height), int(width)),
+            center=center,
+            scale=scale,
+            flipped=flipped,
+        )
+        return Sample(
+            image=torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous(),
+            boxes=torch.from_numpy(boxes),
+            labels=torch.from_numpy(raw["labels"]),
+            ignore=torch.from_numpy(raw["ignore"]),
+            meta=meta,
+        )

@@ -1,0 +1,155 @@
+"""Decode CenterNet head outputs into boxes, and map them back to image pixels.
+
+:func:`decode_detections` reproduces the original ``ctdet_decode``: sigmoid, 3x3 max-pool peak
+keep, top-K per class then top-K overall, centre = peak cell + offset, box = centre -/+ size / 2.
+:func:`detections_to_image` is the original post-process: the inverse crop affine on the corners.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from centernet.utils.affine import apply_affine_to_boxes, get_affine_transform
+
+logger = logging.getLogger(__name__)
+
+# Peak keep: a cell is a peak when it equals the maximum of its PEAK_KERNEL x PEAK_KERNEL neighbourhood.
+PEAK_KERNEL = 3
+# Columns of a detection row.
+DET_COLUMNS = ("x1", "y1", "x2", "y2", "score", "class")
+_NUM_COLUMNS = len(DET_COLUMNS)
+_NUM_BOX_COORDS = 4
+
+
+def _check_maps(heatmap_logits: Tensor, size: Tensor, offset: Tensor) -> None:
+    """Validate the head output shapes (one-line errors)."""
+    if heatmap_logits.dim() != 4:
+        raise ValueError(
+            f"decode_detections: heatmap_logits must be [B, C, H, W], got {tuple(heatmap_logits.shape)}"
+        )
+    batch, _, height, width = heatmap_logits.shape
+    expected = (batch, 2, height, width)
+    for name, tensor in (("size", size), ("offset", offset)):
+        if tuple(tensor.shape) != expected:
+            raise ValueError(f"decode_detections: {name} must be {expected}, got {tuple(tensor.shape)}")
+
+
+def peak_keep(heat: Tensor, kernel: int = PEAK_KERNEL) -> Tensor:
+    """Zero every cell that is not the maximum of its ``kernel x kernel`` neighbourhood.
+
+    Args:
+        heat: FloatTensor[B, C, H, W] scores (after the sigmoid).
+        kernel: odd neighbourhood size.
+
+    Returns:
+        FloatTensor[B, C, H, W] ``heat * (maxpool(heat) == heat)``.
+    """
+    pooled = F.max_pool2d(heat, kernel, stride=1, padding=(kernel - 1) // 2)
+    return heat * (pooled == heat)
+
+
+def _gather_map(maps: Tensor, index: Tensor) -> Tensor:
+    """Read ``maps [B, 2, H, W]`` at flat cells ``index [B, K]``; returns ``[B, K, 2]``."""
+    batch, channels = maps.shape[:2]
+    flat = maps.reshape(batch, channels, maps.shape[2] * maps.shape[3])  # [B, 2, H*W]
+    picked = flat.gather(2, index.unsqueeze(1).expand(batch, channels, index.shape[1]))  # [B, 2, K]
+    return picked.transpose(1, 2)
+
+
+@torch.no_grad()
+def decode_detections(heatmap_logits: Tensor, size: Tensor, offset: Tensor, *, k: int = 100) -> Tensor:
+    """Turn head outputs into the top-``k`` detections of each image, on the output grid.
+
+    Args:
+        heatmap_logits: FloatTensor[B, C, H, W] heatmap logits (sigmoid is applied here).
+        size: FloatTensor[B, 2, H, W] box ``(w, h)`` in output pixels.
+        offset: FloatTensor[B, 2, H, W] sub-pixel centre offset ``(dx, dy)``.
+        k: detections per image; clamped to ``C * H * W``.
+
+    Returns:
+        FloatTensor[B, K, 6] float32 rows ``[x1, y1, x2, y2, score, class]`` on the output grid, best
+        first, with ``K = min(k, C * H * W)``; the class column holds integer class ids.
+    """
+    _check_maps(heatmap_logits, size, offset)
+    if k < 0:
+        raise ValueError(f"decode_detections: k must be >= 0, got {k}")
+    batch, num_classes, height, width = heatmap_logits.shape
+    heat = peak_keep(heatmap_logits.float().sigmoid())
+    k_class = min(k, height * width)
+    class_scores, class_index = heat.view(batch, num_classes, height * width).topk(k_class, dim=2)  # [B, C, k_class]
+    k_all = min(k, num_classes * k_class)
+    scores, order = class_scores.view(batch, num_classes * k_class).topk(k_all, dim=1)  # [B, K]
+    classes = torch.div(order, max(k_class, 1), rounding_mode="floor")  # [B, K]
+    index = class_index.view(batch, num_classes * k_class).gather(1, order)  # [B, K] flat cell
+    ys = torch.div(index, width, rounding_mode="floor").float()
+    xs = (index % width).float()
+    off = _gather_map(offset.float(), index)  # [B, K, 2]
+    wh = _gather_map(size.float(), index)  # [B, K, 2]
+    cx, cy = xs + off[..., 0], ys + off[..., 1]
+    half_w, half_h = wh[..., 0] / 2, wh[..., 1] / 2
+    return torch.stack(
+        (cx - half_w, cy - half_h, cx + half_w, cy + half_h, scores, classes.float()), dim=-1
+    )
+
+
+def detections_to_image(
+    dets: np.ndarray | Tensor,
+    center: Sequence[float] | np.ndarray,
+    scale: float,
+    output_size: Sequence[int],
+) -> np.ndarray:
+    """Map detections from the output grid back to source-image pixels (the original post-process).
+
+    Args:
+        dets: ``[K, 6]`` rows ``[x1, y1, x2, y2, score, class]`` on the output grid.
+        center: ``(cx, cy)`` of the crop in image pixels (validation: ``(W / 2, H / 2)``).
+        scale: side of the square crop in image pixels (validation: ``max(H, W)``).
+        output_size: ``(height, width)`` of the output grid, as in :func:`render_targets`.
+
+    Returns:
+        float32 array ``[K, 6]``, same row order, boxes in image pixels; score and class unchanged.
+    """
+    if isinstance(dets, Tensor):
+        dets = dets.detach().cpu().numpy()
+    dets = np.array(dets, dtype=np.float32, copy=True).reshape(-1, _NUM_COLUMNS)
+    out_h, out_w = int(output_size[0]), int(output_size[1])
+    inverse = get_affine_transform(center, scale, (out_w, out_h), inverse=True)
+    dets[:, :_NUM_BOX_COORDS] = apply_affine_to_boxes(dets[:, :_NUM_BOX_COORDS], inverse)
+    return dets
+
+
+def batch_detections_to_image(
+    dets: np.ndarray | Tensor,
+    centers: Sequence[Sequence[float]] | np.ndarray,
+    scales: Sequence[float] | np.ndarray,
+    output_size: Sequence[int],
+) -> np.ndarray:
+    """Apply :func:`detections_to_image` to every image of a batch.
+
+    Args:
+        dets: ``[B, K, 6]`` detections on the output grid (as returned by :func:`decode_detections`).
+        centers: ``[B, 2]`` crop centres ``(cx, cy)`` in image pixels.
+        scales: ``[B]`` crop sides in image pixels.
+        output_size: ``(height, width)`` of the output grid.
+
+    Returns:
+        float32 array ``[B, K, 6]`` in image pixels.
+    """
+    if isinstance(dets, Tensor):
+        dets = dets.detach().cpu().numpy()
+    dets = np.asarray(dets, dtype=np.float32)
+    if dets.ndim != 3 or dets.shape[-1] != _NUM_COLUMNS:
+        raise ValueError(f"batch_detections_to_image: dets must be [B, K, 6], got {dets.shape}")
+    if len(centers) != len(dets) or len(scales) != len(dets):
+        raise ValueError(
+            f"batch_detections_to_image: got {len(dets)} images but {len(centers)} centers "
+            f"and {len(scales)} scales"
+        )
+    mapped = [detections_to_image(d, c, float(s), output_size) for d, c, s in zip(dets, centers, scales)]
+    return np.stack(mapped) if mapped else np.zeros((0, *dets.shape[1:]), dtype=np.float32)

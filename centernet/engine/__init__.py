@@ -1,0 +1,1 @@
+"""centernet.engine."""

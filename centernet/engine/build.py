@@ -1,0 +1,43 @@
+"""Builders that turn the ``model`` and ``loss`` config sections into modules."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from centernet.config.schema import Config
+from centernet.losses import CenterNetCriterion, build_heatmap_loss
+from centernet.models import CenterNet, build_centernet
+
+
+def build_model(cfg: Config, num_classes: int) -> CenterNet:
+    """The detector described by ``cfg.model`` for ``num_classes`` classes."""
+    model_cfg = cfg.model
+    model = build_centernet(
+        backbone=model_cfg.backbone.type,
+        backbone_weights=model_cfg.backbone.weights,
+        neck=model_cfg.neck.type,
+        neck_channels=tuple(model_cfg.neck.channels),
+        num_classes=num_classes,
+        head_conv=model_cfg.head.head_conv,
+        prior_prob=model_cfg.head.prior_prob,
+    )
+    if model.output_stride != cfg.data.down_ratio:
+        raise ValueError(
+            f"data.down_ratio={cfg.data.down_ratio} but model {model_cfg.backbone.type}+{model_cfg.neck.type} "
+            f"has output stride {model.output_stride}"
+        )
+    return model
+
+
+def build_criterion(cfg: Config) -> CenterNetCriterion:
+    """The loss of ``cfg.loss``: the heatmap loss picked by ``loss.heatmap.type`` plus L1 size/offset."""
+    heatmap_params = {
+        k: v for k, v in dataclasses.asdict(cfg.loss.heatmap).items() if k not in ("type", "weight")
+    }
+    heatmap_loss = build_heatmap_loss(cfg.loss.heatmap.type, **heatmap_params)
+    return CenterNetCriterion(
+        heatmap_loss,
+        heatmap_weight=cfg.loss.heatmap.weight,
+        size_weight=cfg.loss.size.weight,
+        offset_weight=cfg.loss.offset.weight,
+    )

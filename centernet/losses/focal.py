@@ -1,0 +1,141 @@
+"""Focal losses on heatmap logits: CenterNet's penalty-reduced focal loss and RetinaNet's focal loss.
+
+Both compute in float32 (whatever the input dtype, e.g. under AMP) and take ``log p`` and
+``log(1 - p)`` from ``F.logsigmoid`` so that large logits never produce ``log(0)``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from centernet.losses.masking import check_heatmap_inputs, expand_mask, safe_denominator
+
+POSITIVE_TARGET = 1.0  # heatmap value marking an object centre (the Gaussian peak)
+
+
+def penalty_reduced_focal_loss(
+    logits: Tensor,
+    target: Tensor,
+    mask: Tensor | None = None,
+    *,
+    alpha: float = 2.0,
+    beta: float = 4.0,
+) -> Tensor:
+    """CornerNet/CenterNet penalty-reduced focal loss on heatmap logits.
+
+    With ``p = sigmoid(logits)``, ``pos = (target == 1) * mask`` and ``neg = (target < 1) * mask``::
+
+        L = -[sum(log(p) (1 - p)^alpha pos) + sum(log(1 - p) p^alpha (1 - target)^beta neg)] / num_pos
+
+    where ``num_pos = sum(pos)``; when ``num_pos == 0`` the loss is the negative term alone (as in
+    the original ``_neg_loss``). The zero case is handled with ``torch.where`` (no host sync). Equal
+    to the original applied to ``clamp(sigmoid(logits), 1e-4, 1 - 1e-4)`` wherever that clamp is
+    inactive.
+
+    Args:
+        logits: FloatTensor[B, C, H, W] raw heatmap scores (any float dtype; computed in float32).
+        target: FloatTensor[B, C, H, W] Gaussian targets in [0, 1], exactly 1 at object centres.
+        mask: optional Tensor[B, C, H, W] or [B, 1, H, W] (broadcast over classes); 1 = counts,
+            0 = ignored. None counts every element.
+        alpha: focusing exponent on ``(1 - p)`` (positives) and ``p`` (negatives).
+        beta: penalty-reduction exponent on ``(1 - target)`` around centres.
+
+    Returns:
+        FloatTensor[] (float32 scalar).
+    """
+    check_heatmap_inputs(logits, target, mask, loss="penalty_reduced_focal_loss")
+    x = logits.float()
+    y = target.float()
+    m = expand_mask(mask, x)
+    log_p = F.logsigmoid(x)
+    log_1mp = F.logsigmoid(-x)
+    p = torch.sigmoid(x)
+    one_minus_p = torch.sigmoid(-x)
+    pos = (y == POSITIVE_TARGET).float() * m  # [B, C, H, W]
+    neg = (y < POSITIVE_TARGET).float() * m
+    pos_term = (log_p * one_minus_p.pow(alpha) * pos).sum()
+    neg_term = (log_1mp * p.pow(alpha) * (1.0 - y).pow(beta) * neg).sum()
+    num_pos = pos.sum()
+    # With no positives pos_term is 0 and the divisor 1: the loss is -neg_term, as in the original.
+    return -(pos_term + neg_term) / safe_denominator(num_pos)
+
+
+def sigmoid_focal_loss(
+    logits: Tensor,
+    target: Tensor,
+    mask: Tensor | None = None,
+    *,
+    alpha: float = 0.25,
+    gamma: float = 2.0,
+) -> Tensor:
+    """RetinaNet focal loss ``-alpha_t (1 - p_t)^gamma log(p_t)`` on heatmap logits.
+
+    The Gaussian heatmap is binarised: only elements with ``target == 1`` are positives, every other
+    element is a negative. The masked sum is normalised by ``max(num_pos, 1)``, ``num_pos`` being
+    the number of masked positives, so an image without objects gives a finite loss.
+
+    Args:
+        logits: FloatTensor[B, C, H, W] raw heatmap scores (any float dtype; computed in float32).
+        target: FloatTensor[B, C, H, W] heatmap targets; 1 marks a positive.
+        mask: optional Tensor[B, C, H, W] or [B, 1, H, W]; 1 = counts, 0 = ignored.
+        alpha: weight of positives in [0, 1] (negatives get ``1 - alpha``); negative = no balancing.
+        gamma: focusing exponent.
+
+    Returns:
+        FloatTensor[] (float32 scalar).
+    """
+    check_heatmap_inputs(logits, target, mask, loss="sigmoid_focal_loss")
+    x = logits.float()
+    m = expand_mask(mask, x)
+    y = (target == POSITIVE_TARGET).float()  # [B, C, H, W] binary
+    ce = F.binary_cross_entropy_with_logits(x, y, reduction="none")  # -log(p_t)
+    one_minus_pt = torch.where(y > 0, torch.sigmoid(-x), torch.sigmoid(x))
+    loss = ce * one_minus_pt.pow(gamma)
+    if alpha >= 0:
+        loss = loss * (alpha * y + (1.0 - alpha) * (1.0 - y))
+    num_pos = (y * m).sum()
+    return (loss * m).sum() / num_pos.clamp_min(1.0)
+
+
+class PenaltyReducedFocalLoss(nn.Module):
+    """Module form of :func:`penalty_reduced_focal_loss` (registry name ``penalty_reduced_focal``).
+
+    Args:
+        alpha: focusing exponent.
+        beta: penalty-reduction exponent.
+    """
+
+    def __init__(self, alpha: float = 2.0, beta: float = 4.0) -> None:
+        super().__init__()
+        self.alpha = float(alpha)
+        self.beta = float(beta)
+
+    def forward(self, logits: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
+        """See :func:`penalty_reduced_focal_loss`; returns FloatTensor[]."""
+        return penalty_reduced_focal_loss(logits, target, mask, alpha=self.alpha, beta=self.beta)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}, beta={self.beta}"
+
+
+class SigmoidFocalLoss(nn.Module):
+    """Module form of :func:`sigmoid_focal_loss` (registry name ``focal``).
+
+    Args:
+        alpha: positive/negative balance (negative disables it).
+        gamma: focusing exponent.
+    """
+
+    def __init__(self, alpha: float = 0.25, gamma: float = 2.0) -> None:
+        super().__init__()
+        self.alpha = float(alpha)
+        self.gamma = float(gamma)
+
+    def forward(self, logits: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
+        """See :func:`sigmoid_focal_loss`; returns FloatTensor[]."""
+        return sigmoid_focal_loss(logits, target, mask, alpha=self.alpha, gamma=self.gamma)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}, gamma={self.gamma}"

@@ -1,0 +1,115 @@
+"""The CenterNet detector (backbone -> neck -> head) and its builder.
+
+The model only maps images to raw maps; targets, losses and decoding live elsewhere (DESIGN §2, §8.3).
+``forward`` returns the same dict in train and eval mode. ``channels_last`` is supported: convert the
+model and the input with ``.to(memory_format=torch.channels_last)``; the output maps may then be
+channels_last too (read them with ``reshape``/indexing, not ``view``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from centernet.models.heads import CenterNetHead
+from centernet.models.registry import BACKBONES, NECKS
+
+
+class CenterNet(nn.Module):
+    """Objects-as-points detector.
+
+    Args:
+        backbone: exposes ``out_channels: int`` and ``stride: int``; maps FloatTensor[B, 3, H, W] to
+            FloatTensor[B, out_channels, H / stride, W / stride].
+        neck: exposes ``out_channels: int`` and ``upsample_factor: int``; upsamples the backbone map.
+        head: maps the neck output to ``{"heatmap", "size", "offset"}`` maps.
+
+    Attributes:
+        output_stride: ``backbone.stride / neck.upsample_factor`` (4 for ResNet + 3-layer deconv): input
+            pixels per output-map pixel.
+        size_divisor: ``backbone.stride``; input height and width must be multiples of it.
+
+    Raises:
+        ValueError: if the backbone stride is not a multiple of the neck's upsampling factor.
+    """
+
+    def __init__(self, backbone: nn.Module, neck: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        stride = int(backbone.stride)
+        upsample = int(neck.upsample_factor)
+        if upsample < 1 or stride % upsample != 0:
+            raise ValueError(
+                f"CenterNet: backbone stride {stride} is not a multiple of the neck upsample factor "
+                f"{upsample}; the output stride must be a whole number of input pixels"
+            )
+        neck_in = getattr(neck, "in_channels", None)
+        if neck_in is not None and neck_in != backbone.out_channels:
+            raise ValueError(
+                f"CenterNet: neck expects {neck_in} input channels, backbone gives {backbone.out_channels}"
+            )
+        self.backbone = backbone
+        self.neck = neck
+        self.head = head
+        self.output_stride: int = stride // upsample
+        self.size_divisor: int = stride
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Predict the raw maps (same dict in train and eval mode).
+
+        Args:
+            images: FloatTensor[B, 3, H, W], normalised; H and W multiples of ``size_divisor`` (32).
+
+        Returns:
+            ``{"heatmap": FloatTensor[B, C, H/s, W/s] logits (no sigmoid), "size": FloatTensor[B, 2, H/s,
+            W/s] box (w, h) in output pixels, "offset": FloatTensor[B, 2, H/s, W/s] (dx, dy)}`` with
+            ``s = output_stride``.
+
+        Raises:
+            ValueError: if ``images`` is not 4-D or H, W are not multiples of ``size_divisor``.
+        """
+        if images.dim() != 4:
+            raise ValueError(f"CenterNet: expected images [B, 3, H, W], got shape {tuple(images.shape)}")
+        height, width = images.shape[-2:]
+        if height % self.size_divisor or width % self.size_divisor:
+            raise ValueError(
+                f"CenterNet: input height {height} and width {width} must be multiples of "
+                f"{self.size_divisor} (the backbone stride); pad or resize the input"
+            )
+        return self.head(self.neck(self.backbone(images)))
+
+
+def build_centernet(
+    *,
+    backbone: str,
+    backbone_weights: str | None,
+    neck: str,
+    neck_channels: Sequence[int],
+    num_classes: int,
+    head_conv: int,
+    prior_prob: float,
+) -> CenterNet:
+    """Build a CenterNet from registered component names and explicit hyper-parameters.
+
+    Args:
+        backbone: a name in ``BACKBONES`` (e.g. ``"resnet18"``).
+        backbone_weights: ``None`` (random init), ``"imagenet"`` or a local state_dict file.
+        neck: a name in ``NECKS`` (e.g. ``"deconv"``).
+        neck_channels: output channels of each neck layer (e.g. ``[256, 256, 256]``).
+        num_classes: heatmap channels.
+        head_conv: hidden channels of each head branch (``<= 0``: single 1x1 conv).
+        prior_prob: initial heatmap foreground probability, in (0, 1).
+
+    Returns:
+        The detector (in training mode, on the CPU).
+
+    Raises:
+        KeyError: (``UnknownNameError``) for an unknown backbone or neck name, listing the valid ones.
+    """
+    backbone_module = BACKBONES[backbone](weights=backbone_weights)
+    neck_module = NECKS[neck](in_channels=backbone_module.out_channels, channels=neck_channels)
+    head_module = CenterNetHead(
+        neck_module.out_channels, num_classes, head_conv=head_conv, prior_prob=prior_prob
+    )
+    return CenterNet(backbone_module, neck_module, head_module)

@@ -1,0 +1,88 @@
+"""Evaluate a trained CenterNet checkpoint, or score an existing detections file, on the val set.
+
+    python tools/eval.py --config CFG --checkpoint PTH [--flip] [--scales 1.0] [--out-dir DIR] [KEY=VALUE ...]
+    python tools/eval.py --config CFG --predictions DETECTIONS.json [--out-dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from centernet.config import ConfigError, load_config
+from centernet.data.build import build_dataset, build_loader
+from centernet.engine.build import build_model
+from centernet.engine.checkpoint import load_checkpoint, model_state_from_checkpoint
+from centernet.engine.evaluator import evaluate_model, score_detections
+from centernet.engine.inference import ImageNormalizer
+from centernet.engine.logging import setup_logging
+from centernet.evaluation import load_detections
+from centernet.utils.env import select_device
+
+logger = logging.getLogger("centernet.tools.eval")
+
+
+def parse_scales(text: str) -> list[float]:
+    try:
+        return [float(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--scales expects comma-separated numbers, got {text!r}") from None
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="experiment YAML file (defines the val set)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="checkpoint to evaluate (checkpoints/best.pth of a run)")
+    source.add_argument("--predictions", help="COCO results JSON to score instead of running a model")
+    parser.add_argument("--flip", action="store_true", help="flip test-time augmentation")
+    parser.add_argument("--scales", type=parse_scales, default=None, help="test scales, e.g. 1.0")
+    parser.add_argument("--out-dir", help="where metrics.json/detections.json go (default: <work dir>/eval)")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    out_dir = Path(args.out_dir) if args.out_dir else Path("work_dirs") / Path(args.config).stem / "eval"
+    setup_logging(None)
+    try:
+        overrides = list(args.overrides)
+        if args.flip:
+            overrides.append("eval.flip=true")
+        if args.scales is not None:
+            overrides.append(f"eval.scales={args.scales}")
+        cfg = load_config(args.config, overrides)
+        if cfg.eval.scales != [1.0]:
+            raise ConfigError(f"eval.scales={cfg.eval.scales}: only single-scale testing [1.0] is supported")
+        dataset = build_dataset(cfg, "val")
+        if args.predictions:
+            score_detections(dataset, load_detections(args.predictions), backend=cfg.eval.backend, out_dir=out_dir)
+            return 0
+        device = select_device(cfg.runtime.device)
+        state = load_checkpoint(args.checkpoint, map_location=device)
+        model = build_model(cfg, len(dataset.class_names))
+        try:
+            model.load_state_dict(model_state_from_checkpoint(state, args.checkpoint))
+        except RuntimeError as error:
+            raise ValueError(
+                f"checkpoint {args.checkpoint} does not fit the model of {args.config}: {str(error).splitlines()[0]}"
+            ) from error
+        model.to(device)
+        evaluate_model(
+            model, dataset, build_loader(cfg, dataset, "val", pin_memory=device.type == "cuda"),
+            ImageNormalizer(cfg.data.mean, cfg.data.std).to(device),
+            device=device, topk=cfg.eval.topk, flip=cfg.eval.flip, amp=cfg.runtime.amp,
+            backend=cfg.eval.backend, out_dir=out_dir,
+        )
+    except (ConfigError, FileNotFoundError, ValueError, OSError) as error:
+        logger.error("%s", error)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""Train (and evaluate) a CenterNet detector from a YAML config.
+
+    python tools/train.py --config configs/shapes_resnet18.yaml [--work-dir DIR] [--resume [PATH]] [KEY=VALUE ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from centernet.config import ConfigError, load_config
+from centernet.engine.logging import setup_logging
+from centernet.engine.trainer import Trainer
+
+logger = logging.getLogger("centernet.tools.train")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="experiment YAML file")
+    parser.add_argument("--work-dir", help="run folder (default: work_dirs/<config file stem>)")
+    parser.add_argument(
+        "--resume", nargs="?", const=True, default=None, metavar="PATH",
+        help="resume from PATH, or from <work-dir>/checkpoints/last.pth when no PATH is given",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. solver.lr=2.5e-4")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    work_dir = Path(args.work_dir) if args.work_dir else Path("work_dirs") / Path(args.config).stem
+    setup_logging(work_dir)
+    try:
+        cfg = load_config(args.config, args.overrides)
+        trainer = Trainer(cfg, work_dir, resume=args.resume, progress=not args.no_progress)
+        trainer.fit()
+    except (ConfigError, FileNotFoundError, ValueError, FloatingPointError, OSError) as error:
+        logger.error("%s", error)
+        logger.debug("traceback of the error above", exc_info=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
