@@ -82,7 +82,8 @@ def decode_detections(heatmap_logits: Tensor, size: Tensor, offset: Tensor, *, k
     batch, num_classes, height, width = heatmap_logits.shape
     heat = peak_keep(heatmap_logits.float().sigmoid())
     k_class = min(k, height * width)
-    class_scores, class_index = heat.view(batch, num_classes, height * width).topk(k_class, dim=2)  # [B, C, k_class]
+    flat_heat = heat.view(batch, num_classes, height * width)
+    class_scores, class_index = flat_heat.topk(k_class, dim=2)  # [B, C, k_class]
     k_all = min(k, num_classes * k_class)
     scores, order = class_scores.view(batch, num_classes * k_class).topk(k_all, dim=1)  # [B, K]
     classes = torch.div(order, max(k_class, 1), rounding_mode="floor")  # [B, K]

@@ -44,7 +44,7 @@ MARKER_NAME = ".complete.json"
 FORMAT_VERSION = 1
 DEFAULT_OUT = Path(__file__).resolve().parent / "data" / "shapes"
 
-MIN_SIZE_PX = 10.0 # smallest shape diameter (circumscribed circle), pixels
+MIN_SIZE_PX = 10.0  # smallest shape diameter (circumscribed circle), pixels
 MAX_SIZE_FRACTION = 0.4  # largest shape diameter as a fraction of the shorter image side
 OUTLINE_MIN_SIZE_PX = 16.0  # smaller shapes are always filled
 OUTLINE_PROB = 0.3

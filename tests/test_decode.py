@@ -83,8 +83,8 @@ def test_k_larger_than_the_map_is_clamped():
 
 
 def test_empty_inputs():
-    assert decode_detections(torch.zeros(0, 3, 4, 4), torch.zeros(0, 2, 4, 4), torch.zeros(0, 2, 4, 4)).shape == (
-        0, 48, 6)
+    none = decode_detections(torch.zeros(0, 3, 4, 4), torch.zeros(0, 2, 4, 4), torch.zeros(0, 2, 4, 4))
+    assert none.shape == (0, 48, 6)
     assert decode_detections(torch.zeros(2, 3, 4, 4), torch.zeros(2, 2, 4, 4), torch.zeros(2, 2, 4, 4),
                              k=0).shape == (2, 0, 6)
     assert detections_to_image(np.zeros((0, 6)), (5, 5), 10, (4, 4)).shape == (0, 6)
@@ -164,8 +164,8 @@ def test_round_trip_image_to_grid_and_back():
     center, scale = np.array([width / 2.0, height / 2.0], dtype=np.float32), float(max(height, width))
     image_boxes = np.array([[40.0, 60.0, 180.0, 200.0], [300.0, 20.0, 460.0, 150.0]], dtype=np.float32)
     grid = apply_affine_to_boxes(image_boxes, get_affine_transform(center, scale, (output, output)))
-    targets = render_targets(torch.from_numpy(grid)[None], torch.tensor([[0, 1]]), torch.ones(1, 2, dtype=bool),
-                             num_classes=2, output_size=(output, output))
+    targets = render_targets(torch.from_numpy(grid)[None], torch.tensor([[0, 1]]),
+                             torch.ones(1, 2, dtype=bool), num_classes=2, output_size=(output, output))
     dets = decode_detections(*_fake_predictions(targets), k=2)[0]
     back = detections_to_image(dets, center, scale, (output, output))
     back = back[np.argsort(back[:, 5])]

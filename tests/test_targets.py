@@ -75,7 +75,8 @@ def test_radius_hand_computed_square():
     # Corrected: "both corners inside" binds: (10 - 2r)^2 = 0.7 * 100 -> r = (10 - sqrt(70)) / 2.
     assert gaussian_radius(10, 10, formula="cornernet") == pytest.approx((10 - math.sqrt(70)) / 2, abs=1e-12)
     # The original is ~3.35x the corrected radius (DESIGN §4).
-    assert gaussian_radius(10, 10) / gaussian_radius(10, 10, formula="cornernet") == pytest.approx(3.35, abs=0.01)
+    ratio = gaussian_radius(10, 10) / gaussian_radius(10, 10, formula="cornernet")
+    assert ratio == pytest.approx(3.35, abs=0.01)
 
 
 @pytest.mark.parametrize(("h", "w", "o"), [(10, 10, 0.7), (3, 40, 0.7), (57, 8, 0.5), (1, 1, 0.9)])
@@ -104,8 +105,8 @@ def test_unknown_radius_formula_lists_valid_names():
     with pytest.raises(ValueError, match="min_overlap"):
         gaussian_radius(4, 4, min_overlap=1.5)
     with pytest.raises(ValueError, match="cornernet"):
-        render_targets(torch.zeros(1, 1, 4), torch.zeros(1, 1, dtype=torch.long), torch.ones(1, 1, dtype=bool),
-                       num_classes=1, output_size=(4, 4), radius_formula="nope")
+        render_targets(torch.zeros(1, 1, 4), torch.zeros(1, 1, dtype=torch.long),
+                       torch.ones(1, 1, dtype=bool), num_classes=1, output_size=(4, 4), radius_formula="nope")
 
 
 # ---------------------------------------------------------------- rendering: hand-computed cases
@@ -212,8 +213,9 @@ def test_ignore_region_mask():
 
 
 def test_empty_inputs():
-    out = render_targets(torch.zeros(3, 0, 4), torch.zeros(3, 0, dtype=torch.long), torch.zeros(3, 0, dtype=bool),
-                         num_classes=4, output_size=(5, 7), ignore=torch.zeros(3, 0, dtype=bool))
+    out = render_targets(torch.zeros(3, 0, 4), torch.zeros(3, 0, dtype=torch.long),
+                         torch.zeros(3, 0, dtype=bool), num_classes=4, output_size=(5, 7),
+                         ignore=torch.zeros(3, 0, dtype=bool))
     assert out["heatmap"].shape == (3, 4, 5, 7) and not out["heatmap"].any()
     assert out["size"].shape == out["offset"].shape == (3, 0, 2)
     assert out["index"].shape == out["mask"].shape == (3, 0)

@@ -250,7 +250,8 @@ class CocoDetection(Dataset):
                 a sampler drive the epoch when workers are persistent and ``set_epoch`` cannot reach them).
 
         Returns:
-            ``Sample``: image ``torch.uint8 [3, H_in, W_in]``, boxes ``float32 [N, 4]`` xyxy on the input
+            ``Sample``: image ``torch.uint8 [3, H_in, W_in]`` (BGR unless the transform changes the
+            channel order), boxes ``float32 [N, 4]`` xyxy on the input
             grid, labels ``int64 [N]``, ignore ``bool [N]``, and ``meta`` (image_id, file_name,
             orig_size ``(h, w)``, center ``(cx, cy)``, scale, flipped).
         """

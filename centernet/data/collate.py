@@ -36,9 +36,7 @@ def _check_sample(index: int, sample: dict[str, Any]) -> tuple[torch.Tensor, tor
     expected_shape = is_tensor and image.dim() == _IMAGE_DIMS and image.shape[0] == _NUM_CHANNELS
     if not expected_shape or image.dtype != torch.uint8:
         desc = f"{image.dtype} {tuple(image.shape)}" if is_tensor else type(image).__name__
-        raise ValueError(
-            f"collate: sample {index} 'image' must be a torch.uint8 [3, H, W] tensor, got {desc}"
-        )
+        raise ValueError(f"collate: sample {index} 'image' must be a torch.uint8 [3, H, W] tensor, got {desc}")
     boxes = torch.as_tensor(sample["boxes"], dtype=torch.float32)
     if boxes.numel() == 0:
         boxes = boxes.reshape(0, _BOX_COORDS)

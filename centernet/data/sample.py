@@ -58,7 +58,8 @@ class Sample(TypedDict):
     """One training / evaluation sample, as returned by ``Dataset.__getitem__``.
 
     Attributes:
-        image: ``torch.uint8 [3, H_in, W_in]`` BGR pixels on the input grid.
+        image: ``torch.uint8 [3, H_in, W_in]`` pixels on the input grid, in the transform's channel
+            order (BGR without a transform).
         boxes: ``torch.float32 [N, 4]`` ``[x1, y1, x2, y2]`` on the input grid.
         labels: ``torch.int64 [N]`` contiguous class labels.
         ignore: ``torch.bool [N]``; True for ignore regions.

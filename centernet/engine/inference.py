@@ -93,7 +93,7 @@ def run_inference(
         with autocast_context(device, amp):
             maps = predict_maps(model, images, flip=flip)
         dets = decode_detections(maps["heatmap"], maps["size"], maps["offset"], k=topk).cpu().numpy()
-        output_size = (maps["heatmap"].shape[-1], maps["heatmap"].shape[-2])  # (width, height)
+        output_size = tuple(maps["heatmap"].shape[-2:])  # (height, width)
         for meta, image_dets in zip(batch["metas"], dets, strict=True):
             mapped = detections_to_image(image_dets, meta["center"], meta["scale"], output_size)
             results.append((meta, mapped))

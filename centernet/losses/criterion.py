@@ -21,8 +21,9 @@ def _require(mapping: Mapping[str, Tensor], keys: Sequence[str], what: str) -> N
 
 
 class CenterNetCriterion(nn.Module):
-    """Sum-ready CenterNet loss terms: ``heatmap_weight * L_hm``, ``size_weight * L_size``,
-    ``offset_weight * L_off``.
+    """Weighted CenterNet loss terms ``{"heatmap", "size", "offset"}``, ready to be summed.
+
+    The terms are ``heatmap_weight * L_hm``, ``size_weight * L_size`` and ``offset_weight * L_off``.
 
     The heatmap term is any registered heatmap loss (see
     :func:`centernet.losses.build_heatmap_loss`) applied with ``targets["heatmap_mask"]``; size and
@@ -100,6 +101,5 @@ class CenterNetCriterion(nn.Module):
 
     def extra_repr(self) -> str:
         return (
-            f"heatmap_weight={self.heatmap_weight}, size_weight={self.size_weight}, "
-            f"offset_weight={self.offset_weight}"
+            f"heatmap_weight={self.heatmap_weight}, size_weight={self.size_weight}, offset_weight={self.offset_weight}"
         )

@@ -23,9 +23,7 @@ def check_heatmap_inputs(logits: Tensor, target: Tensor, mask: Tensor | None, *,
     if logits.dim() != HEATMAP_NDIM:
         raise ValueError(f"{loss}: logits must be [B, C, H, W], got shape {tuple(logits.shape)}")
     if target.shape != logits.shape:
-        raise ValueError(
-            f"{loss}: target shape {tuple(target.shape)} must equal logits shape {tuple(logits.shape)}"
-        )
+        raise ValueError(f"{loss}: target shape {tuple(target.shape)} must equal logits shape {tuple(logits.shape)}")
     if mask is None:
         return
     batch, channels, height, width = logits.shape

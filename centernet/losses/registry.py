@@ -52,7 +52,5 @@ def build_heatmap_loss(name: str, **params: object) -> nn.Module:
     accepted = _accepted_params(factory)
     unknown = sorted(set(params) - set(accepted))
     if unknown:
-        raise TypeError(
-            f"heatmap loss {name!r} got unknown parameter(s) {unknown}; it accepts {accepted or 'none'}"
-        )
+        raise TypeError(f"heatmap loss {name!r} got unknown parameter(s) {unknown}; it accepts {accepted or 'none'}")
     return factory(**params)

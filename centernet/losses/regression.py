@@ -55,13 +55,9 @@ def reg_l1_loss(pred_map: Tensor, target: Tensor, index: Tensor, mask: Tensor) -
         raise ValueError(f"reg_l1_loss: index must be [{batch}, M], got {tuple(index.shape)}")
     slots = index.shape[1]
     if mask.shape != index.shape:
-        raise ValueError(
-            f"reg_l1_loss: mask shape {tuple(mask.shape)} must equal index shape ({batch}, {slots})"
-        )
+        raise ValueError(f"reg_l1_loss: mask shape {tuple(mask.shape)} must equal index shape ({batch}, {slots})")
     if target.shape != (batch, slots, channels):
-        raise ValueError(
-            f"reg_l1_loss: target shape {tuple(target.shape)} must be ({batch}, {slots}, {channels})"
-        )
+        raise ValueError(f"reg_l1_loss: target shape {tuple(target.shape)} must be ({batch}, {slots}, {channels})")
     valid = mask > 0
     safe_index = index.long().masked_fill(~valid, 0)
     pred = gather_at_index(pred_map.float(), safe_index)  # [B, M, D]

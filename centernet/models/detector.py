@@ -109,7 +109,5 @@ def build_centernet(
     """
     backbone_module = BACKBONES[backbone](weights=backbone_weights)
     neck_module = NECKS[neck](in_channels=backbone_module.out_channels, channels=neck_channels)
-    head_module = CenterNetHead(
-        neck_module.out_channels, num_classes, head_conv=head_conv, prior_prob=prior_prob
-    )
+    head_module = CenterNetHead(neck_module.out_channels, num_classes, head_conv=head_conv, prior_prob=prior_prob)
     return CenterNet(backbone_module, neck_module, head_module)

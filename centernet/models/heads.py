@@ -73,9 +73,7 @@ class CenterNetHead(nn.Module):
         heatmap, size, offset: the branches (``nn.Sequential``).
     """
 
-    def __init__(
-        self, in_channels: int, num_classes: int, *, head_conv: int = 64, prior_prob: float = 0.1
-    ) -> None:
+    def __init__(self, in_channels: int, num_classes: int, *, head_conv: int = 64, prior_prob: float = 0.1) -> None:
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"CenterNetHead: num_classes must be >= 1, got {num_classes}")

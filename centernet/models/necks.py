@@ -52,18 +52,14 @@ class DeconvNeck(nn.Module):
         super().__init__()
         channels = tuple(int(c) for c in channels)
         if not channels:
-            raise ValueError(
-                "deconv neck: channels is empty, expected at least one layer, e.g. [256, 256, 256]"
-            )
+            raise ValueError("deconv neck: channels is empty, expected at least one layer, e.g. [256, 256, 256]")
         if in_channels <= 0 or min(channels) <= 0:
             raise ValueError(
-                f"deconv neck: channels must be positive, got in_channels={in_channels}, "
-                f"channels={list(channels)}"
+                f"deconv neck: channels must be positive, got in_channels={in_channels}, channels={list(channels)}"
             )
         if kernel_size not in _DECONV_PADDING:
             raise ValueError(
-                f"deconv neck: kernel_size {kernel_size} is not supported, "
-                f"valid are {sorted(_DECONV_PADDING)}"
+                f"deconv neck: kernel_size {kernel_size} is not supported, valid are {sorted(_DECONV_PADDING)}"
             )
         padding, output_padding = _DECONV_PADDING[kernel_size]
         modules: list[nn.Module] = []

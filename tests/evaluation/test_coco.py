@@ -33,7 +33,8 @@ def make_gt() -> dict:
         (2, DOG, [0, 120, 80, 80], 1),  # crowd region
     ]
     annotations = [
-        {"id": k + 1, "image_id": img, "category_id": cat, "bbox": box, "area": box[2] * box[3], "iscrowd": crowd}
+        {"id": k + 1, "image_id": img, "category_id": cat, "bbox": box, "area": box[2] * box[3],
+         "iscrowd": crowd}
         for k, (img, cat, box, crowd) in enumerate(boxes)
     ]
     categories = [{"id": CAT, "name": "cat"}, {"id": DOG, "name": "dog"}]
@@ -54,9 +55,9 @@ def random_detections(gt: dict, seed: int, per_pair: int = 6) -> list[dict]:
     for ann in gt["annotations"]:
         x, y, w, h = ann["bbox"]
         for _ in range(3):
-            jitter = rng.normal(0.0, 0.15, size=4) * [w, h, w, h]
+            dx, dy, dw, dh = rng.normal(0.0, 0.15, size=4) * [w, h, w, h]
             dets.append({"image_id": ann["image_id"], "category_id": ann["category_id"],
-                         "bbox": [x + jitter[0], y + jitter[1], max(1.0, w + jitter[2]), max(1.0, h + jitter[3])],
+                         "bbox": [x + dx, y + dy, max(1.0, w + dw), max(1.0, h + dh)],
                          "score": float(rng.uniform())})
     for img in gt["images"]:
         for cat in (CAT, DOG):
@@ -80,7 +81,7 @@ def direct_pycocotools(gt: dict, dets: list[dict]) -> tuple[np.ndarray, np.ndarr
         evaluator.accumulate()
         evaluator.summarize()
     precision = evaluator.eval["precision"][:, :, :, 0, -1]  # [T, R, K] at area all, maxDets 100
-    per_class = np.array([precision[:, :, k][precision[:, :, k] > -1].mean() for k in range(precision.shape[2])])
+    per_class = np.array([p[p > -1].mean() for p in np.moveaxis(precision, 2, 0)])
     return np.asarray(evaluator.stats[: len(SUMMARY_KEYS)]), per_class
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from centernet.evaluation import load_detections, write_eval_outputs
 from centernet.evaluation import io as eval_io
+from centernet.evaluation import load_detections, write_eval_outputs
 
 METRICS = {"metric": "coco", "AP": 0.25, "AP50": 0.5, "AP75": 0.125, "APs": None, "APm": 0.0, "APl": 1.0,
            "AR1": 0.1, "AR10": 0.2, "AR100": 0.3, "per_class": {"cat": 0.5, "dog": None}}
@@ -39,7 +39,8 @@ def test_empty_detections_round_trip(tmp_path: Path) -> None:
 
 
 def test_nan_and_numpy_values_become_valid_json(tmp_path: Path) -> None:
-    metrics = {"metric": "voc", "mAP": np.float32(0.5), "per_class": {"a": float("nan"), "b": np.float64(0.25)}}
+    per_class = {"a": float("nan"), "b": np.float64(0.25)}
+    metrics = {"metric": "voc", "mAP": np.float32(0.5), "per_class": per_class}
     dets = [dict(DETECTIONS[0], image_id=np.int64(1), score=np.float32(0.5))]
     write_eval_outputs(tmp_path, metrics, dets)
     text = (tmp_path / "metrics.json").read_text()
@@ -85,7 +86,8 @@ def test_corrupt_json_error_names_the_file(tmp_path: Path) -> None:
     [
         ({"image_id": 1}, r"expected a JSON list of detection records, got dict"),
         ([DETECTIONS[0], 7], r"detection record 1: expected an object"),
-        ([{"image_id": 1, "bbox": [0, 0, 1, 1], "score": 0.5}], r"record 0: missing key\(s\) \['category_id'\]"),
+        ([{"image_id": 1, "bbox": [0, 0, 1, 1], "score": 0.5}],
+         r"record 0: missing key\(s\) \['category_id'\]"),
         ([DETECTIONS[0], dict(DETECTIONS[1], bbox=[0, 0, 1])], r"record 1: 'bbox' must be 4 finite numbers"),
         ([dict(DETECTIONS[0], bbox=[0, 0, "1", 1])], r"record 0: 'bbox' must be 4 finite numbers"),
         ([dict(DETECTIONS[0], bbox="0011")], r"record 0: 'bbox' must be 4 finite numbers"),

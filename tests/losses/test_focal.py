@@ -14,9 +14,7 @@ import torchvision
 from centernet.losses import penalty_reduced_focal_loss, sigmoid_focal_loss
 
 REFERENCE_DIR = Path(
-    os.environ.get(
-        "CENTERNET_REFERENCE_DIR", Path(__file__).resolve().parents[2].parent / "shared" / "reference"
-    )
+    os.environ.get("CENTERNET_REFERENCE_DIR", Path(__file__).resolve().parents[2].parent / "shared" / "reference")
 )
 GOLDEN = REFERENCE_DIR / "centernet_golden.npz"
 GOLDEN_RTOL = 1e-4

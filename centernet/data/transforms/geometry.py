@@ -36,9 +36,9 @@ class TransformedSample:
         image: ``[H_in, W_in, 3]`` uint8 network input, channels in the transform's ``channel_order``.
         boxes: ``[N, 4]`` float32 ``[x1, y1, x2, y2]`` on the input grid, mapped by the same affine as
             the pixels and NOT clipped (the target renderer clips on the output grid).
-        center: ``[2]`` float32 crop centre ``(cx, cy)`` in source pixels; when ``flipped`` it is in the
-            coordinates of the flipped source image, as in the original (so that
-            ``get_affine_transform(center, scale, (W_in, H_in))`` is the warp of the flipped image).
+        center: ``[2]`` float32 crop centre ``(cx, cy)`` in ORIGINAL-image pixels. When ``flipped`` the
+            warp is that of the mirrored image around ``(W - 1 - cx, cy)`` (the original's
+            ``c[0] = W - c[0] - 1``): the same region, mirrored.
         scale: side of the square crop in source pixels.
         flipped: whether the source was mirrored horizontally before the warp.
         matrix: ``[2, 3]`` float64 affine from the ORIGINAL (un-flipped) image pixels to the input grid,

@@ -125,9 +125,7 @@ class TrainTransform:
             scale *= float(np.clip(rng.standard_normal() * sf + 1.0, 1.0 - sf, 1.0 + sf))
         return center, scale
 
-    def __call__(
-        self, image: np.ndarray, boxes: np.ndarray | None, rng: np.random.Generator
-    ) -> TransformedSample:
+    def __call__(self, image: np.ndarray, boxes: np.ndarray | None, rng: np.random.Generator) -> TransformedSample:
         """Augment one sample.
 
         Args:
@@ -143,11 +141,12 @@ class TrainTransform:
         boxes = check_boxes(boxes)
         center, scale = self.sample_crop(height, width, rng)
         flipped = bool(rng.random() < self.flip_prob)
+        warp_center = center.copy()  # in the coordinates of the (possibly flipped) source, as the original
         if flipped:
-            center[0] = width - center[0] - 1
+            warp_center[0] = width - warp_center[0] - 1
             boxes = flip_boxes(boxes, width)
         in_h, in_w = self.input_size
-        matrix = get_affine_transform(center, scale, (in_w, in_h))  # flipped source -> input
+        matrix = get_affine_transform(warp_center, scale, (in_w, in_h))  # (flipped) source -> input
         image_matrix = compose_flip(matrix, width) if flipped else matrix  # original source -> input
         warped = warp_image(image, image_matrix, self.input_size)
         if self.color_jitter_strength > 0 or self.pca_lighting_std > 0:

@@ -247,8 +247,7 @@ def load_state_dict_checked(
     for key, value in wanted.items():
         if value.shape != expected[key].shape:
             raise ValueError(
-                f"weights from {source}: {key!r} has shape {tuple(value.shape)}, "
-                f"expected {tuple(expected[key].shape)}"
+                f"weights from {source}: {key!r} has shape {tuple(value.shape)}, expected {tuple(expected[key].shape)}"
             )
     module.load_state_dict(wanted, strict=False)
 
