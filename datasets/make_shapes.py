@@ -70,6 +70,8 @@ JPEG_QUALITY = 95
 
 def _unit_polygon(name: str, rng: np.random.Generator) -> np.ndarray:
     """Vertices ``[K, 2]`` of shape ``name`` inside the unit circle, randomly rotated."""
+    t: np.ndarray
+    pts: np.ndarray
     if name == "circle":
         t = np.linspace(0.0, 2.0 * math.pi, CIRCLE_POINTS, endpoint=False)
         return np.stack([np.cos(t), np.sin(t)], axis=1)
@@ -226,7 +228,8 @@ def _write_split(
     img_dir = out_dir / split
     img_dir.mkdir(parents=True, exist_ok=True)
     encode = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY] if ext == "jpg" else []
-    images, annotations = [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
     for index in tqdm(range(num_images), desc=f"shapes/{split}", disable=not progress, unit="img"):
         rng = np.random.default_rng([params["seed"], SPLITS[split], index])
         image, objects = render_image(
@@ -296,7 +299,7 @@ def generate_shapes_dataset(
     if len(image_size) != 2 or min(image_size) < 2 * MIN_SIZE_PX:
         raise ValueError(f"image_size must be (height, width) of at least {2 * MIN_SIZE_PX:g} px, got {image_size}")
     out_dir = Path(out_dir)
-    params = {
+    params: dict[str, Any] = {
         "version": FORMAT_VERSION, "num_train": int(num_train), "num_val": int(num_val),
         "image_size": [int(image_size[0]), int(image_size[1])], "seed": int(seed),
         "max_objects": int(max_objects), "empty_fraction": float(empty_fraction),
@@ -314,7 +317,7 @@ def generate_shapes_dataset(
         logger.info("shapes set in %s was made with other parameters; regenerating", out_dir)
     marker.unlink(missing_ok=True)
     start = time.perf_counter()
-    counts = {"train": params["num_train"], "val": params["num_val"]}
+    counts = {"train": int(num_train), "val": int(num_val)}
     for split in SPLITS:
         _write_split(out_dir, split, counts[split], params, progress=progress)
         _remove_stale_images(out_dir / split, counts[split], image_format)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import cv2
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, SequentialSampler
 
@@ -48,6 +49,11 @@ def build_dataset(cfg: Config, split: Split) -> CocoDetection:
     )
 
 
+def init_loader_worker(worker_id: int) -> None:
+    """Loader worker set-up: one OpenCV thread per worker (the workers already run in parallel)."""
+    cv2.setNumThreads(1)
+
+
 def build_loader(
     cfg: Config,
     dataset: Dataset,
@@ -74,6 +80,7 @@ def build_loader(
         num_workers=workers,
         collate_fn=make_collate(cfg.data.max_objects),
         pin_memory=pin_memory,
+        worker_init_fn=init_loader_worker,
         drop_last=split == "train" and len(dataset) >= batch_size * world_size,
         # Workers are re-created every epoch so that they see the dataset's new epoch number
         # (``set_epoch``), which seeds the augmentation of every sample.

@@ -106,6 +106,7 @@ class Trainer:
         try:
             while self.epoch < total:
                 self.train_one_epoch()
+                self._end_epoch_hooks()
                 self.epoch += 1
                 metrics = self.evaluate() if self._should_evaluate() else None
                 self.last_metrics = metrics or self.last_metrics
@@ -178,6 +179,12 @@ class Trainer:
         self.scheduler.step()
         self.iteration += 1
         return {"loss": loss, **losses}
+
+    def _end_epoch_hooks(self) -> None:
+        """Let stateful losses close the epoch (GHM-C ``density: epoch`` swaps its histograms)."""
+        end_epoch = getattr(self.criterion.heatmap_loss, "end_epoch", None)
+        if callable(end_epoch):
+            end_epoch()
 
     def _check_finite(self, record: Mapping[str, float]) -> None:
         bad = {name: value for name, value in record.items() if not math.isfinite(value)}

@@ -17,6 +17,29 @@ from centernet.models.heads import CenterNetHead
 from centernet.models.registry import BACKBONES, NECKS
 
 
+def component_int(module: nn.Module, name: str, role: str) -> int:
+    """Read the integer attribute ``name`` a component must expose (e.g. a backbone's ``stride``).
+
+    Args:
+        module: the component.
+        name: attribute name (``out_channels``, ``stride``, ``upsample_factor``).
+        role: ``"backbone"`` or ``"neck"``, for the error message.
+
+    Returns:
+        The attribute value.
+
+    Raises:
+        TypeError: if the attribute is missing or not a positive int.
+    """
+    value = getattr(module, name, None)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise TypeError(
+            f"CenterNet: the {role} ({type(module).__name__}) must expose a positive int attribute "
+            f"{name!r}, got {value!r}"
+        )
+    return value
+
+
 class CenterNet(nn.Module):
     """Objects-as-points detector.
 
@@ -32,23 +55,24 @@ class CenterNet(nn.Module):
         size_divisor: ``backbone.stride``; input height and width must be multiples of it.
 
     Raises:
-        ValueError: if the backbone stride is not a multiple of the neck's upsampling factor.
+        TypeError: if the backbone or neck lacks one of the int attributes above.
+        ValueError: if the backbone stride is not a multiple of the neck's upsampling factor, or the
+            neck's ``in_channels`` (when it has one) differs from the backbone's ``out_channels``.
     """
 
     def __init__(self, backbone: nn.Module, neck: nn.Module, head: nn.Module) -> None:
         super().__init__()
-        stride = int(backbone.stride)
-        upsample = int(neck.upsample_factor)
-        if upsample < 1 or stride % upsample != 0:
+        stride = component_int(backbone, "stride", "backbone")
+        upsample = component_int(neck, "upsample_factor", "neck")
+        backbone_channels = component_int(backbone, "out_channels", "backbone")
+        if stride % upsample != 0:
             raise ValueError(
                 f"CenterNet: backbone stride {stride} is not a multiple of the neck upsample factor "
                 f"{upsample}; the output stride must be a whole number of input pixels"
             )
         neck_in = getattr(neck, "in_channels", None)
-        if neck_in is not None and neck_in != backbone.out_channels:
-            raise ValueError(
-                f"CenterNet: neck expects {neck_in} input channels, backbone gives {backbone.out_channels}"
-            )
+        if neck_in is not None and neck_in != backbone_channels:
+            raise ValueError(f"CenterNet: neck expects {neck_in} input channels, backbone gives {backbone_channels}")
         self.backbone = backbone
         self.neck = neck
         self.head = head
@@ -108,6 +132,8 @@ def build_centernet(
         KeyError: (``UnknownNameError``) for an unknown backbone or neck name, listing the valid ones.
     """
     backbone_module = BACKBONES[backbone](weights=backbone_weights)
-    neck_module = NECKS[neck](in_channels=backbone_module.out_channels, channels=neck_channels)
-    head_module = CenterNetHead(neck_module.out_channels, num_classes, head_conv=head_conv, prior_prob=prior_prob)
+    backbone_channels = component_int(backbone_module, "out_channels", "backbone")
+    neck_module = NECKS[neck](in_channels=backbone_channels, channels=neck_channels)
+    neck_channels_out = component_int(neck_module, "out_channels", "neck")
+    head_module = CenterNetHead(neck_channels_out, num_classes, head_conv=head_conv, prior_prob=prior_prob)
     return CenterNet(backbone_module, neck_module, head_module)

@@ -91,6 +91,7 @@ class CenterNetHead(nn.Module):
         heatmap_bias = prior_bias(self.prior_prob)
         for branch, bias in ((self.heatmap, heatmap_bias), (self.size, 0.0), (self.offset, 0.0)):
             final = branch[-1]
+            assert isinstance(final, nn.Conv2d) and final.bias is not None  # built by _branch
             nn.init.normal_(final.weight, std=FINAL_INIT_STD)
             nn.init.constant_(final.bias, bias)
 

@@ -195,6 +195,19 @@ def test_train_folded_flip_equals_explicit_flip_then_warp() -> None:
     assert np.abs(out.image.astype(int) - explicit.astype(int)).max() <= 1
 
 
+def test_train_flip_mirrors_the_same_crop() -> None:
+    # Same seed: same centre/scale draws; the flip only mirrors. With x' = W - 1 - x and c0' = W - 1 - c0,
+    # the flipped output column u shows what the plain output shows at column 128 - u (= 2 * 64 - u).
+    yy, xx = np.mgrid[0:90, 0:150]
+    image = np.stack([xx, yy, (xx + 2 * yy) // 3], axis=-1).astype(np.uint8)
+    plain = _no_color(flip_prob=0.0, channel_order="bgr")(image, None, np.random.default_rng(4))
+    mirrored = _no_color(flip_prob=1.0, channel_order="bgr")(image, None, np.random.default_rng(4))
+    assert mirrored.flipped and not plain.flipped
+    np.testing.assert_array_equal(mirrored.center, plain.center)
+    diff = mirrored.image[:, 1:].astype(int) - plain.image[:, :0:-1].astype(int)
+    assert np.abs(diff).max() <= 1
+
+
 def test_train_random_crop_ranges_and_flip_rate() -> None:
     image = np.zeros((100, 200, 3), dtype=np.uint8)
     transform = _no_color()

@@ -123,6 +123,8 @@ def test_construction_checks() -> None:
     with pytest.raises(ValueError, match="neck expects 16 input channels, backbone gives 8"):
         CenterNet(Trunk(), DeconvNeck(16, (8,)), CenterNetHead(8, 1))
     assert CenterNet(Trunk(), DeconvNeck(8, (8, 8)), CenterNetHead(8, 1)).output_stride == 1
+    with pytest.raises(TypeError, match="the backbone \\(Identity\\) must expose a positive int attribute 'stride'"):
+        CenterNet(nn.Identity(), DeconvNeck(8, (8,)), CenterNetHead(8, 1))
 
 
 @pytest.mark.parametrize(("architecture", "backbone"), [("res_18", "resnet18"), ("res_101", "resnet101")])
