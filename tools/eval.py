@@ -11,6 +11,8 @@ import logging
 import sys
 from pathlib import Path
 
+import torch
+
 from centernet.config import ConfigError, load_config
 from centernet.data.build import build_dataset, build_loader
 from centernet.engine.build import build_model
@@ -20,6 +22,7 @@ from centernet.engine.inference import ImageNormalizer
 from centernet.engine.logging import setup_logging
 from centernet.evaluation import load_detections
 from centernet.utils.env import select_device
+from centernet.utils.errors import one_line_error
 
 logger = logging.getLogger("centernet.tools.eval")
 
@@ -71,15 +74,15 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(
                 f"checkpoint {args.checkpoint} does not fit the model of {args.config}: {str(error).splitlines()[0]}"
             ) from error
-        model.to(device)
+        model.to(device, memory_format=torch.channels_last if cfg.runtime.channels_last else torch.preserve_format)
         evaluate_model(
             model, dataset, build_loader(cfg, dataset, "val", pin_memory=device.type == "cuda"),
-            ImageNormalizer(cfg.data.mean, cfg.data.std).to(device),
+            ImageNormalizer(cfg.data.mean, cfg.data.std, channels_last=cfg.runtime.channels_last).to(device),
             device=device, topk=cfg.eval.topk, flip=cfg.eval.flip, amp=cfg.runtime.amp,
             backend=cfg.eval.backend, out_dir=out_dir,
         )
     except (ConfigError, FileNotFoundError, ValueError, OSError) as error:
-        logger.error("%s", error)
+        logger.error("%s", one_line_error(error))
         return 1
     return 0
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from centernet.config import ConfigError, load_config
 from centernet.engine.logging import setup_logging
 from centernet.engine.trainer import Trainer
+from centernet.utils.errors import one_line_error
 
 logger = logging.getLogger("centernet.tools.train")
 
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         trainer = Trainer(cfg, work_dir, resume=args.resume, progress=not args.no_progress)
         trainer.fit()
     except (ConfigError, FileNotFoundError, ValueError, FloatingPointError, OSError) as error:
-        logger.error("%s", error)
+        logger.error("%s", one_line_error(error))
         logger.debug("traceback of the error above", exc_info=True)
         return 1
     return 0

@@ -178,6 +178,7 @@ def _convert(annotation: Any, value: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected an integer, got {type(value).__name__} {value!r}")
         return value
     if annotation is float:
+        value = _yaml11_float(value)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{key}: expected a number, got {type(value).__name__} {value!r}")
         return float(value)
@@ -186,6 +187,16 @@ def _convert(annotation: Any, value: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected a string, got {type(value).__name__} {value!r}")
         return value
     raise TypeError(f"schema annotation {annotation!r} of {key} is not supported")
+
+
+def _yaml11_float(value: Any) -> Any:
+    """PyYAML (YAML 1.1) reads ``2e-3`` (no dot) as a string; accept such plain numbers as floats."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def _convert_union(options: tuple[Any, ...], value: Any, key: str) -> Any:

@@ -156,7 +156,8 @@ class EvalConfig:
 class RuntimeConfig:
     seed: int = 317
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    amp: Literal["off", "fp16", "bf16"] = "off"  # mixed precision on CUDA (losses stay fp32)
+    amp: Literal["off", "fp16", "bf16"] = "off"  # autocast precision (bf16 also on CPU); losses stay fp32
+    channels_last: bool = False  # NHWC memory format for the model and its input (faster convs)
     log_interval: int = 20  # iterations between logged training records
     deterministic: bool = False  # torch.use_deterministic_algorithms (slower)
     threads: int = 0  # torch intra-op threads (0 = torch default)

@@ -24,21 +24,28 @@ class ImageNormalizer(nn.Module):
         std: per-channel standard deviation as fractions of 255.
     """
 
-    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+    def __init__(self, mean: Sequence[float], std: Sequence[float], *, channels_last: bool = False) -> None:
         super().__init__()
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         scale = 1.0 / (255.0 * torch.tensor(std, dtype=torch.float32))
         self.register_buffer("scale", scale.view(1, 3, 1, 1), persistent=False)
         self.register_buffer("shift", (-torch.tensor(mean) / torch.tensor(std)).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Args: images (uint8 ``[B, 3, H, W]``). Returns float32 ``[B, 3, H, W]``."""
-        return torch.addcmul(self.shift, images.float(), self.scale)
+        return torch.addcmul(self.shift, images.float(), self.scale).contiguous(memory_format=self.memory_format)
 
 
 def autocast_context(device: torch.device, amp: str) -> Any:
-    """``torch.autocast`` for ``runtime.amp`` (fp16 / bf16), or a no-op context for ``off``."""
+    """``torch.autocast`` for ``runtime.amp`` (fp16 / bf16), or a no-op context for ``off``.
+
+    Raises:
+        ValueError: fp16 asked for on a CPU (use bf16 there).
+    """
     if amp == "off":
         return nullcontext()
+    if amp == "fp16" and device.type == "cpu":
+        raise ValueError("runtime.amp=fp16 needs a CUDA device; use runtime.amp=bf16 on CPU")
     return torch.autocast(device_type=device.type, dtype=AMP_DTYPES[amp])
 
 

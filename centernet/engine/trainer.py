@@ -69,9 +69,11 @@ class Trainer:
         self.val_loader = build_loader(cfg, self.val_set, "val", pin_memory=pin)
         self.num_classes = len(self.train_set.class_names)
 
-        self.model = build_model(cfg, self.num_classes).to(self.device)
+        memory_format = torch.channels_last if cfg.runtime.channels_last else torch.preserve_format
+        self.model = build_model(cfg, self.num_classes).to(self.device, memory_format=memory_format)
         self.criterion = build_criterion(cfg).to(self.device)
-        self.normalizer = ImageNormalizer(cfg.data.mean, cfg.data.std).to(self.device)
+        self.normalizer = ImageNormalizer(cfg.data.mean, cfg.data.std, channels_last=cfg.runtime.channels_last)
+        self.normalizer.to(self.device)
         self.optimizer = build_optimizer(self.model.parameters(), cfg.solver)
         self.iters_per_epoch = len(self.train_loader)
         self.scheduler = build_scheduler(self.optimizer, cfg.solver, self.iters_per_epoch)

@@ -130,6 +130,11 @@ def test_missing_file_names_the_path(tmp_path: Path) -> None:
         load_config(tmp_path / "x.yaml")
 
 
+def test_exponent_without_dot_reads_as_a_number(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path / "x.yaml", "solver: {lr: 2e-3}\n"), ["solver.weight_decay=1e-4"])
+    assert (cfg.solver.lr, cfg.solver.weight_decay) == (0.002, 0.0001)
+
+
 def test_bare_off_reads_as_amp_off(tmp_path: Path) -> None:
     assert load_config(write(tmp_path / "x.yaml", "runtime: {amp: off}\n")).runtime.amp == "off"
 

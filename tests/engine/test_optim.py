@@ -1,0 +1,41 @@
+"""Learning-rate schedule: hand-computed factors, warmup, step decay; optimizer choice."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from centernet.config.schema import SolverConfig
+from centernet.engine.optim import build_optimizer, build_scheduler, step_lr_factor
+
+
+def test_step_factor_by_hand() -> None:
+    kwargs = {"iters_per_epoch": 10, "lr_steps": [2, 3], "gamma": 0.1, "warmup_iters": 0, "warmup_factor": 0.001}
+    assert step_lr_factor(0, **kwargs) == 1.0
+    assert step_lr_factor(19, **kwargs) == 1.0  # still epoch 1
+    assert step_lr_factor(20, **kwargs) == pytest.approx(0.1)  # epoch 2 reached
+    assert step_lr_factor(35, **kwargs) == pytest.approx(0.01)
+
+
+def test_linear_warmup_by_hand() -> None:
+    kwargs = {"iters_per_epoch": 100, "lr_steps": [], "gamma": 0.1, "warmup_iters": 4, "warmup_factor": 0.2}
+    assert [step_lr_factor(i, **kwargs) for i in range(6)] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0, 1.0])
+
+
+def test_scheduler_drives_the_optimizer() -> None:
+    solver = SolverConfig(lr=0.5, lr_steps=[1], warmup_iters=2, warmup_factor=0.0)
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = build_optimizer([param], solver)
+    scheduler = build_scheduler(optimizer, solver, iters_per_epoch=3)
+    seen = []
+    for _ in range(5):
+        seen.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert seen == pytest.approx([0.0, 0.25, 0.5, 0.05, 0.05])
+
+
+@pytest.mark.parametrize(("name", "cls"), [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW), ("sgd", torch.optim.SGD)])
+def test_optimizer_choice(name: str, cls: type) -> None:
+    optimizer = build_optimizer([torch.nn.Parameter(torch.zeros(1))], SolverConfig(optimizer=name, lr=0.1))
+    assert isinstance(optimizer, cls) and optimizer.param_groups[0]["lr"] == 0.1
