@@ -1,7 +1,7 @@
 """Evaluate a trained CenterNet checkpoint, or score an existing detections file, on the val set.
 
-    python tools/eval.py --config CFG --checkpoint PTH [--flip] [--scales 1.0] [--out-dir DIR] [KEY=VALUE ...]
-    python tools/eval.py --config CFG --predictions DETECTIONS.json [--out-dir DIR]
+python tools/eval.py --config CFG --checkpoint PTH [--flip] [--scales 1.0] [--out-dir DIR] [KEY=VALUE ...]
+python tools/eval.py --config CFG --predictions DETECTIONS.json [--out-dir DIR]
 """
 
 from __future__ import annotations
@@ -76,10 +76,16 @@ def main(argv: list[str] | None = None) -> int:
             ) from error
         model.to(device, memory_format=torch.channels_last if cfg.runtime.channels_last else torch.preserve_format)
         evaluate_model(
-            model, dataset, build_loader(cfg, dataset, "val", pin_memory=device.type == "cuda"),
+            model,
+            dataset,
+            build_loader(cfg, dataset, "val", pin_memory=device.type == "cuda"),
             ImageNormalizer(cfg.data.mean, cfg.data.std, channels_last=cfg.runtime.channels_last).to(device),
-            device=device, topk=cfg.eval.topk, flip=cfg.eval.flip, amp=cfg.runtime.amp,
-            backend=cfg.eval.backend, out_dir=out_dir,
+            device=device,
+            topk=cfg.eval.topk,
+            flip=cfg.eval.flip,
+            amp=cfg.runtime.amp,
+            backend=cfg.eval.backend,
+            out_dir=out_dir,
         )
     except (ConfigError, FileNotFoundError, ValueError, OSError) as error:
         logger.error("%s", one_line_error(error))

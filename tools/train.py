@@ -1,6 +1,6 @@
 """Train (and evaluate) a CenterNet detector from a YAML config.
 
-    python tools/train.py --config configs/shapes_resnet18.yaml [--work-dir DIR] [--resume [PATH]] [KEY=VALUE ...]
+python tools/train.py --config configs/shapes_resnet18.yaml [--work-dir DIR] [--resume [PATH]] [KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -23,7 +23,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--config", required=True, help="experiment YAML file")
     parser.add_argument("--work-dir", help="run folder (default: work_dirs/<config file stem>)")
     parser.add_argument(
-        "--resume", nargs="?", const=True, default=None, metavar="PATH",
+        "--resume",
+        nargs="?",
+        const=True,
+        default=None,
+        metavar="PATH",
         help="resume from PATH, or from <work-dir>/checkpoints/last.pth when no PATH is given",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")

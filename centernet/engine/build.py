@@ -31,9 +31,7 @@ def build_model(cfg: Config, num_classes: int) -> CenterNet:
 
 def build_criterion(cfg: Config) -> CenterNetCriterion:
     """The loss of ``cfg.loss``: the heatmap loss picked by ``loss.heatmap.type`` plus L1 size/offset."""
-    heatmap_params = {
-        k: v for k, v in dataclasses.asdict(cfg.loss.heatmap).items() if k not in ("type", "weight")
-    }
+    heatmap_params = {k: v for k, v in dataclasses.asdict(cfg.loss.heatmap).items() if k not in ("type", "weight")}
     heatmap_loss = build_heatmap_loss(cfg.loss.heatmap.type, **heatmap_params)
     return CenterNetCriterion(
         heatmap_loss,

@@ -101,8 +101,13 @@ class Trainer:
         total = self.cfg.solver.epochs
         logger.info(
             "training %s on %s: %d train / %d val images, %d classes, %d epochs x %d iterations",
-            self.cfg.model.backbone.type, self.device, len(self.train_set), len(self.val_set),
-            self.num_classes, total, self.iters_per_epoch,
+            self.cfg.model.backbone.type,
+            self.device,
+            len(self.train_set),
+            len(self.val_set),
+            self.num_classes,
+            total,
+            self.iters_per_epoch,
         )
         started = time.perf_counter()
         try:
@@ -115,8 +120,13 @@ class Trainer:
                 self._save_checkpoints(metrics)
         finally:
             self.metrics_logger.close()
-        logger.info("finished %d epochs in %.1f min; logs in %s (tensorboard --logdir %s)",
-                    total, (time.perf_counter() - started) / 60, self.work_dir, self.work_dir / "tb")
+        logger.info(
+            "finished %d epochs in %.1f min; logs in %s (tensorboard --logdir %s)",
+            total,
+            (time.perf_counter() - started) / 60,
+            self.work_dir,
+            self.work_dir / "tb",
+        )
         return self.last_metrics
 
     def train_one_epoch(self) -> None:
@@ -128,7 +138,10 @@ class Trainer:
         count = 0
         last_log = time.perf_counter()
         bar = tqdm(
-            self.train_loader, total=self.iters_per_epoch, disable=not self.progress, dynamic_ncols=True,
+            self.train_loader,
+            total=self.iters_per_epoch,
+            disable=not self.progress,
+            dynamic_ncols=True,
             desc=f"epoch {self.epoch + 1}/{self.cfg.solver.epochs}",
         )
         for step, batch in enumerate(bar):
@@ -147,7 +160,8 @@ class Trainer:
                 )
                 self.metrics_logger.log(
                     {"type": "train", "epoch": self.epoch + 1, "iter": self.iteration, **record},
-                    step=self.iteration, prefix="train",
+                    step=self.iteration,
+                    prefix="train",
                 )
                 bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.2e}")
                 sums, count, last_log = {}, 0, now
@@ -206,9 +220,16 @@ class Trainer:
     def evaluate(self) -> dict[str, Any]:
         """Evaluate the current model on the validation set and log/write the results."""
         metrics = evaluate_model(
-            self.model, self.val_set, self.val_loader, self.normalizer,
-            device=self.device, topk=self.cfg.eval.topk, flip=self.cfg.eval.flip, amp=self.amp,
-            backend=self.cfg.eval.backend, out_dir=self.work_dir / "eval",
+            self.model,
+            self.val_set,
+            self.val_loader,
+            self.normalizer,
+            device=self.device,
+            topk=self.cfg.eval.topk,
+            flip=self.cfg.eval.flip,
+            amp=self.amp,
+            backend=self.cfg.eval.backend,
+            out_dir=self.work_dir / "eval",
         )
         scalars = {k: v for k, v in metrics.items() if isinstance(v, float)}
         self.metrics_logger.log(

@@ -46,9 +46,7 @@ def get_affine_transform(
     src[0] = c
     src[1] = c + np.array([0.0, float(scale) * -0.5], dtype=np.float32)
     dst[0] = [dst_w * 0.5, dst_h * 0.5]
-    dst[1] = np.array([dst_w * 0.5, dst_h * 0.5], dtype=np.float32) + np.array(
-        [0.0, dst_w * -0.5], dtype=np.float32
-    )
+    dst[1] = np.array([dst_w * 0.5, dst_h * 0.5], dtype=np.float32) + np.array([0.0, dst_w * -0.5], dtype=np.float32)
     src[2] = _third_point(src[0], src[1])
     dst[2] = _third_point(dst[0], dst[1])
     if inverse:

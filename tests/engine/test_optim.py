@@ -35,7 +35,9 @@ def test_scheduler_drives_the_optimizer() -> None:
     assert seen == pytest.approx([0.0, 0.25, 0.5, 0.05, 0.05])
 
 
-@pytest.mark.parametrize(("name", "cls"), [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW), ("sgd", torch.optim.SGD)])
+@pytest.mark.parametrize(
+    ("name", "cls"), [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW), ("sgd", torch.optim.SGD)]
+)
 def test_optimizer_choice(name: str, cls: type) -> None:
     optimizer = build_optimizer([torch.nn.Parameter(torch.zeros(1))], SolverConfig(optimizer=name, lr=0.1))
     assert isinstance(optimizer, cls) and optimizer.param_groups[0]["lr"] == 0.1

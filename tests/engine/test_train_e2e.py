@@ -39,8 +39,15 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, tiny_shapes: Path) -> 
 
 def test_run_writes_every_documented_output(trained_run: tuple[Path, Path]) -> None:
     _, work_dir = trained_run
-    for name in ("config.yaml", "env.json", "metrics.jsonl", "checkpoints/last.pth", "checkpoints/best.pth",
-                 "eval/metrics.json", "eval/detections.json"):
+    for name in (
+        "config.yaml",
+        "env.json",
+        "metrics.jsonl",
+        "checkpoints/last.pth",
+        "checkpoints/best.pth",
+        "eval/metrics.json",
+        "eval/detections.json",
+    ):
         assert (work_dir / name).is_file(), name
     assert load_config(work_dir / "config.yaml").data.input_size == [64, 64]
     env = json.loads((work_dir / "env.json").read_text())
@@ -107,17 +114,22 @@ def test_eval_tool_scores_predictions_like_pycocotools(trained_run: tuple[Path, 
 def test_eval_tool_on_checkpoint_reproduces_training_eval(trained_run: tuple[Path, Path], tmp_path: Path) -> None:
     config, work_dir = trained_run
     eval_tool = load_script("tools/eval.py")
-    args = ["--config", str(config), "--checkpoint", str(work_dir / "checkpoints" / "last.pth"),
-            "--out-dir", str(tmp_path), "--no-progress"]
+    args = [
+        "--config",
+        str(config),
+        "--checkpoint",
+        str(work_dir / "checkpoints" / "last.pth"),
+        "--out-dir",
+        str(tmp_path),
+        "--no-progress",
+    ]
     assert eval_tool.main(args) == 0
     assert json.loads((tmp_path / "metrics.json").read_text()) == json.loads(
         (work_dir / "eval" / "metrics.json").read_text()
     )
 
 
-def test_resume_after_an_epoch_ends_with_the_same_weights(
-    tiny_config: Callable[..., Path], tmp_path: Path
-) -> None:
+def test_resume_after_an_epoch_ends_with_the_same_weights(tiny_config: Callable[..., Path], tmp_path: Path) -> None:
     config = tiny_config()
     straight = Trainer(load_config(config), tmp_path / "straight", progress=False)
     straight.fit()
@@ -135,9 +147,20 @@ def test_resume_after_an_epoch_ends_with_the_same_weights(
 def test_train_cli_runs_in_a_subprocess(tiny_config: Callable[..., Path], tmp_path: Path) -> None:
     config = tiny_config()
     result = subprocess.run(
-        [sys.executable, str(REPO / "tools" / "train.py"), "--config", str(config), "--work-dir", str(tmp_path / "w"),
-         "--no-progress", "solver.epochs=1"],
-        capture_output=True, text=True, timeout=300, cwd=REPO,
+        [
+            sys.executable,
+            str(REPO / "tools" / "train.py"),
+            "--config",
+            str(config),
+            "--work-dir",
+            str(tmp_path / "w"),
+            "--no-progress",
+            "solver.epochs=1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "AP50" in result.stderr  # the metrics table is logged

@@ -29,7 +29,9 @@ def copy_shapes(tiny_shapes: Path, tmp_path: Path) -> Path:
     return root
 
 
-def test_unknown_config_key(tiny_config: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_unknown_config_key(
+    tiny_config: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     line = run_train(tiny_config(), tmp_path, capsys, "solver.learning_rate=0.1")
     assert "'solver.learning_rate'" in line and "tiny.yaml" in line
 
@@ -44,7 +46,9 @@ def test_missing_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert "absent.yaml" in line
 
 
-def test_missing_annotation_file(tiny_config: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_annotation_file(
+    tiny_config: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     missing = tmp_path / "nowhere" / "instances_train.json"
     line = run_train(tiny_config(), tmp_path, capsys, f"data.train.ann_file={missing}")
     assert str(missing) in line
