@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+REFERENCE_DIR = Path(os.environ.get("CENTERNET_REFERENCE_DIR", REPO / "tests" / "reference"))
+GOLDEN_PATH = REFERENCE_DIR / "centernet_golden.npz"
+CHECKPOINT_KEYS_PATH = REFERENCE_DIR / "centernet_checkpoint_keys.json"
+
+
+@pytest.fixture(scope="session")
+def golden() -> dict[str, np.ndarray]:
+    """The arrays of ``centernet_golden.npz`` (numbers produced by the original CenterNet code)."""
+    with np.load(GOLDEN_PATH) as data:
+        return {key: data[key] for key in data.files}
 
 
 def load_script(relative_path: str) -> ModuleType:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,22 +12,7 @@ from centernet.decode import batch_detections_to_image, decode_detections, detec
 from centernet.targets import render_targets
 from centernet.utils.affine import apply_affine_to_boxes, get_affine_transform
 
-GOLDEN_NAME = "centernet_golden.npz"
 LOGIT_CLAMP = 1e-4  # probability clamp used to turn rendered heatmaps into finite fake logits
-
-
-def _reference_dir() -> Path:
-    override = os.environ.get("CENTERNET_REFERENCE_DIR")
-    return Path(override) if override else Path(__file__).resolve().parents[1].parent / "shared" / "reference"
-
-
-@pytest.fixture(scope="module")
-def golden() -> dict[str, np.ndarray]:
-    path = _reference_dir() / GOLDEN_NAME
-    if not path.is_file():
-        pytest.skip(f"reference data {path} not found (set CENTERNET_REFERENCE_DIR)")
-    with np.load(path) as data:
-        return {key: data[key] for key in data.files}
 
 
 def _fake_predictions(targets: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -85,8 +68,11 @@ def test_k_larger_than_the_map_is_clamped():
 def test_empty_inputs():
     none = decode_detections(torch.zeros(0, 3, 4, 4), torch.zeros(0, 2, 4, 4), torch.zeros(0, 2, 4, 4))
     assert none.shape == (0, 48, 6)
-    assert decode_detections(torch.zeros(2, 3, 4, 4), torch.zeros(2, 2, 4, 4), torch.zeros(2, 2, 4, 4),
-                             k=0).shape == (2, 0, 6)
+    assert decode_detections(torch.zeros(2, 3, 4, 4), torch.zeros(2, 2, 4, 4), torch.zeros(2, 2, 4, 4), k=0).shape == (
+        2,
+        0,
+        6,
+    )
     assert detections_to_image(np.zeros((0, 6)), (5, 5), 10, (4, 4)).shape == (0, 6)
     assert batch_detections_to_image(np.zeros((0, 3, 6)), [], [], (4, 4)).shape == (0, 3, 6)
 
@@ -109,8 +95,12 @@ def test_works_under_inference_mode_and_half_precision():
 
 
 def test_golden_decode_matches_original(golden):
-    dets = decode_detections(torch.from_numpy(golden["d_heat_logits"]), torch.from_numpy(golden["d_size"]),
-                             torch.from_numpy(golden["d_offset"]), k=100)
+    dets = decode_detections(
+        torch.from_numpy(golden["d_heat_logits"]),
+        torch.from_numpy(golden["d_size"]),
+        torch.from_numpy(golden["d_offset"]),
+        k=100,
+    )
     np.testing.assert_allclose(dets.numpy(), golden["d_dets"], rtol=0, atol=1e-4)
     height, width = (int(v) for v in golden["d_image_hw"])
     output = golden["d_heat_logits"].shape[-2:]
@@ -129,8 +119,7 @@ def test_detections_to_image_hand_computed():
     got = detections_to_image(torch.from_numpy(dets), (100.0, 50.0), 200.0, (32, 64))
     np.testing.assert_allclose(got, [[100.0, 50.0, 150.0, 75.0, 0.9, 3.0]], rtol=0, atol=1e-4)
     assert got.dtype == np.float32 and dets[0, 0] == 32.0  # input untouched
-    batch = batch_detections_to_image(np.stack([dets, dets]), [(100.0, 50.0), (0.0, 0.0)], [200.0, 100.0],
-                                      (32, 64))
+    batch = batch_detections_to_image(np.stack([dets, dets]), [(100.0, 50.0), (0.0, 0.0)], [200.0, 100.0], (32, 64))
     np.testing.assert_array_equal(batch[0], got)
     np.testing.assert_array_equal(batch[1], detections_to_image(dets, (0.0, 0.0), 100.0, (32, 64)))
     with pytest.raises(ValueError, match="2 images but 1 centers"):
@@ -141,10 +130,12 @@ def test_detections_to_image_hand_computed():
 
 
 def test_round_trip_render_then_decode():
-    boxes = torch.tensor([
-        [[2.0, 3.0, 10.5, 9.25], [20.0, 18.0, 30.0, 31.0], [-4.0, 22.0, 6.0, 40.0], [0.0, 0.0, 0.0, 0.0]],
-        [[12.0, 1.5, 22.0, 11.0], [3.0, 16.0, 9.0, 28.0], [0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]],
-    ])
+    boxes = torch.tensor(
+        [
+            [[2.0, 3.0, 10.5, 9.25], [20.0, 18.0, 30.0, 31.0], [-4.0, 22.0, 6.0, 40.0], [0.0, 0.0, 0.0, 0.0]],
+            [[12.0, 1.5, 22.0, 11.0], [3.0, 16.0, 9.0, 28.0], [0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]],
+        ]
+    )
     labels = torch.tensor([[0, 2, 1, -1], [1, 1, -1, -1]])
     valid = labels >= 0
     targets = render_targets(boxes, labels, valid, num_classes=3, output_size=(32, 32))
@@ -164,8 +155,13 @@ def test_round_trip_image_to_grid_and_back():
     center, scale = np.array([width / 2.0, height / 2.0], dtype=np.float32), float(max(height, width))
     image_boxes = np.array([[40.0, 60.0, 180.0, 200.0], [300.0, 20.0, 460.0, 150.0]], dtype=np.float32)
     grid = apply_affine_to_boxes(image_boxes, get_affine_transform(center, scale, (output, output)))
-    targets = render_targets(torch.from_numpy(grid)[None], torch.tensor([[0, 1]]),
-                             torch.ones(1, 2, dtype=bool), num_classes=2, output_size=(output, output))
+    targets = render_targets(
+        torch.from_numpy(grid)[None],
+        torch.tensor([[0, 1]]),
+        torch.ones(1, 2, dtype=bool),
+        num_classes=2,
+        output_size=(output, output),
+    )
     dets = decode_detections(*_fake_predictions(targets), k=2)[0]
     back = detections_to_image(dets, center, scale, (output, output))
     back = back[np.argsort(back[:, 5])]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,22 +10,6 @@ import torch
 
 from centernet.targets import RADIUS_FORMULAS, gaussian_radius, gaussian_radius_tensor, render_targets
 from centernet.utils.affine import apply_affine_to_boxes, get_affine_transform
-
-GOLDEN_NAME = "centernet_golden.npz"
-
-
-def _reference_dir() -> Path:
-    override = os.environ.get("CENTERNET_REFERENCE_DIR")
-    return Path(override) if override else Path(__file__).resolve().parents[1].parent / "shared" / "reference"
-
-
-@pytest.fixture(scope="module")
-def golden() -> dict[str, np.ndarray]:
-    path = _reference_dir() / GOLDEN_NAME
-    if not path.is_file():
-        pytest.skip(f"reference data {path} not found (set CENTERNET_REFERENCE_DIR)")
-    with np.load(path) as data:
-        return {key: data[key] for key in data.files}
 
 
 def _render(boxes, labels=None, valid=None, *, size=(10, 10), num_classes=1, **kwargs):
@@ -105,8 +87,14 @@ def test_unknown_radius_formula_lists_valid_names():
     with pytest.raises(ValueError, match="min_overlap"):
         gaussian_radius(4, 4, min_overlap=1.5)
     with pytest.raises(ValueError, match="cornernet"):
-        render_targets(torch.zeros(1, 1, 4), torch.zeros(1, 1, dtype=torch.long),
-                       torch.ones(1, 1, dtype=bool), num_classes=1, output_size=(4, 4), radius_formula="nope")
+        render_targets(
+            torch.zeros(1, 1, 4),
+            torch.zeros(1, 1, dtype=torch.long),
+            torch.ones(1, 1, dtype=bool),
+            num_classes=1,
+            output_size=(4, 4),
+            radius_formula="nope",
+        )
 
 
 # ---------------------------------------------------------------- rendering: hand-computed cases
@@ -213,15 +201,25 @@ def test_ignore_region_mask():
 
 
 def test_empty_inputs():
-    out = render_targets(torch.zeros(3, 0, 4), torch.zeros(3, 0, dtype=torch.long),
-                         torch.zeros(3, 0, dtype=bool), num_classes=4, output_size=(5, 7),
-                         ignore=torch.zeros(3, 0, dtype=bool))
+    out = render_targets(
+        torch.zeros(3, 0, 4),
+        torch.zeros(3, 0, dtype=torch.long),
+        torch.zeros(3, 0, dtype=bool),
+        num_classes=4,
+        output_size=(5, 7),
+        ignore=torch.zeros(3, 0, dtype=bool),
+    )
     assert out["heatmap"].shape == (3, 4, 5, 7) and not out["heatmap"].any()
     assert out["size"].shape == out["offset"].shape == (3, 0, 2)
     assert out["index"].shape == out["mask"].shape == (3, 0)
     assert torch.equal(out["heatmap_mask"], torch.ones(3, 1, 5, 7))
-    none = render_targets(torch.zeros(0, 2, 4), torch.zeros(0, 2, dtype=torch.long),
-                          torch.zeros(0, 2, dtype=bool), num_classes=2, output_size=(4, 4))
+    none = render_targets(
+        torch.zeros(0, 2, 4),
+        torch.zeros(0, 2, dtype=torch.long),
+        torch.zeros(0, 2, dtype=bool),
+        num_classes=2,
+        output_size=(4, 4),
+    )
     assert none["heatmap"].shape == (0, 2, 4, 4)
 
 
@@ -245,8 +243,9 @@ def test_matches_per_object_loop_reference(formula):
     boxes = torch.cat((corners.min(2).values, corners.max(2).values), dim=-1)  # [B, M, 4]
     labels = torch.randint(0, num_classes, (3, 9), generator=gen)
     valid = torch.rand(3, 9, generator=gen) > 0.2
-    out = render_targets(boxes.double(), labels, valid, num_classes=num_classes, output_size=size,
-                         radius_formula=formula)
+    out = render_targets(
+        boxes.double(), labels, valid, num_classes=num_classes, output_size=size, radius_formula=formula
+    )
     expected = _loop_reference(boxes.numpy(), labels.numpy(), valid.numpy(), num_classes, size, formula)
     np.testing.assert_allclose(out["heatmap"].numpy(), expected, rtol=0, atol=1e-7)
     assert int(out["mask"].sum()) > 10
@@ -260,8 +259,13 @@ def test_golden_targets_match_original(golden):
         matrix = get_affine_transform(center, float(max(h, w)), (output, output))
         boxes.append(apply_affine_to_boxes(image_boxes, matrix))
     labels = torch.from_numpy(golden["t_labels"])
-    out = render_targets(torch.from_numpy(np.stack(boxes)), labels, labels >= 0,
-                         num_classes=int(golden["t_num_classes"]), output_size=(output, output))
+    out = render_targets(
+        torch.from_numpy(np.stack(boxes)),
+        labels,
+        labels >= 0,
+        num_classes=int(golden["t_num_classes"]),
+        output_size=(output, output),
+    )
     np.testing.assert_allclose(out["heatmap"].numpy(), golden["t_heatmap"], rtol=0, atol=1e-6)
     np.testing.assert_allclose(out["size"].numpy(), golden["t_size"], rtol=0, atol=1e-6)
     np.testing.assert_allclose(out["offset"].numpy(), golden["t_offset"], rtol=0, atol=1e-6)

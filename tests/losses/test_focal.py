@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,19 +11,7 @@ import torchvision
 
 from centernet.losses import penalty_reduced_focal_loss, sigmoid_focal_loss
 
-REFERENCE_DIR = Path(
-    os.environ.get("CENTERNET_REFERENCE_DIR", Path(__file__).resolve().parents[2].parent / "shared" / "reference")
-)
-GOLDEN = REFERENCE_DIR / "centernet_golden.npz"
 GOLDEN_RTOL = 1e-4
-
-
-@pytest.fixture(scope="module")
-def golden() -> dict[str, np.ndarray]:
-    if not GOLDEN.is_file():
-        pytest.skip(f"reference file {GOLDEN} not found (set CENTERNET_REFERENCE_DIR)")
-    with np.load(GOLDEN) as data:
-        return {key: data[key] for key in data.files if key.startswith("f_")}
 
 
 def _tiny() -> tuple[torch.Tensor, torch.Tensor]:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
 from centernet.models import CenterNet, CenterNetHead, DeconvNeck, build_centernet
+from tests.conftest import CHECKPOINT_KEYS_PATH
 
-CHECKPOINT_KEYS = Path("/work/shared/reference/centernet_checkpoint_keys.json")
+CHECKPOINT_KEYS = CHECKPOINT_KEYS_PATH
 # original msra_resnet state_dict prefix -> ours
 ORIGINAL_PREFIXES = {
     "deconv_layers.": "neck.layers.",

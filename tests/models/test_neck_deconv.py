@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
 from centernet.models.necks import DeconvNeck
+from tests.conftest import CHECKPOINT_KEYS_PATH
 
-CHECKPOINT_KEYS = Path("/work/shared/reference/centernet_checkpoint_keys.json")
+CHECKPOINT_KEYS = CHECKPOINT_KEYS_PATH
 BN_EPS = 1e-5
 
 
