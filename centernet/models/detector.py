@@ -132,8 +132,8 @@ def build_centernet(
         KeyError: (``UnknownNameError``) for an unknown backbone or neck name, listing the valid ones.
     """
     backbone_module = BACKBONES[backbone](weights=backbone_weights)
-    backbone_channels = component_int(backbone_module, "out_channels", "backbone")
-    neck_module = NECKS[neck](in_channels=backbone_channels, channels=neck_channels)
+    feature_channels = tuple(backbone_module.feature_channels)
+    neck_module = NECKS[neck](feature_channels=feature_channels, channels=neck_channels)
     neck_channels_out = component_int(neck_module, "out_channels", "neck")
     head_module = CenterNetHead(neck_channels_out, num_classes, head_conv=head_conv, prior_prob=prior_prob)
     return CenterNet(backbone_module, neck_module, head_module)

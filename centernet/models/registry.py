@@ -6,11 +6,12 @@ error for an unknown name: it lists the valid names and suggests close matches.
 Factory contracts (what :func:`centernet.models.detector.build_centernet` relies on):
 
 - ``BACKBONES[name](*, weights: str | None) -> nn.Module``: ``forward(images FloatTensor[B, 3, H, W])
-  -> FloatTensor[B, out_channels, H / stride, W / stride]``; the module exposes ``out_channels: int``
-  and ``stride: int``.
-- ``NECKS[name](*, in_channels: int, channels: Sequence[int]) -> nn.Module``: ``forward(features
-  FloatTensor[B, in_channels, h, w]) -> FloatTensor[B, out_channels, h * f, w * f]`` with
-  ``f = upsample_factor``; the module exposes ``out_channels: int`` and ``upsample_factor: int``.
+  -> list[FloatTensor]`` of feature maps, finest first, the last ``[B, out_channels, H / stride, W / stride]``;
+  the module exposes ``out_channels: int``, ``stride: int`` and ``feature_channels: tuple[int, ...]``.
+- ``NECKS[name](*, feature_channels: Sequence[int], channels: Sequence[int]) -> nn.Module``:
+  ``forward(features: list[FloatTensor]) -> FloatTensor[B, out_channels, h * f, w * f]`` where ``h, w`` is
+  the size of the last map and ``f = upsample_factor``; the module exposes ``out_channels: int`` and
+  ``upsample_factor: int``.
 
 Registering a new backbone or neck: decorate its factory with ``@BACKBONES.register("name")`` in a module
 that ``centernet.models`` imports (``centernet/models/backbones/__init__.py`` for backbones).

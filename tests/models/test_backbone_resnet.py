@@ -42,13 +42,14 @@ def test_resnet18_output_shape_and_attributes() -> None:
     backbone = resnet18()
     assert backbone.out_channels == 512
     assert backbone.stride == 32
-    out = backbone(torch.randn(2, 3, 64, 96))
-    assert out.shape == (2, 512, 2, 3)
+    assert backbone.feature_channels == (64, 128, 256, 512)
+    maps = backbone(torch.randn(2, 3, 64, 96))
+    assert [tuple(m.shape) for m in maps] == [(2, 64, 16, 24), (2, 128, 8, 12), (2, 256, 4, 6), (2, 512, 2, 3)]
 
 
 def test_empty_batch() -> None:
     backbone = resnet18().eval()
-    assert backbone(torch.zeros(0, 3, 64, 64)).shape == (0, 512, 2, 2)
+    assert backbone(torch.zeros(0, 3, 64, 64))[-1].shape == (0, 512, 2, 2)
 
 
 def test_resnet18_parameter_count_matches_hand_count_and_torchvision() -> None:
@@ -69,7 +70,8 @@ def test_state_dict_keys_are_torchvision_keys_without_fc() -> None:
 def test_resnet50_and_resnet101() -> None:
     backbone = resnet50().eval()
     assert backbone.out_channels == 2048
-    assert backbone(torch.zeros(1, 3, 32, 32)).shape == (1, 2048, 1, 1)
+    assert backbone.feature_channels == (256, 512, 1024, 2048)
+    assert backbone(torch.zeros(1, 3, 32, 32))[-1].shape == (1, 2048, 1, 1)
     deep = resnet101()
     assert deep.out_channels == 2048
     assert deep.stride == 32

@@ -90,8 +90,10 @@ class ResNetBackbone(nn.Module):
         weights: ``None``, ``"imagenet"`` or a local state_dict file (see the module docstring).
 
     Attributes:
-        out_channels: channels of the output map (512 for ResNet-18/34, 2048 for ResNet-50/101).
+        out_channels: channels of the last (stride-32) map (512 for ResNet-18/34, 2048 for ResNet-50/101).
         stride: total downsampling factor (32).
+        feature_channels: channels of the maps ``forward`` returns (strides 4, 8, 16, 32).
+        feature_strides: their strides, ``(4, 8, 16, 32)``.
     """
 
     def __init__(self, arch: str, *, weights: WeightsArg = None) -> None:
@@ -111,23 +113,34 @@ class ResNetBackbone(nn.Module):
         self.layer2 = net.layer2
         self.layer3 = net.layer3
         self.layer4 = net.layer4
+        self.feature_channels: tuple[int, ...] = tuple(
+            _block_out_channels(layer) for layer in (self.layer1, self.layer2, self.layer3, self.layer4)
+        )
+        self.feature_strides: tuple[int, ...] = (4, 8, 16, 32)
         if weights is not None:
             load_resnet_weights(self, weights)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Run the trunk.
 
         Args:
             images: FloatTensor[B, 3, H, W], normalised.
 
         Returns:
-            FloatTensor[B, out_channels, H / 32, W / 32] (sizes rounded up at each stride-2 step).
+            The outputs of ``layer1`` .. ``layer4``: FloatTensor[B, feature_channels[i], H / s, W / s] for
+            ``s`` in 4, 8, 16, 32 (sizes rounded up at each stride-2 step); the last is the usual trunk output.
         """
         x = self.maxpool(self.relu(self.bn1(self.conv1(images))))  # [B, 64, H/4, W/4]
-        x = self.layer1(x)
-        x = self.layer2(x)  # [B, ., H/8, W/8]
-        x = self.layer3(x)  # [B, ., H/16, W/16]
-        return self.layer4(x)  # [B, out_channels, H/32, W/32]
+        c2 = self.layer1(x)  # [B, ., H/4, W/4]
+        c3 = self.layer2(c2)  # [B, ., H/8, W/8]
+        c4 = self.layer3(c3)  # [B, ., H/16, W/16]
+        return [c2, c3, c4, self.layer4(c4)]  # last: [B, out_channels, H/32, W/32]
+
+
+def _block_out_channels(layer: nn.Sequential) -> int:
+    """Output channels of a torchvision ResNet stage (its last block's last BatchNorm)."""
+    norms = [m for m in layer[-1].modules() if isinstance(m, nn.BatchNorm2d)]
+    return int(norms[-1].num_features)
 
 
 def load_resnet_weights(backbone: ResNetBackbone, weights: str | os.PathLike[str]) -> None:
