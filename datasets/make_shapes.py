@@ -41,17 +41,17 @@ logger = logging.getLogger("make_shapes")
 CLASS_NAMES = ("circle", "square", "triangle", "cross", "ellipse")
 SPLITS = {"train": 0, "val": 1}  # split name -> code mixed into the per-image seed
 MARKER_NAME = ".complete.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 DEFAULT_OUT = Path(__file__).resolve().parent / "data" / "shapes"
 
 MIN_SIZE_PX = 10.0  # smallest shape diameter (circumscribed circle), pixels
 MAX_SIZE_FRACTION = 0.4  # largest shape diameter as a fraction of the shorter image side
 OUTLINE_MIN_SIZE_PX = 16.0  # smaller shapes are always filled
-OUTLINE_PROB = 0.3
+OUTLINE_PROB = 0.25
 OUTLINE_THICKNESS_FRACTION = 0.1  # outline thickness as a fraction of the diameter
 PLACEMENT_ATTEMPTS = 20
 CIRCLE_POINTS = 64
-ELLIPSE_ASPECT = (0.45, 0.7)  # minor / major axis
+ELLIPSE_ASPECT = (0.35, 0.55)  # minor / major axis (clearly not a circle)
 CROSS_ARM_HALF_WIDTH = 0.3  # relative to the arm half-length
 BG_LEVEL = (50, 206)  # range of the background base colour per channel
 BG_GRADIENT_HALF = 20  # max per-channel deviation of the gradient from the background mean
@@ -270,7 +270,7 @@ def generate_shapes_dataset(
     num_val: int = 200,
     image_size: Sequence[int] = (128, 128),
     seed: int = 0,
-    max_objects: int = 6,
+    max_objects: int = 8,
     empty_fraction: float = 0.05,
     max_hidden_fraction: float = 0.6,
     image_format: str = "jpg",
@@ -342,7 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--num-val", type=int, default=200, help="validation images (default 200)")
     parser.add_argument("--size", type=int, default=128, help="square image side in pixels (default 128)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--max-objects", type=int, default=6, help="most objects per image (default 6)")
+    parser.add_argument("--max-objects", type=int, default=8, help="most objects per image (default 8)")
     parser.add_argument("--format", choices=("jpg", "png"), default="jpg", help="image format (default jpg)")
     parser.add_argument("--force", action="store_true", help="regenerate even if a complete set exists")
     args = parser.parse_args(argv)

@@ -48,7 +48,7 @@ def score_detections(
     out_dir: Path | None,
 ) -> dict[str, Any]:
     """COCO metrics of ``records`` against ``dataset``; writes ``metrics.json``/``detections.json`` to ``out_dir``."""
-    metrics = evaluate_coco(dataset.coco, records, backend=backend)
+    metrics = evaluate_coco(dataset.coco, records, backend=backend, category_ids=dataset.label_to_category_id)
     logger.info("evaluation on %d images:\n%s", len(dataset), format_metrics_table(metrics))
     if out_dir is not None:
         write_eval_outputs(out_dir, metrics, records)

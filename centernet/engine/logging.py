@@ -86,6 +86,25 @@ class MetricsLogger:
                 self._tb.add_scalar(f"{prefix}/{key}", value, global_step=step)
         self._tb.flush()
 
+    def log_histogram(self, tag: str, edges: list[float], counts: list[int], *, step: int) -> None:
+        """Write a pre-binned histogram (``len(edges) == len(counts) + 1``) to TensorBoard."""
+        if self._tb is None or sum(counts) == 0:
+            return
+        centers = [(lo + hi) / 2 for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
+        total = sum(counts)
+        self._tb.add_histogram_raw(
+            tag,
+            min=edges[0],
+            max=edges[-1],
+            num=total,
+            sum=sum(c * n for c, n in zip(centers, counts, strict=True)),
+            sum_squares=sum(c * c * n for c, n in zip(centers, counts, strict=True)),
+            bucket_limits=edges[1:],
+            bucket_counts=counts,
+            global_step=step,
+        )
+        self._tb.flush()
+
     def close(self) -> None:
         self._jsonl.close()
         if self._tb is not None:

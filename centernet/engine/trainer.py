@@ -151,13 +151,17 @@ class Trainer:
             count += 1
             is_last = step + 1 == self.iters_per_epoch
             if self.iteration % self.cfg.runtime.log_interval == 0 or is_last:
-                record = {name: float(total / count) for name, total in sums.items()}  # one host sync
+                record: dict[str, Any] = {name: float(total / count) for name, total in sums.items()}  # one host sync
                 self._check_finite(record)
                 now = time.perf_counter()
                 record.update(
                     lr=self.optimizer.param_groups[0]["lr"],
                     time_per_iter=(now - last_log) / count,
                 )
+                histogram = self._gradient_norm_histogram()
+                if histogram is not None:
+                    record["ghm_bin_counts"] = histogram[1]
+                    self.metrics_logger.log_histogram("train/ghm_gradient_norm", *histogram, step=self.iteration)
                 self.metrics_logger.log(
                     {"type": "train", "epoch": self.epoch + 1, "iter": self.iteration, **record},
                     step=self.iteration,
@@ -195,6 +199,15 @@ class Trainer:
         self.scheduler.step()
         self.iteration += 1
         return {"loss": loss, **losses}
+
+    def _gradient_norm_histogram(self) -> tuple[list[float], list[int]] | None:
+        """GHM-C's bin edges and element counts of the last batch, or None for other heatmap losses."""
+        loss = self.criterion.heatmap_loss
+        counts = getattr(loss, "last_bin_counts", None)
+        edges = getattr(loss, "edges", None)
+        if counts is None or edges is None:
+            return None
+        return [float(e) for e in edges.tolist()], [int(c) for c in counts.tolist()]
 
     def _end_epoch_hooks(self) -> None:
         """Let stateful losses close the epoch (GHM-C ``density: epoch`` swaps its histograms)."""

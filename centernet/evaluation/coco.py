@@ -80,32 +80,40 @@ def detections_to_coco_records(
     if dets.size == 0:
         return []
     if dets.ndim != 2 or dets.shape[1] != DET_COLUMNS:
-        raise ValueError(f"image {image_id} ({file_name}): dets must have shape [K, {DET_COLUMNS}] "
-                         f"(x1, y1, x2, y2, score, label), got {list(dets.shape)}")
+        raise ValueError(
+            f"image {image_id} ({file_name}): dets must have shape [K, {DET_COLUMNS}] "
+            f"(x1, y1, x2, y2, score, label), got {list(dets.shape)}"
+        )
     num_classes = len(label_to_category_id)
     if len(category_names) != num_classes:
-        raise ValueError(f"label_to_category_id has {num_classes} entries but category_names has "
-                         f"{len(category_names)}; they must be indexed by the same contiguous labels")
+        raise ValueError(
+            f"label_to_category_id has {num_classes} entries but category_names has "
+            f"{len(category_names)}; they must be indexed by the same contiguous labels"
+        )
     labels = dets[:, 5]
     bad = np.flatnonzero((labels != np.round(labels)) | (labels < 0) | (labels >= num_classes))
     if bad.size:
         row = int(bad[0])
-        raise ValueError(f"image {image_id} ({file_name}): dets row {row} has label {labels[row]}, "
-                         f"expected an integer in [0, {num_classes})")
+        raise ValueError(
+            f"image {image_id} ({file_name}): dets row {row} has label {labels[row]}, "
+            f"expected an integer in [0, {num_classes})"
+        )
     xywh = dets[:, :4].copy()  # [K, 4]
     xywh[:, 2:] -= xywh[:, :2]
     xywh = np.round(xywh, BBOX_DECIMALS)
     scores = np.round(dets[:, 4], SCORE_DECIMALS)
     records = []
     for box, score, label in zip(xywh.tolist(), scores.tolist(), labels.astype(np.int64).tolist()):
-        records.append({
-            "image_id": int(image_id),
-            "file_name": file_name,
-            "category_id": int(label_to_category_id[label]),
-            "category_name": str(category_names[label]),
-            "bbox": box,
-            "score": score,
-        })
+        records.append(
+            {
+                "image_id": int(image_id),
+                "file_name": file_name,
+                "category_id": int(label_to_category_id[label]),
+                "category_name": str(category_names[label]),
+                "bbox": box,
+                "score": score,
+            }
+        )
     return records
 
 
@@ -124,12 +132,27 @@ def _load_gt_dataset(ground_truth: GroundTruth) -> dict[str, Any]:
     elif isinstance(getattr(ground_truth, "dataset", None), Mapping):
         dataset, source = ground_truth.dataset, "ground-truth COCO object"
     else:
-        raise TypeError(f"ground_truth must be a COCO object, a dataset dict or a JSON path, "
-                        f"got {type(ground_truth).__name__}")
+        raise TypeError(
+            f"ground_truth must be a COCO object, a dataset dict or a JSON path, got {type(ground_truth).__name__}"
+        )
     for key in ("images", "annotations", "categories"):
         if not isinstance(dataset.get(key), list):
             raise ValueError(f"{source}: expected a COCO dataset with a '{key}' list")
     return dict(dataset)
+
+
+def _restrict_categories(dataset: dict[str, Any], category_ids: Sequence[int] | None) -> dict[str, Any]:
+    """Keep only the given categories and their annotations (a shallow copy); ``None`` keeps all."""
+    if category_ids is None:
+        return dataset
+    keep = set(category_ids)
+    unknown = keep - {cat["id"] for cat in dataset["categories"]}
+    if unknown:
+        raise ValueError(f"category ids {sorted(unknown)} are not in the ground truth")
+    restricted = dict(dataset)
+    restricted["categories"] = [cat for cat in dataset["categories"] if cat["id"] in keep]
+    restricted["annotations"] = [ann for ann in dataset["annotations"] if ann["category_id"] in keep]
+    return restricted
 
 
 def _prepare_gt_dataset(dataset: dict[str, Any]) -> dict[str, Any]:
@@ -141,8 +164,9 @@ def _prepare_gt_dataset(dataset: dict[str, Any]) -> dict[str, Any]:
     ids = [ann.get("id") for ann in annotations]
     renumber = any(i is None or i < 1 for i in ids) or len(set(ids)) != len(ids)
     if renumber:
-        logger.info("renumbering %d ground-truth annotation ids to 1..N (pycocotools needs unique ids >= 1)",
-                    len(annotations))
+        logger.info(
+            "renumbering %d ground-truth annotation ids to 1..N (pycocotools needs unique ids >= 1)", len(annotations)
+        )
     prepared = []
     for index, ann in enumerate(annotations):
         new = dict(ann)
@@ -164,17 +188,23 @@ def _prepare_detections(detections: list[dict[str, Any]], dataset: dict[str, Any
     records = []
     for index, det in enumerate(detections):
         if det["image_id"] not in image_ids:
-            raise ValueError(f"detections[{index}]: image_id {det['image_id']} is not in the ground truth "
-                             f"({len(image_ids)} images, e.g. ids {sorted(image_ids)[:5]})")
+            raise ValueError(
+                f"detections[{index}]: image_id {det['image_id']} is not in the ground truth "
+                f"({len(image_ids)} images, e.g. ids {sorted(image_ids)[:5]})"
+            )
         if det["category_id"] not in category_ids:
-            raise ValueError(f"detections[{index}]: category_id {det['category_id']} is not in the ground "
-                             f"truth (valid ids: {sorted(category_ids)})")
-        records.append({
-            "image_id": int(det["image_id"]),
-            "category_id": int(det["category_id"]),
-            "bbox": [float(v) for v in det["bbox"]],
-            "score": float(det["score"]),
-        })
+            raise ValueError(
+                f"detections[{index}]: category_id {det['category_id']} is not in the ground "
+                f"truth (valid ids: {sorted(category_ids)})"
+            )
+        records.append(
+            {
+                "image_id": int(det["image_id"]),
+                "category_id": int(det["category_id"]),
+                "bbox": [float(v) for v in det["bbox"]],
+                "score": float(det["score"]),
+            }
+        )
     return records
 
 
@@ -255,6 +285,7 @@ def evaluate_coco(
     *,
     backend: str = "pycocotools",
     quiet: bool = True,
+    category_ids: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Evaluate box detections with COCO mAP.
 
@@ -265,6 +296,8 @@ def evaluate_coco(
             in original-image pixels (extra keys ignored; not modified). May be empty.
         backend: ``"pycocotools"`` or ``"faster_coco_eval"`` (same numbers, faster on large sets).
         quiet: Suppress the evaluator's stdout prints (the summary goes to the debug log instead).
+        category_ids: evaluate only these categories (the ``data.classes`` a model was trained on);
+            ``None`` = every category of the ground truth.
 
     Returns:
         ``{"metric": "coco", "AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100",
@@ -278,7 +311,7 @@ def evaluate_coco(
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown COCO evaluation backend {backend!r}; valid: {sorted(BACKENDS)}")
-    dataset = _prepare_gt_dataset(_load_gt_dataset(ground_truth))
+    dataset = _prepare_gt_dataset(_restrict_categories(_load_gt_dataset(ground_truth), category_ids))
     records = _prepare_detections(detections, dataset)
     captured = io.StringIO()
     redirect = contextlib.redirect_stdout(captured) if quiet else contextlib.nullcontext()
@@ -308,8 +341,11 @@ def format_metrics_table(metrics: Mapping[str, Any]) -> str:
     Returns:
         A multi-line string: the summary metrics in dict order, then one row per class.
     """
-    scalars = [(key, value) for key, value in metrics.items()
-               if key not in ("metric", "per_class") and (value is None or isinstance(value, (int, float)))]
+    scalars = [
+        (key, value)
+        for key, value in metrics.items()
+        if key not in ("metric", "per_class") and (value is None or isinstance(value, (int, float)))
+    ]
     per_class = dict(metrics.get("per_class") or {})
     width = max([len("class"), *(len(key) for key, _ in scalars), *(len(name) for name in per_class)])
     value_width = len("value (%)")

@@ -127,7 +127,11 @@ class LateralDeconvNeck(DeconvNeck):
     """
 
     def __init__(
-        self, feature_channels: Sequence[int], channels: Sequence[int] = DEFAULT_DECONV_CHANNELS, *, kernel_size: int = 4
+        self,
+        feature_channels: Sequence[int],
+        channels: Sequence[int] = DEFAULT_DECONV_CHANNELS,
+        *,
+        kernel_size: int = 4,
     ) -> None:
         feature_channels = tuple(int(c) for c in feature_channels)
         channels = tuple(int(c) for c in channels)

@@ -33,8 +33,7 @@ def make_gt() -> dict:
         (2, DOG, [0, 120, 80, 80], 1),  # crowd region
     ]
     annotations = [
-        {"id": k + 1, "image_id": img, "category_id": cat, "bbox": box, "area": box[2] * box[3],
-         "iscrowd": crowd}
+        {"id": k + 1, "image_id": img, "category_id": cat, "bbox": box, "area": box[2] * box[3], "iscrowd": crowd}
         for k, (img, cat, box, crowd) in enumerate(boxes)
     ]
     categories = [{"id": CAT, "name": "cat"}, {"id": DOG, "name": "dog"}]
@@ -44,7 +43,8 @@ def make_gt() -> dict:
 def perfect_detections(gt: dict, score: float = 0.9) -> list[dict]:
     return [
         {"image_id": a["image_id"], "category_id": a["category_id"], "bbox": list(a["bbox"]), "score": score}
-        for a in gt["annotations"] if not a["iscrowd"]
+        for a in gt["annotations"]
+        if not a["iscrowd"]
     ]
 
 
@@ -56,16 +56,22 @@ def random_detections(gt: dict, seed: int, per_pair: int = 6) -> list[dict]:
         x, y, w, h = ann["bbox"]
         for _ in range(3):
             dx, dy, dw, dh = rng.normal(0.0, 0.15, size=4) * [w, h, w, h]
-            dets.append({"image_id": ann["image_id"], "category_id": ann["category_id"],
-                         "bbox": [x + dx, y + dy, max(1.0, w + dw), max(1.0, h + dh)],
-                         "score": float(rng.uniform())})
+            dets.append(
+                {
+                    "image_id": ann["image_id"],
+                    "category_id": ann["category_id"],
+                    "bbox": [x + dx, y + dy, max(1.0, w + dw), max(1.0, h + dh)],
+                    "score": float(rng.uniform()),
+                }
+            )
     for img in gt["images"]:
         for cat in (CAT, DOG):
             for _ in range(per_pair):
                 x, y = rng.uniform(0, 150, size=2)
                 w, h = rng.uniform(2, 120, size=2)
-                dets.append({"image_id": img["id"], "category_id": cat, "bbox": [x, y, w, h],
-                             "score": float(rng.uniform())})
+                dets.append(
+                    {"image_id": img["id"], "category_id": cat, "bbox": [x, y, w, h], "score": float(rng.uniform())}
+                )
     return dets
 
 
@@ -112,10 +118,13 @@ def test_single_box_known_iou(backend: str, width: int, expected_ap: float) -> N
     # IoU >= threshold, and thresholds are 0.50, 0.55, ..., 0.95 (0.6 is exactly 0.6 in linspace):
     # IoU 0.58 passes 2 of 10 thresholds, IoU 0.60 and 0.62 pass 3. Each passed threshold has
     # precision 1 at all 101 recall points, each failed one 0.
-    gt = {"images": [{"id": 1, "width": 200, "height": 200}],
-          "categories": [{"id": CAT, "name": "cat"}],
-          "annotations": [{"id": 1, "image_id": 1, "category_id": CAT, "bbox": [0, 0, 100, 100],
-                           "area": 10000, "iscrowd": 0}]}
+    gt = {
+        "images": [{"id": 1, "width": 200, "height": 200}],
+        "categories": [{"id": CAT, "name": "cat"}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": CAT, "bbox": [0, 0, 100, 100], "area": 10000, "iscrowd": 0}
+        ],
+    }
     dets = [{"image_id": 1, "category_id": CAT, "bbox": [0, 0, width, 100], "score": 0.9}]
     metrics = evaluate_coco(gt, dets, backend=backend)
     assert metrics["AP"] == pytest.approx(expected_ap, abs=FLOAT_TOL)
@@ -250,18 +259,31 @@ def test_detections_to_coco_records_hand_computed() -> None:
     dets = np.array([[10.0, 20.0, 40.5, 60.25, 0.9, 1], [0.0, 0.0, 5.0, 5.0, 0.123456789, 0]])
     records = detections_to_coco_records(5, "img5.jpg", dets, [CAT, DOG], ["cat", "dog"])
     assert records == [
-        {"image_id": 5, "file_name": "img5.jpg", "category_id": DOG, "category_name": "dog",
-         "bbox": [10.0, 20.0, 30.5, 40.25], "score": 0.9},
-        {"image_id": 5, "file_name": "img5.jpg", "category_id": CAT, "category_name": "cat",
-         "bbox": [0.0, 0.0, 5.0, 5.0], "score": 0.12346},
+        {
+            "image_id": 5,
+            "file_name": "img5.jpg",
+            "category_id": DOG,
+            "category_name": "dog",
+            "bbox": [10.0, 20.0, 30.5, 40.25],
+            "score": 0.9,
+        },
+        {
+            "image_id": 5,
+            "file_name": "img5.jpg",
+            "category_id": CAT,
+            "category_name": "cat",
+            "bbox": [0.0, 0.0, 5.0, 5.0],
+            "score": 0.12346,
+        },
     ]
 
 
 def test_detections_to_coco_records_empty_and_errors() -> None:
     assert detections_to_coco_records(1, "a.jpg", np.zeros((0, 6)), [CAT], ["cat"]) == []
     with pytest.raises(ValueError, match=r"row 1 has label 2.0, expected an integer in \[0, 2\)"):
-        detections_to_coco_records(1, "a.jpg", np.array([[0, 0, 1, 1, 0.5, 0], [0, 0, 1, 1, 0.5, 2]]),
-                                   [CAT, DOG], ["cat", "dog"])
+        detections_to_coco_records(
+            1, "a.jpg", np.array([[0, 0, 1, 1, 0.5, 0], [0, 0, 1, 1, 0.5, 2]]), [CAT, DOG], ["cat", "dog"]
+        )
     with pytest.raises(ValueError, match=r"shape \[K, 6\]"):
         detections_to_coco_records(1, "a.jpg", np.zeros((2, 5)), [CAT], ["cat"])
 
@@ -272,24 +294,57 @@ def test_records_round_trip_through_evaluation() -> None:
     label_to_cat, names = [CAT, DOG], ["cat", "dog"]
     records = []
     for img in gt["images"]:
-        rows = [[x, y, x + w, y + h, 0.8, label_to_cat.index(a["category_id"])]
-                for a in gt["annotations"] if a["image_id"] == img["id"] and not a["iscrowd"]
-                for x, y, w, h in [a["bbox"]]]
-        records += detections_to_coco_records(img["id"], img["file_name"], np.array(rows).reshape(-1, 6),
-                                              label_to_cat, names)
+        rows = [
+            [x, y, x + w, y + h, 0.8, label_to_cat.index(a["category_id"])]
+            for a in gt["annotations"]
+            if a["image_id"] == img["id"] and not a["iscrowd"]
+            for x, y, w, h in [a["bbox"]]
+        ]
+        records += detections_to_coco_records(
+            img["id"], img["file_name"], np.array(rows).reshape(-1, 6), label_to_cat, names
+        )
     assert [r["bbox"] for r in records] == [a["bbox"] for a in gt["annotations"] if not a["iscrowd"]]
     assert evaluate_coco(gt, records)["AP"] == pytest.approx(1.0, abs=FLOAT_TOL)
 
 
 def test_format_metrics_table() -> None:
-    metrics = {"metric": "coco", "AP": 0.3741, "AP50": 0.55, "AP75": None, "APs": 0.0, "APm": 0.1,
-               "APl": 1.0, "AR1": 0.25, "AR10": 0.333, "AR100": 0.4, "per_class": {"cat": 0.5, "dog": None}}
+    metrics = {
+        "metric": "coco",
+        "AP": 0.3741,
+        "AP50": 0.55,
+        "AP75": None,
+        "APs": 0.0,
+        "APm": 0.1,
+        "APl": 1.0,
+        "AR1": 0.25,
+        "AR10": 0.333,
+        "AR100": 0.4,
+        "per_class": {"cat": 0.5, "dog": None},
+    }
     lines = format_metrics_table(metrics).splitlines()
     assert lines[0].split() == ["metric", "value", "(%)", "(coco)"]
     assert lines[1] == "AP          37.4"
     assert [line.split() for line in lines[2:10]] == [
-        ["AP50", "55.0"], ["AP75", "-"], ["APs", "0.0"], ["APm", "10.0"], ["APl", "100.0"],
-        ["AR1", "25.0"], ["AR10", "33.3"], ["AR100", "40.0"]]
+        ["AP50", "55.0"],
+        ["AP75", "-"],
+        ["APs", "0.0"],
+        ["APm", "10.0"],
+        ["APl", "100.0"],
+        ["AR1", "25.0"],
+        ["AR10", "33.3"],
+        ["AR100", "40.0"],
+    ]
     assert [line.split() for line in lines[10:]] == [["class", "AP", "(%)"], ["cat", "50.0"], ["dog", "-"]]
     assert len({len(line) for line in lines[1:]}) == 1  # fixed width
     assert format_metrics_table({"metric": "coco", "per_class": {}}).splitlines()[1:] == []
+
+
+def test_category_restriction_ignores_other_classes() -> None:
+    gt = make_gt()
+    only_cats = [d for d in perfect_detections(gt) if d["category_id"] == CAT]
+    assert evaluate_coco(gt, only_cats)["AP"] < 1.0  # the missed dogs count without the restriction
+    restricted = evaluate_coco(gt, only_cats, category_ids=[CAT])
+    assert restricted["AP"] == pytest.approx(1.0, abs=FLOAT_TOL)
+    assert set(restricted["per_class"]) == {"cat"}
+    with pytest.raises(ValueError, match=r"category ids \[999\] are not in the ground truth"):
+        evaluate_coco(gt, only_cats, category_ids=[CAT, 999])
