@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -90,7 +91,7 @@ class MetricsLogger:
         """Write a pre-binned histogram (``len(edges) == len(counts) + 1``) to TensorBoard."""
         if self._tb is None or sum(counts) == 0:
             return
-        centers = [(lo + hi) / 2 for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
+        centers = [(lo + hi) / 2 for lo, hi in itertools.pairwise(edges)]
         total = sum(counts)
         self._tb.add_histogram_raw(
             tag,
