@@ -1,0 +1,253 @@
+"""Ablation reports on hand-made run folders: run state, mean ± std, markdown, CSV and the plot."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from matplotlib.image import imread
+
+from centernet.engine.ablation import (
+    PLOT_DPI,
+    PLOT_SIZE_INCHES,
+    RunSpec,
+    collect_run,
+    config_differences,
+    format_mean_std,
+    markdown_table,
+    mean_std,
+    record_run_time,
+    run_status,
+    summarize,
+    write_reports,
+)
+from centernet.engine.checkpoint import save_checkpoint
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def make_run(
+    root: Path,
+    name: str,
+    seed: int,
+    *,
+    loss_type: str = "focal",
+    metrics: dict[str, Any],
+    records: list[dict[str, Any]] | None = None,
+    train_time_s: float | None = None,
+) -> RunSpec:
+    """Write the files a finished run leaves (eval/metrics.json, metrics.jsonl, run_info.json) by hand."""
+    run_dir = root / name / f"seed{seed}"
+    (run_dir / "eval").mkdir(parents=True)
+    full = {"metric": "coco", "AP75": 0.0, "AR1": 0.0, "AR10": 0.0, "AR100": 0.0, "per_class": {}, **metrics}
+    (run_dir / "eval" / "metrics.json").write_text(json.dumps(full))
+    if records is not None:
+        (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    if train_time_s is not None:
+        (run_dir / "run_info.json").write_text(json.dumps({"train_time_s": train_time_s, "sessions": 1}))
+    return RunSpec(name=name, loss_type=loss_type, seed=seed, run_dir=run_dir)
+
+
+def train(epoch: int, loss: float) -> dict[str, Any]:
+    return {"type": "train", "epoch": epoch, "iter": epoch * 10, "loss": loss, "heatmap": loss, "lr": 1e-3}
+
+
+def val(epoch: int, ap: float | None) -> dict[str, Any]:
+    return {"type": "val", "epoch": epoch, "iter": epoch * 10, "AP": ap, "AP50": ap}
+
+
+def metrics(ap: float, *, apl: float | None = None, ap50: float = 0.5) -> dict[str, Any]:
+    return {"AP": ap, "AP50": ap50, "AP75": 0.1, "APs": 0.05, "APm": ap, "APl": apl}
+
+
+@pytest.fixture
+def study(tmp_path: Path) -> list[RunSpec]:
+    """Config ``pr_focal`` with seeds 0 and 1, config ``bce`` with seed 0 only."""
+    return [
+        make_run(
+            tmp_path,
+            "pr_focal",
+            0,
+            loss_type="penalty_reduced_focal",
+            metrics=metrics(0.30, apl=0.8),
+            records=[train(1, 2.0), val(1, 0.10), {"type": "ghm", "epoch": 1}, train(2, 1.5), val(2, 0.30)],
+            train_time_s=10.0,
+        ),
+        make_run(
+            tmp_path,
+            "pr_focal",
+            1,
+            loss_type="penalty_reduced_focal",
+            metrics=metrics(0.40),  # APl None: COCO found no large objects
+            # resumed in epoch 2: the first epoch-2 records were logged twice; the last ones count
+            records=[train(1, 2.2), val(1, 0.20), train(2, 9.9), val(2, 0.0), train(2, 1.7), val(2, 0.40)],
+            train_time_s=14.0,
+        ),
+        make_run(
+            tmp_path,
+            "bce",
+            0,
+            loss_type="bce",
+            metrics=metrics(0.20),
+            records=[train(1, 0.3), val(1, None), train(2, 0.25), val(2, 0.20)],
+        ),
+    ]
+
+
+def test_mean_std_hand_computed() -> None:
+    assert mean_std([]) == (None, None)
+    assert mean_std([None, None]) == (None, None)
+    assert mean_std([0.25]) == (0.25, None)
+    mean, std = mean_std([0.1, 0.2, 0.4])
+    assert mean == pytest.approx(0.7 / 3)
+    # sample std: deviations from 7/30 are -2/15, -1/30, 1/6; sum of squares / (3 - 1), sqrt
+    assert std == pytest.approx(math.sqrt(((2 / 15) ** 2 + (1 / 30) ** 2 + (1 / 6) ** 2) / 2), rel=1e-9)
+    assert std == pytest.approx(0.1527525, abs=1e-7)
+    mean, std = mean_std([0.2, None, 0.4])  # None is skipped, not counted as 0
+    assert mean == pytest.approx(0.3) and std == pytest.approx(math.sqrt(0.02))
+
+
+def test_format_mean_std() -> None:
+    assert format_mean_std(0.123, 0.004, scale=100) == "12.3 ± 0.4"
+    assert format_mean_std(0.5, None, scale=100) == "50.0 ± –"
+    assert format_mean_std(None, None) == "–"
+    assert format_mean_std(1.23456, 0.01, digits=4) == "1.2346 ± 0.0100"
+
+
+def test_collect_run_reads_final_metrics_last_loss_and_curve(study: list[RunSpec]) -> None:
+    first = collect_run(study[0])
+    assert first.metrics == {"AP": 0.30, "AP50": 0.5, "AP75": 0.1, "APs": 0.05, "APm": 0.30, "APl": 0.8}
+    assert first.final_loss == 1.5 and first.train_time_s == 10.0
+    assert first.val_curve == {1: 0.10, 2: 0.30}
+    resumed = collect_run(study[1])
+    assert resumed.final_loss == 1.7 and resumed.val_curve == {1: 0.20, 2: 0.40}
+    assert resumed.metrics["APl"] is None
+    no_info = collect_run(study[2])
+    assert no_info.train_time_s is None and no_info.val_curve == {1: None, 2: 0.20}
+
+
+def test_summary_and_markdown_table(study: list[RunSpec]) -> None:
+    summaries = summarize([collect_run(spec) for spec in study])
+    assert [s.name for s in summaries] == ["pr_focal", "bce"]  # order of first appearance
+    focal, bce = summaries
+    assert focal.seeds == [0, 1] and focal.loss_type == "penalty_reduced_focal"
+    assert focal.mean["AP"] == pytest.approx(0.35) and focal.std["AP"] == pytest.approx(math.sqrt(0.005))
+    assert focal.mean["APl"] == 0.8 and focal.std["APl"] is None  # one defined value out of two seeds
+    assert focal.final_loss[0] == pytest.approx(1.6) and focal.final_loss[1] == pytest.approx(math.sqrt(0.02))
+    assert focal.train_time_s == pytest.approx(12.0)
+    assert bce.std["AP"] is None and bce.train_time_s is None
+
+    lines = markdown_table(summaries).splitlines()
+    assert lines[0] == (
+        "| config | heatmap loss | seeds | AP (%) | AP50 (%) | APs (%) | APm (%) | APl (%) "
+        "| final loss | train time (s) |"
+    )
+    assert len(lines) == 4
+    # std of AP: sqrt(0.005) = 0.0707 -> 7.1 %; AP50 identical over seeds -> std 0.0
+    assert lines[2] == (
+        "| pr_focal | penalty_reduced_focal | 2 | 35.0 ± 7.1 | 50.0 ± 0.0 | 5.0 ± 0.0 | 35.0 ± 7.1 | 80.0 ± – "
+        "| 1.6000 ± 0.1414 | 12.0 |"
+    )
+    assert lines[3] == "| bce | bce | 1 | 20.0 ± – | 50.0 ± – | 5.0 ± – | 20.0 ± – | – | 0.2500 ± – | – |"
+
+
+def test_write_reports_csv_and_png(study: list[RunSpec], tmp_path: Path) -> None:
+    results = [collect_run(spec) for spec in study]
+    out = tmp_path / "report"
+    table = write_reports(results, out)
+    assert (out / "ablation.md").read_text() == table
+
+    with (out / "ablation.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == [
+        "config", "heatmap_loss", "seed", "AP", "AP50", "AP75", "APs", "APm", "APl", "final_loss", "train_time_s"
+    ]  # fmt: skip
+    assert [(r["config"], r["heatmap_loss"], r["seed"]) for r in rows] == [
+        ("pr_focal", "penalty_reduced_focal", "0"),
+        ("pr_focal", "penalty_reduced_focal", "1"),
+        ("bce", "bce", "0"),
+    ]
+    assert float(rows[0]["AP"]) == 0.30 and float(rows[0]["APl"]) == 0.8 and float(rows[0]["final_loss"]) == 1.5
+    assert rows[1]["APl"] == "" and rows[2]["train_time_s"] == ""  # None -> empty cell
+    assert float(rows[1]["train_time_s"]) == 14.0
+
+    png = out / "ablation.png"
+    assert png.read_bytes()[: len(PNG_SIGNATURE)] == PNG_SIGNATURE
+    height, width = imread(png).shape[:2]
+    assert (width, height) == (PLOT_SIZE_INCHES[0] * PLOT_DPI, PLOT_SIZE_INCHES[1] * PLOT_DPI)
+
+
+def test_empty_study(tmp_path: Path) -> None:
+    assert summarize([]) == []
+    assert len(markdown_table([]).splitlines()) == 2  # header and rule only
+    write_reports([], tmp_path)
+    assert (tmp_path / "ablation.png").read_bytes().startswith(PNG_SIGNATURE)
+    with (tmp_path / "ablation.csv").open() as handle:
+        assert len(list(csv.reader(handle))) == 1
+
+
+def test_collect_run_errors_and_tolerated_damage(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = RunSpec("x", "bce", 0, tmp_path / "nothing")
+    with pytest.raises(FileNotFoundError, match="nothing"):
+        collect_run(missing)
+    bad = make_run(tmp_path, "bad", 0, metrics={"AP": "high"})
+    with pytest.raises(ValueError, match=r"metrics\.json: AP: expected a number"):
+        collect_run(bad)
+
+    spec = make_run(tmp_path, "cut", 0, metrics=metrics(0.1), records=[train(1, 3.0)])
+    with (spec.run_dir / "metrics.jsonl").open("a") as handle:
+        handle.write('{"type": "train", "epoch": 2, "lo\n')  # a line cut short by a killed run
+    caplog.set_level(logging.WARNING, logger="centernet.engine.ablation")
+    monkeypatch.setattr(logging.getLogger("centernet"), "propagate", True)  # setup_logging() turns it off
+    assert collect_run(spec).final_loss == 3.0
+    assert "metrics.jsonl:2 is not a JSON object" in caplog.text
+    no_log = make_run(tmp_path, "nolog", 0, metrics=metrics(0.1))
+    result = collect_run(no_log)
+    assert result.final_loss is None and result.val_curve == {}
+
+
+def test_run_status(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    assert run_status(run_dir, epochs=2) == run_status(tmp_path / "absent", epochs=2)
+    assert run_status(run_dir, epochs=2).completed_epochs == 0 and not run_status(run_dir, epochs=2).done
+    config = {"solver": {"epochs": 2}}
+    save_checkpoint({"epoch": 1, "config": config}, run_dir / "checkpoints" / "last.pth")
+    status = run_status(run_dir, epochs=2)
+    assert (status.completed_epochs, status.done, status.config) == (1, False, config)
+    save_checkpoint({"epoch": 2, "config": config}, run_dir / "checkpoints" / "last.pth")
+    assert not run_status(run_dir, epochs=2).done  # trained but no final evaluation
+    (run_dir / "eval").mkdir()
+    (run_dir / "eval" / "metrics.json").write_text("{}")
+    assert run_status(run_dir, epochs=2).done
+    with pytest.raises(ValueError, match=r"2 completed epochs but solver\.epochs is 1"):
+        run_status(run_dir, epochs=1)
+    save_checkpoint({"epoch": "two"}, run_dir / "checkpoints" / "last.pth")
+    with pytest.raises(ValueError, match="expected an integer 'epoch'"):
+        run_status(run_dir, epochs=2)
+
+
+def test_record_run_time_accumulates_over_resumed_sessions(tmp_path: Path) -> None:
+    first = record_run_time(tmp_path, 5.0, finished=False, resumed=False)
+    assert first == {"train_time_s": 5.0, "sessions": 1, "finished": False}
+    second = record_run_time(tmp_path, 2.5, finished=True, resumed=True)
+    assert second == {"train_time_s": 7.5, "sessions": 2, "finished": True}
+    assert json.loads((tmp_path / "run_info.json").read_text()) == second
+    fresh = record_run_time(tmp_path, 1.0, finished=True, resumed=False)  # restarted from scratch
+    assert fresh == {"train_time_s": 1.0, "sessions": 1, "finished": True}
+
+
+def test_config_differences() -> None:
+    saved = {"solver": {"lr": 0.1, "epochs": 2}, "runtime": {"threads": 1}, "loss": {"heatmap": {"type": "bce"}}}
+    assert config_differences(saved, saved) == []
+    current = {"solver": {"lr": 0.2, "epochs": 2}, "runtime": {"threads": 4}, "loss": {"heatmap": {"type": "bce"}}}
+    assert config_differences(saved, current) == ["runtime.threads", "solver.lr"]
+    assert config_differences(saved, current, ignore=["runtime.threads"]) == ["solver.lr"]
+    extra = {**saved, "eval": {"flip": True}}
+    assert config_differences(saved, extra) == ["eval"]

@@ -1,0 +1,177 @@
+"""tools/ablate.py: config x seed runs, skip and resume on rerun, reports, bad input; the ablation configs."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from centernet.config import config_to_dict, load_config
+from centernet.engine.ablation import config_differences
+from centernet.engine.checkpoint import load_checkpoint
+from centernet.engine.trainer import Trainer
+from tests.conftest import REPO, load_script
+
+ablate = load_script("tools/ablate.py")
+
+ABLATION_DIR = REPO / "configs" / "ablations"
+BCE_LOSS = "loss:\n  heatmap: {type: bce}\n"
+
+
+def error_lines(capsys: pytest.CaptureFixture[str]) -> list[str]:
+    return [line for line in capsys.readouterr().err.splitlines() if " ERROR " in line]
+
+
+def test_ablation_configs_differ_from_the_base_only_in_the_heatmap_loss() -> None:
+    base = config_to_dict(load_config(REPO / "configs" / "shapes_resnet18.yaml"))
+    types = {}
+    for path in sorted(ABLATION_DIR.glob("*.yaml")):
+        cfg = load_config(path)
+        assert path.read_text().startswith("# "), f"{path.name} needs a header comment"
+        changed = config_differences(base, config_to_dict(cfg))
+        assert all(key.startswith("loss.heatmap.") for key in changed), (path.name, changed)
+        types[path.stem] = cfg.loss.heatmap.type
+    assert types == {
+        "shapes_bce": "bce",
+        "shapes_focal": "focal",
+        "shapes_ghm_c": "ghm_c",
+        "shapes_penalty_reduced_focal": "penalty_reduced_focal",
+    }
+    ghm = load_config(ABLATION_DIR / "shapes_ghm_c.yaml").loss.heatmap
+    assert (ghm.bins, ghm.momentum, ghm.density) == (10, 0.75, "ema")
+
+
+def test_overrides_after_the_seeds_are_overrides() -> None:
+    args = ablate.parse_args(
+        ["--configs", "a.yaml", "b.yaml", "--seeds", "0", "1", "solver.epochs=1", "eval.flip=true"]
+    )
+    assert args.configs == ["a.yaml", "b.yaml"] and args.seeds == [0, 1]
+    assert args.overrides == ["solver.epochs=1", "eval.flip=true"]
+    with pytest.raises(SystemExit):
+        ablate.parse_args(["--configs", "a.yaml", "--seeds", "zero"])
+
+
+def test_two_configs_train_then_skip_on_rerun(
+    tiny_config: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configs = [str(tiny_config(name="prfocal.yaml")), str(tiny_config(BCE_LOSS, name="bce.yaml"))]
+    work = tmp_path / "study"
+    argv = ["--configs", *configs, "--seeds", "0", "--work-dir", str(work), "--no-progress", "solver.epochs=1"]
+    assert ablate.main(argv) == 0
+
+    runs = {name: work / name / "seed0" for name in ("prfocal", "bce")}
+    for name, run_dir in runs.items():
+        state = load_checkpoint(run_dir / "checkpoints" / "last.pth")
+        assert state["epoch"] == 1 and state["config"]["runtime"]["seed"] == 0, name
+        info = json.loads((run_dir / "run_info.json").read_text())
+        assert info["finished"] and info["sessions"] == 1 and info["train_time_s"] > 0
+        assert (run_dir / "run.log").is_file()
+    with (work / "ablation.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["config"], r["heatmap_loss"], r["seed"]) for r in rows] == [
+        ("prfocal", "penalty_reduced_focal", "0"),
+        ("bce", "bce", "0"),
+    ]
+    for row in rows:
+        final = json.loads((runs[row["config"]] / "eval" / "metrics.json").read_text())
+        assert float(row["AP"]) == pytest.approx(final["AP"])
+        records = (runs[row["config"]] / "metrics.jsonl").read_text().splitlines()
+        last_train = [json.loads(line) for line in records if '"train"' in line][-1]
+        assert float(row["final_loss"]) == pytest.approx(last_train["loss"])
+    table = (work / "ablation.md").read_text()
+    assert "| prfocal | penalty_reduced_focal | 1 |" in table and "| bce | bce | 1 |" in table
+    assert (work / "ablation.png").read_bytes().startswith(b"\x89PNG")
+    first_err = capsys.readouterr().err
+    assert "| bce | bce | 1 |" in first_err  # the table is logged
+
+    stamps = {name: (run_dir / "run_info.json").stat().st_mtime_ns for name, run_dir in runs.items()}
+    assert ablate.main(argv) == 0
+    err = capsys.readouterr().err
+    assert err.count("is done (1 epochs): skipped") == 2
+    assert {name: (run_dir / "run_info.json").stat().st_mtime_ns for name, run_dir in runs.items()} == stamps
+    with (work / "ablation.csv").open() as handle:
+        assert list(csv.DictReader(handle)) == rows  # same numbers, train time from run_info.json
+
+    # a changed config must not silently resume or skip the runs of another one
+    assert ablate.main([*argv, "solver.lr=0.5"]) == 1
+    errors = error_lines(capsys)
+    assert len(errors) == 1 and "solver.lr" in errors[0] and "prfocal" in errors[0]
+
+
+def test_interrupted_run_resumes_and_sums_its_time(
+    tiny_config: Callable[..., Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = str(tiny_config(name="only.yaml"))  # 2 epochs, evaluated after each
+    work = tmp_path / "study"
+    argv = ["--configs", config, "--seeds", "3", "--work-dir", str(work), "--no-progress"]
+    evaluate = Trainer.evaluate
+
+    def fail_at_epoch_2(trainer: Trainer) -> dict:
+        if trainer.epoch == 2:
+            raise FloatingPointError("simulated divergence at epoch 2")
+        return evaluate(trainer)
+
+    monkeypatch.setattr(Trainer, "evaluate", fail_at_epoch_2)
+    assert ablate.main(argv) == 1
+    errors = error_lines(capsys)
+    assert any("only seed 3 failed: simulated divergence" in line for line in errors), errors
+    run_dir = work / "only" / "seed3"
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pth")["epoch"] == 1
+    first = json.loads((run_dir / "run_info.json").read_text())
+    assert first["sessions"] == 1 and not first["finished"]
+    assert not (work / "ablation.csv").exists()  # nothing finished: no report
+
+    monkeypatch.setattr(Trainer, "evaluate", evaluate)
+    assert ablate.main(argv) == 0
+    assert "resuming after epoch 1/2" in capsys.readouterr().err
+    second = json.loads((run_dir / "run_info.json").read_text())
+    assert second["sessions"] == 2 and second["finished"] and second["train_time_s"] > first["train_time_s"]
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pth")["epoch"] == 2
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records if r["type"] == "val"] == [1, 2]
+    with (work / "ablation.csv").open() as handle:
+        (row,) = list(csv.DictReader(handle))
+    assert float(row["train_time_s"]) == pytest.approx(second["train_time_s"])
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["runtime.seed=5"], "runtime.seed is set by --seeds"),
+        (["solver.learning_rate=1"], "'solver.learning_rate'"),
+    ],
+)
+def test_bad_overrides(
+    tiny_config: Callable[..., Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    extra: list[str],
+    expected: str,
+) -> None:
+    argv = ["--configs", str(tiny_config()), "--seeds", "0", "--work-dir", str(tmp_path / "w"), *extra]
+    assert ablate.main(argv) == 1
+    errors = error_lines(capsys)
+    assert len(errors) == 1 and expected in errors[0]
+
+
+def test_duplicate_config_stems_and_seeds(
+    tiny_config: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = tiny_config(name="same.yaml")
+    other = tmp_path / "elsewhere" / "same.yaml"
+    other.parent.mkdir()
+    other.write_text(first.read_text())
+    work = tmp_path / "w"
+    assert ablate.main(["--configs", str(first), str(other), "--seeds", "0", "--work-dir", str(work)]) == 1
+    (line,) = error_lines(capsys)
+    assert "share the name 'same'" in line and str(first) in line and str(other) in line
+    assert ablate.main(["--configs", str(first), "--seeds", "1", "1", "--work-dir", str(work)]) == 1
+    (line,) = error_lines(capsys)
+    assert "--seeds lists [1] more than once" in line
+    assert not (work / "same").exists()  # nothing trained
