@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             amp=cfg.runtime.amp,
             backend=cfg.eval.backend,
             out_dir=out_dir,
+            progress=not args.no_progress,
         )
     except (ConfigError, FileNotFoundError, ValueError, OSError) as error:
         logger.error("%s", one_line_error(error))

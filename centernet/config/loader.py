@@ -4,8 +4,9 @@ Merge rules:
 - ``_base_`` (a path or a list of paths, relative to the file naming them) are loaded first, in order,
   and the file itself is merged last;
 - mappings merge key by key; any other value (lists included) replaces the previous one;
-- a mapping whose ``type`` changes starts afresh: keys of the previous type are dropped, so
-  ``loss.heatmap.type=ghm_c`` gives GHM-C with its own defaults rather than focal-loss leftovers;
+- in a section whose variants have different keys (a tagged union such as ``loss.heatmap``), changing
+  ``type`` starts the section afresh: keys of the previous type are dropped, so ``loss.heatmap.type=ghm_c``
+  gives GHM-C with its own defaults rather than focal-loss leftovers (other sections merge as usual);
 - ``KEY=VALUE`` overrides use dotted keys and ``yaml.safe_load`` values, applied after all files.
 """
 
@@ -44,14 +45,14 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
             file or the dotted key). FileNotFoundError for a missing file.
     """
     merged = dataclasses.asdict(Config())
-    merged = merge_dicts(merged, _load_with_bases(Path(path), chain=()))
-    merged = merge_dicts(merged, parse_overrides(overrides))
+    merged = merge_dicts(merged, _load_with_bases(Path(path), chain=()), reset_on_type_change=TAGGED_UNIONS)
+    merged = merge_dicts(merged, parse_overrides(overrides), reset_on_type_change=TAGGED_UNIONS)
     return config_from_dict(merged, source=str(path))
 
 
 def config_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Config:
     """Validate a plain nested dict (e.g. a config stored in a checkpoint) into a :class:`Config`."""
-    complete = merge_dicts(dataclasses.asdict(Config()), dict(data))
+    complete = merge_dicts(dataclasses.asdict(Config()), dict(data), reset_on_type_change=TAGGED_UNIONS)
     try:
         return _convert(Config, complete, key="")
     except ConfigError as error:
@@ -68,21 +69,47 @@ def save_config(config: Config, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
 
 
-def merge_dicts(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    """Recursively merge ``update`` onto a copy of ``base`` (see the module docstring for the rules)."""
+def merge_dicts(
+    base: dict[str, Any],
+    update: Mapping[str, Any],
+    *,
+    reset_on_type_change: frozenset[str] = frozenset(),
+    _path: str = "",
+) -> dict[str, Any]:
+    """Recursively merge ``update`` onto a copy of ``base``.
+
+    Args:
+        base: the earlier layer.
+        update: the later layer; its values win.
+        reset_on_type_change: dotted paths of sections that start afresh when ``update`` changes their
+            ``type`` (see the module docstring).
+    """
     result = dict(base)
     for key, value in update.items():
+        path = _join(_path, str(key))
         previous = result.get(key)
         if isinstance(previous, dict) and isinstance(value, Mapping):
-            if "type" in value and "type" in previous and value["type"] != previous["type"]:
-                result[key] = merge_dicts({}, value)
-            else:
-                result[key] = merge_dicts(previous, value)
+            type_changed = "type" in value and value["type"] != previous.get("type")
+            start = {} if type_changed and path in reset_on_type_change else previous
+            result[key] = merge_dicts(start, value, reset_on_type_change=reset_on_type_change, _path=path)
         elif isinstance(value, Mapping):
-            result[key] = merge_dicts({}, value)
+            result[key] = merge_dicts({}, value, reset_on_type_change=reset_on_type_change, _path=path)
         else:
             result[key] = value
     return result
+
+
+def _tagged_union_paths(cls: Any, prefix: str = "") -> frozenset[str]:
+    """Dotted paths of the schema fields annotated as a union of several dataclasses."""
+    paths: set[str] = set()
+    for name, annotation in get_type_hints(cls).items():
+        path = _join(prefix, name)
+        options = [a for a in get_args(annotation) if dataclasses.is_dataclass(a)]
+        if get_origin(annotation) in (Union, types.UnionType) and len(options) > 1:
+            paths.add(path)
+        elif dataclasses.is_dataclass(annotation):
+            paths |= _tagged_union_paths(annotation, path)
+    return frozenset(paths)
 
 
 def parse_overrides(overrides: Iterable[str]) -> dict[str, Any]:
@@ -122,8 +149,10 @@ def _load_with_bases(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
         raise ConfigError(f"{path}: _base_ must be a path or a list of paths, got {bases!r}")
     merged: dict[str, Any] = {}
     for base in bases:
-        merged = merge_dicts(merged, _load_with_bases(path.parent / base, (*chain, resolved)))
-    return merge_dicts(merged, data)
+        merged = merge_dicts(
+            merged, _load_with_bases(path.parent / base, (*chain, resolved)), reset_on_type_change=TAGGED_UNIONS
+        )
+    return merge_dicts(merged, data, reset_on_type_change=TAGGED_UNIONS)
 
 
 def _read_yaml_mapping(path: Path) -> dict[str, Any]:
@@ -231,3 +260,6 @@ def _convert_dataclass(cls: Any, value: Any, key: str) -> Any:
             )
     kwargs = {name: _convert(hints[name], value[name], _join(key, name)) for name in names if name in value}
     return cls(**kwargs)
+
+
+TAGGED_UNIONS = _tagged_union_paths(Config)

@@ -68,8 +68,11 @@ def evaluate_model(
     amp: str,
     backend: str,
     out_dir: Path | None,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Run the model over ``loader`` and score it (see :func:`score_detections`)."""
-    results = run_inference(model, loader, normalizer, device=device, topk=topk, flip=flip, amp=amp)
+    results = run_inference(
+        model, loader, normalizer, device=device, topk=topk, flip=flip, amp=amp, progress=progress
+    )
     records = detections_for_dataset(dataset, results)
     return score_detections(dataset, records, backend=backend, out_dir=out_dir)

@@ -24,6 +24,7 @@ from centernet.engine.optim import build_optimizer, build_scheduler
 from centernet.targets import render_targets
 from centernet.utils.env import (
     capture_rng_state,
+    cpu_has_fast_bf16,
     environment_info,
     restore_rng_state,
     seed_everything,
@@ -58,6 +59,9 @@ class Trainer:
             torch.use_deterministic_algorithms(True)
         self.device = select_device(cfg.runtime.device)
         self.amp = cfg.runtime.amp
+        if self.amp == "bf16" and self.device.type == "cpu" and not cpu_has_fast_bf16():
+            logger.warning("runtime.amp=bf16 on a CPU without native bfloat16 (AVX512-BF16/AMX) is slow; "
+                           "consider runtime.amp=off")
         seed_everything(cfg.runtime.seed)
 
         self.train_set = build_dataset(cfg, "train")
@@ -243,6 +247,7 @@ class Trainer:
             amp=self.amp,
             backend=self.cfg.eval.backend,
             out_dir=self.work_dir / "eval",
+            progress=self.progress,
         )
         scalars = {k: v for k, v in metrics.items() if isinstance(v, float)}
         self.metrics_logger.log(

@@ -33,6 +33,12 @@ def select_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX); without it bf16 is emulated (slow)."""
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
+    return any(callable(check) and check() for check in checks)
+
+
 def capture_rng_state() -> dict[str, Any]:
     """Snapshot every global random generator (for exact resume)."""
     state: dict[str, Any] = {

@@ -77,6 +77,12 @@ def test_changing_type_starts_the_section_afresh(tmp_path: Path) -> None:
     assert cfg.loss.heatmap == GHMCConfig(bins=30)  # gamma/weight of the focal variant dropped
 
 
+def test_type_change_elsewhere_keeps_the_other_keys(tmp_path: Path) -> None:
+    exp = write(tmp_path / "x.yaml", "model: {neck: {type: deconv, channels: [128, 64, 64]}}\n")
+    cfg = load_config(exp, ["model.neck.type=deconv_lateral"])
+    assert (cfg.model.neck.type, cfg.model.neck.channels) == ("deconv_lateral", [128, 64, 64])
+
+
 def test_unknown_key_names_the_key_and_suggests(tmp_path: Path) -> None:
     exp = write(tmp_path / "x.yaml", "solver: {lrr: 0.1}\n")
     with pytest.raises(ConfigError) as info:
