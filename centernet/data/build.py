@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Literal
 
 import cv2
-import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, SequentialSampler
 
 from centernet.config.schema import Config, DatasetConfig
 from centernet.data.coco import CocoDetection
@@ -49,6 +49,30 @@ def build_dataset(cfg: Config, split: Split) -> CocoDetection:
     )
 
 
+class EpochIndexSampler(Sampler[tuple[int, int]]):
+    """Yields ``(epoch, index)`` pairs of a shuffling sampler, so that datasets seed their augmentation
+    by epoch even in persistent loader workers (which never see a ``set_epoch`` on the dataset).
+
+    Args:
+        base: the index sampler (shuffled per epoch through its own ``set_epoch``).
+    """
+
+    def __init__(self, base: DistributedSampler) -> None:
+        self.base = base
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch: the shuffle order and the epoch passed to the dataset."""
+        self.epoch = epoch
+        self.base.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return ((self.epoch, int(index)) for index in self.base)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+
 def init_loader_worker(worker_id: int) -> None:
     """Loader worker set-up: one OpenCV thread per worker (the workers already run in parallel)."""
     cv2.setNumThreads(1)
@@ -66,8 +90,8 @@ def build_loader(
     """A loader over ``dataset``: shuffled per epoch (call ``loader.sampler.set_epoch``) for train."""
     workers = cfg.data.workers
     if split == "train":
-        sampler: torch.utils.data.Sampler = DistributedSampler(
-            dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=cfg.runtime.seed
+        sampler: Sampler = EpochIndexSampler(
+            DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=cfg.runtime.seed)
         )
         batch_size = cfg.data.batch_size
     else:
@@ -82,7 +106,8 @@ def build_loader(
         pin_memory=pin_memory,
         worker_init_fn=init_loader_worker,
         drop_last=split == "train" and len(dataset) >= batch_size * world_size,
-        # Workers are re-created every epoch so that they see the dataset's new epoch number
-        # (``set_epoch``), which seeds the augmentation of every sample.
-        persistent_workers=False,
+        persistent_workers=workers > 0,
+        # Fresh worker processes: forking a parent whose OpenCV/OpenMP thread pools already ran can
+        # deadlock the children; started once per run thanks to persistent workers.
+        multiprocessing_context="spawn" if workers > 0 else None,
     )

@@ -52,7 +52,6 @@ def score_detections(
     logger.info("evaluation on %d images:\n%s", len(dataset), format_metrics_table(metrics))
     if out_dir is not None:
         write_eval_outputs(out_dir, metrics, records)
-        logger.info("wrote %s and %s", out_dir / "metrics.json", out_dir / "detections.json")
     return metrics
 
 
