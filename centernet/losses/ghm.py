@@ -109,7 +109,7 @@ class GHMC(nn.Module):
             self.to(x.device)
         valid = expand_mask(mask, x) > 0  # [B, C, H, W] bool
         with torch.no_grad():
-            grad_norm = (torch.sigmoid(x) - y).abs()
+            grad_norm = (torch.sigmoid(x) - y).abs().contiguous()  # bucketize wants contiguous input
             bin_index = torch.bucketize(grad_norm, self.edges[1:-1], right=True)  # [B, C, H, W]
             counts = torch.zeros(self.bins, dtype=torch.long, device=x.device)
             counts.scatter_add_(0, bin_index.flatten(), valid.flatten().long())  # [bins]
