@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(
                 f"checkpoint {args.checkpoint} does not fit the model of {args.config}: {str(error).splitlines()[0]}"
             ) from error
-        model.to(device, memory_format=torch.channels_last if cfg.runtime.channels_last else torch.preserve_format)
+        model.to(device)
+        model.to(memory_format=torch.channels_last if cfg.runtime.channels_last else torch.preserve_format)
         evaluate_model(
             model,
             dataset,

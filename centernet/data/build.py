@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Literal
+from collections.abc import Iterator, Sized
+from typing import Literal, cast
 
 import cv2
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, SequentialSampler
@@ -95,7 +95,7 @@ def build_loader(
         )
         batch_size = cfg.data.batch_size
     else:
-        sampler = SequentialSampler(dataset)
+        sampler = SequentialSampler(cast(Sized, dataset))
         batch_size = cfg.eval.batch_size or cfg.data.batch_size
     return DataLoader(
         dataset,
@@ -105,7 +105,7 @@ def build_loader(
         collate_fn=make_collate(cfg.data.max_objects),
         pin_memory=pin_memory,
         worker_init_fn=init_loader_worker,
-        drop_last=split == "train" and len(dataset) >= batch_size * world_size,
+        drop_last=split == "train" and len(cast(Sized, dataset)) >= batch_size * world_size,
         persistent_workers=workers > 0,
         # Fresh worker processes: forking a parent whose OpenCV/OpenMP thread pools already ran can
         # deadlock the children; started once per run thanks to persistent workers.

@@ -24,6 +24,9 @@ class ImageNormalizer(nn.Module):
         std: per-channel standard deviation as fractions of 255.
     """
 
+    scale: torch.Tensor
+    shift: torch.Tensor
+
     def __init__(self, mean: Sequence[float], std: Sequence[float], *, channels_last: bool = False) -> None:
         super().__init__()
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format

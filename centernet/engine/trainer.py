@@ -74,7 +74,8 @@ class Trainer:
         self.num_classes = len(self.train_set.class_names)
 
         memory_format = torch.channels_last if cfg.runtime.channels_last else torch.preserve_format
-        self.model = build_model(cfg, self.num_classes).to(self.device, memory_format=memory_format)
+        self.model = build_model(cfg, self.num_classes).to(self.device)
+        self.model.to(memory_format=memory_format)
         self.criterion = build_criterion(cfg).to(self.device)
         self.normalizer = ImageNormalizer(cfg.data.mean, cfg.data.std, channels_last=cfg.runtime.channels_last)
         self.normalizer.to(self.device)
@@ -279,7 +280,7 @@ class Trainer:
         folder = self.work_dir / "checkpoints"
         metric = None if metrics is None else metrics.get(BEST_METRIC)
         is_best = metric is not None and metric > self.best_metric
-        if is_best:
+        if metric is not None and is_best:
             self.best_metric = float(metric)
         state = self.state_dict()
         if is_best:

@@ -63,6 +63,12 @@ class GHMC(nn.Module):
         previous_epoch_counts: LongTensor[bins], the histogram of the previous epoch.
     """
 
+    edges: Tensor
+    last_bin_counts: Tensor
+    ema_counts: Tensor
+    epoch_counts: Tensor
+    previous_epoch_counts: Tensor
+
     def __init__(self, bins: int = 10, momentum: float = 0.0, density: DensitySource | None = None) -> None:
         super().__init__()
         if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:

@@ -9,6 +9,7 @@ channels_last too (read them with ``reshape``/indexing, not ``view``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import nn
@@ -132,7 +133,7 @@ def build_centernet(
         KeyError: (``UnknownNameError``) for an unknown backbone or neck name, listing the valid ones.
     """
     backbone_module = BACKBONES[backbone](weights=backbone_weights)
-    feature_channels = tuple(backbone_module.feature_channels)
+    feature_channels = tuple(int(c) for c in cast(Sequence[int], backbone_module.feature_channels))
     neck_module = NECKS[neck](feature_channels=feature_channels, channels=neck_channels)
     neck_channels_out = component_int(neck_module, "out_channels", "neck")
     head_module = CenterNetHead(neck_channels_out, num_classes, head_conv=head_conv, prior_prob=prior_prob)

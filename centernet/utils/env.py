@@ -68,8 +68,8 @@ def _as_python_state(state: Any) -> tuple[Any, ...]:
 
 def _numpy_state_as_builtins() -> tuple[Any, ...]:
     """NumPy's legacy generator state with its key array as a list (loadable with weights_only)."""
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    return (name, keys.tolist(), int(pos), int(has_gauss), float(cached))
+    name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    return (str(name), np.asarray(keys).tolist(), int(pos), int(has_gauss), float(cached))
 
 
 def _as_numpy_state(state: Any) -> tuple[Any, ...]:
