@@ -63,7 +63,7 @@ def test_normalizer_by_hand() -> None:
 
 
 def test_fp16_on_cpu_is_refused() -> None:
-    with pytest.raises(ValueError, match="runtime.amp=fp16 needs a CUDA device"):
+    with pytest.raises(ValueError, match=r"runtime\.amp=fp16 needs a CUDA device"):
         autocast_context(torch.device("cpu"), "fp16")
     with autocast_context(torch.device("cpu"), "off"):
         pass
