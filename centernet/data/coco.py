@@ -17,18 +17,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
-import torch
 from pycocotools.coco import COCO
-from torch.utils.data import Dataset
 
-from centernet.data.sample import RawSample, Sample, SampleMeta, SampleTransform
+from centernet.data.base import BOX_LEN, DetectionDataset, check_unique_classes
+from centernet.data.sample import RawSample, SampleTransform
 
 logger = logging.getLogger(__name__)
 
 _REQUIRED_KEYS = ("images", "categories")
-_BOX_LEN = 4
 
 
 def _read_annotation_json(ann_file: Path) -> dict[str, Any]:
@@ -66,7 +63,7 @@ def _renumber_annotation_ids(data: dict[str, Any], ann_file: Path) -> None:
         ann["id"] = new_id
 
 
-class CocoDetection(Dataset):
+class CocoDetection(DetectionDataset):
     """A COCO-format detection dataset.
 
     Attributes:
@@ -107,9 +104,7 @@ class CocoDetection(Dataset):
         """
         self.ann_file = Path(ann_file)
         self.img_dir = Path(img_dir)
-        self.transform = transform
-        self.seed = int(seed)
-        self.epoch = 0
+        super().__init__(transform=transform, seed=seed, source=str(self.ann_file))
 
         data = _read_annotation_json(self.ann_file)
         _renumber_annotation_ids(data, self.ann_file)
@@ -122,12 +117,6 @@ class CocoDetection(Dataset):
         self.category_id_to_label = {cat: label for label, cat in enumerate(self.label_to_category_id)}
         self.image_ids: list[int] = sorted(self.coco.getImgIds())
         self._targets = [self._index_annotations(image_id) for image_id in self.image_ids]
-        self._size_warned = False
-
-    @property
-    def num_classes(self) -> int:
-        """Number of contiguous labels ``C``."""
-        return len(self.class_names)
 
     def _select_categories(self, classes: Sequence[str] | None) -> tuple[list[int], list[str]]:
         """Return ``(label_to_category_id, class_names)`` for all categories or the named ones."""
@@ -135,9 +124,7 @@ class CocoDetection(Dataset):
         if classes is None:
             return [int(c["id"]) for c in cats], [str(c["name"]) for c in cats]
         names = [str(c["name"]) for c in cats]
-        duplicated_requests = sorted({n for n in classes if list(classes).count(n) > 1})
-        if duplicated_requests:
-            raise ValueError(f"classes lists {duplicated_requests} more than once")
+        check_unique_classes(classes)
         unknown = [n for n in classes if n not in names]
         if unknown:
             raise ValueError(f"unknown class name(s) {unknown} for {self.ann_file}; the dataset has {names}")
@@ -158,7 +145,7 @@ class CocoDetection(Dataset):
             if label is None:
                 continue
             bbox = ann.get("bbox")
-            if not isinstance(bbox, list | tuple) or len(bbox) != _BOX_LEN:
+            if not isinstance(bbox, list | tuple) or len(bbox) != BOX_LEN:
                 raise ValueError(
                     f"{self.ann_file}: annotation id {ann.get('id')} has bbox {bbox!r}, expected [x, y, w, h]"
                 )
@@ -170,25 +157,10 @@ class CocoDetection(Dataset):
             labels.append(label)
             ignore.append(bool(ann.get("iscrowd", 0)))
         return (
-            np.asarray(boxes, dtype=np.float32).reshape(-1, _BOX_LEN),
+            np.asarray(boxes, dtype=np.float32).reshape(-1, BOX_LEN),
             np.asarray(labels, dtype=np.int64),
             np.asarray(ignore, dtype=bool),
         )
-
-    def __len__(self) -> int:
-        """Number of images (with or without annotations)."""
-        return len(self.image_ids)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Set the epoch mixed into the per-sample generator seed."""
-        self.epoch = int(epoch)
-
-    def _check_index(self, index: int) -> int:
-        """Return ``index`` made non-negative; raise IndexError when out of range."""
-        n = len(self)
-        if not -n <= index < n:
-            raise IndexError(f"index {index} out of range for {n} images of {self.ann_file}")
-        return index % n
 
     def load_raw(self, index: int) -> RawSample:
         """Load one image and its annotations without any transform.
@@ -209,13 +181,8 @@ class CocoDetection(Dataset):
         image_id = self.image_ids[index]
         info = self.coco.imgs[image_id]
         file_name = str(info["file_name"])
-        path = self.img_dir / file_name
-        if not path.is_file():
-            raise FileNotFoundError(f"image file not found: {path} (image id {image_id})")
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise ValueError(f"could not decode image file {path} (image id {image_id}): corrupt or unsupported")
-        self._check_size(image, info, path)
+        expected_size = (info.get("height"), info.get("width"))
+        image = self._load_image(self.img_dir / file_name, image_id, expected_size, str(self.ann_file))
         boxes, labels, ignore = self._targets[index]
         return RawSample(
             image=image,
@@ -224,68 +191,4 @@ class CocoDetection(Dataset):
             ignore=ignore.copy(),
             image_id=int(image_id),
             file_name=file_name,
-        )
-
-    def _check_size(self, image: np.ndarray, info: dict[str, Any], path: Path) -> None:
-        """Warn once when the decoded size differs from the annotation file's width/height."""
-        expected = (info.get("height"), info.get("width"))
-        if self._size_warned or None in expected or tuple(image.shape[:2]) == expected:
-            return
-        self._size_warned = True
-        logger.warning(
-            "%s is %dx%d (h x w) but %s says %sx%s; boxes may not match (warning once)",
-            path, image.shape[0], image.shape[1], self.ann_file, *expected,
-        )
-
-    def sample_rng(self, index: int, epoch: int | None = None) -> np.random.Generator:
-        """Return the generator used for sample ``index`` in ``epoch`` (default: the current epoch)."""
-        epoch = self.epoch if epoch is None else int(epoch)
-        return np.random.default_rng([self.seed, epoch, self._check_index(index)])
-
-    def __getitem__(self, index: int | tuple[int, int]) -> Sample:
-        """Load, transform and tensorise one sample.
-
-        Args:
-            index: position in ``image_ids``, or ``(epoch, index)`` to override the current epoch (lets
-                a sampler drive the epoch when workers are persistent and ``set_epoch`` cannot reach them).
-
-        Returns:
-            ``Sample``: image ``torch.uint8 [3, H_in, W_in]`` (BGR unless the transform changes the
-            channel order), boxes ``float32 [N, 4]`` xyxy on the input
-            grid, labels ``int64 [N]``, ignore ``bool [N]``, and ``meta`` (image_id, file_name,
-            orig_size ``(h, w)``, center ``(cx, cy)``, scale, flipped).
-        """
-        epoch = None
-        if isinstance(index, tuple):
-            epoch, index = index
-        index = self._check_index(int(index))
-        raw = self.load_raw(index)
-        image, boxes = raw["image"], raw["boxes"]
-        height, width = image.shape[:2]
-        center, scale, flipped = (width / 2.0, height / 2.0), float(max(height, width)), False
-        if self.transform is not None:
-            out = self.transform(image, boxes, self.sample_rng(index, epoch))
-            image = out.image
-            boxes = np.asarray(out.boxes, dtype=np.float32).reshape(-1, _BOX_LEN)
-            if len(boxes) != len(raw["labels"]):
-                raise ValueError(
-                    f"transform {type(self.transform).__name__} returned {len(boxes)} boxes for "
-                    f"{len(raw['labels'])} input boxes (image id {raw['image_id']})"
-                )
-            center = (float(out.center[0]), float(out.center[1]))
-            scale, flipped = float(out.scale), bool(out.flipped)
-        meta = SampleMeta(
-            image_id=raw["image_id"],
-            file_name=raw["file_name"],
-            orig_size=(int(height), int(width)),
-            center=center,
-            scale=scale,
-            flipped=flipped,
-        )
-        return Sample(
-            image=torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous(),
-            boxes=torch.from_numpy(boxes),
-            labels=torch.from_numpy(raw["labels"]),
-            ignore=torch.from_numpy(raw["ignore"]),
-            meta=meta,
         )
