@@ -63,7 +63,10 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"eval.scales={cfg.eval.scales}: only single-scale testing [1.0] is supported")
         dataset = build_dataset(cfg, "val")
         if args.predictions:
-            score_detections(dataset, load_detections(args.predictions), backend=cfg.eval.backend, out_dir=out_dir)
+            score_detections(
+                dataset, load_detections(args.predictions), metric=cfg.eval.metric, backend=cfg.eval.backend,
+                out_dir=out_dir,
+            )
             return 0
         device = select_device(cfg.runtime.device)
         state = load_checkpoint(args.checkpoint, map_location=device)
@@ -85,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             topk=cfg.eval.topk,
             flip=cfg.eval.flip,
             amp=cfg.runtime.amp,
+            metric=cfg.eval.metric,
             backend=cfg.eval.backend,
             out_dir=out_dir,
             progress=not args.no_progress,

@@ -42,17 +42,28 @@ class ModelConfig:
 
 
 @dataclass
-class DatasetConfig:
-    type: Literal["coco"] = "coco"  # dataset format
+class CocoDatasetConfig:
+    type: Literal["coco"] = "coco"  # COCO-format annotation file + image folder
     ann_file: str = ""  # COCO annotation JSON (relative paths: to the working directory)
     img_dir: str = ""  # folder the COCO file_name entries are relative to
 
 
 @dataclass
+class VocDatasetConfig:
+    type: Literal["voc"] = "voc"  # Pascal VOC layout (Annotations/, JPEGImages/, ImageSets/Main/)
+    root: str = ""  # a VOC20xx folder, or the VOCdevkit folder when `years` is set
+    split: str = ""  # ImageSets/Main/<split>.txt, e.g. trainval or test
+    years: list[int] | None = None  # join VOCdevkit/VOC<year> folders, e.g. [2007, 2012]
+
+
+DatasetConfig = CocoDatasetConfig | VocDatasetConfig
+
+
+@dataclass
 class DataConfig:
-    train: DatasetConfig = field(default_factory=DatasetConfig)
-    val: DatasetConfig = field(default_factory=DatasetConfig)
-    classes: list[str] | None = None  # null = all dataset categories; a list restricts and orders them
+    train: DatasetConfig = field(default_factory=CocoDatasetConfig)
+    val: DatasetConfig = field(default_factory=CocoDatasetConfig)
+    classes: list[str] | None = None  # null = all categories (VOC: the 20 VOC classes); a list restricts and orders
     input_size: list[int] = field(default_factory=lambda: [512, 512])  # network input (height, width)
     down_ratio: int = 4  # output stride of the model
     max_objects: int = 128  # objects kept per image (the rest dropped with one warning)
@@ -143,7 +154,7 @@ class SolverConfig:
 
 @dataclass
 class EvalConfig:
-    metric: Literal["coco"] = "coco"
+    metric: Literal["coco", "voc07", "voc"] = "coco"  # COCO mAP | VOC07 11-point AP | VOC2010+ area AP
     interval: int = 5  # evaluate every N epochs (and after the last one); 0 = only after the last
     topk: int = 100  # detections kept per image
     flip: bool = False  # flip test-time augmentation

@@ -8,10 +8,12 @@ from typing import Literal, cast
 import cv2
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, SequentialSampler
 
-from centernet.config.schema import Config, DatasetConfig
+from centernet.config.schema import CocoDatasetConfig, Config, VocDatasetConfig
+from centernet.data.base import DetectionDataset
 from centernet.data.coco import CocoDetection
 from centernet.data.collate import make_collate
 from centernet.data.transforms import TrainTransform, ValTransform
+from centernet.data.voc import VOCDetection
 
 Split = Literal["train", "val"]
 
@@ -35,17 +37,27 @@ def build_transform(cfg: Config, split: Split) -> TrainTransform | ValTransform:
     )
 
 
-def build_dataset(cfg: Config, split: Split) -> CocoDetection:
-    """The ``data.<split>`` dataset with the transform of that split."""
-    section: DatasetConfig = getattr(cfg.data, split)
+def build_dataset(cfg: Config, split: Split) -> DetectionDataset:
+    """The ``data.<split>`` dataset (COCO or VOC format) with the transform of that split."""
+    section = getattr(cfg.data, split)
+    transform = build_transform(cfg, split)
+    if isinstance(section, VocDatasetConfig):
+        if not section.root or not section.split:
+            raise ValueError(f"data.{split}: root and split must both be set for type 'voc'")
+        years = None if section.years is None else [str(year) for year in section.years]
+        return VOCDetection(
+            section.root,
+            section.split,
+            years=years,
+            transform=transform,
+            classes=cfg.data.classes,
+            seed=cfg.runtime.seed,
+        )
+    assert isinstance(section, CocoDatasetConfig)
     if not section.ann_file or not section.img_dir:
-        raise ValueError(f"data.{split}: ann_file and img_dir must both be set for type {section.type!r}")
+        raise ValueError(f"data.{split}: ann_file and img_dir must both be set for type 'coco'")
     return CocoDetection(
-        section.ann_file,
-        section.img_dir,
-        transform=build_transform(cfg, split),
-        classes=cfg.data.classes,
-        seed=cfg.runtime.seed,
+        section.ann_file, section.img_dir, transform=transform, classes=cfg.data.classes, seed=cfg.runtime.seed
     )
 
 

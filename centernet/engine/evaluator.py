@@ -10,11 +10,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from centernet.data.coco import CocoDetection
+from centernet.data.base import DetectionDataset
 from centernet.engine.inference import ImageNormalizer, run_inference
 from centernet.evaluation import (
+    coco_records_to_voc_detections,
     detections_to_coco_records,
     evaluate_coco,
+    evaluate_voc,
     format_metrics_table,
     write_eval_outputs,
 )
@@ -23,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 
 def detections_for_dataset(
-    dataset: CocoDetection, results: list[tuple[dict[str, Any], np.ndarray]]
+    dataset: DetectionDataset, results: list[tuple[dict[str, Any], np.ndarray]]
 ) -> list[dict[str, Any]]:
     """COCO result records (with ``file_name`` and ``category_name``) for per-image detections."""
     records: list[dict[str, Any]] = []
@@ -41,23 +43,59 @@ def detections_for_dataset(
 
 
 def score_detections(
-    dataset: CocoDetection,
+    dataset: DetectionDataset,
     records: list[dict[str, Any]],
     *,
+    metric: str,
     backend: str,
     out_dir: Path | None,
 ) -> dict[str, Any]:
-    """COCO metrics of ``records`` against ``dataset``; writes ``metrics.json``/``detections.json`` to ``out_dir``."""
-    metrics = evaluate_coco(dataset.coco, records, backend=backend, category_ids=dataset.label_to_category_id)
+    """Metrics of ``records`` against ``dataset``; writes ``metrics.json``/``detections.json`` to ``out_dir``.
+
+    Args:
+        dataset: the evaluated dataset (its ground truth and class mapping).
+        records: COCO-results records in original-image pixels.
+        metric: ``coco`` (COCO mAP over the trained categories) | ``voc07`` (11-point AP) | ``voc`` (area AP).
+        backend: COCO evaluation backend (``pycocotools`` | ``faster_coco_eval``).
+        out_dir: where to write the two JSON files (None: do not write).
+    """
+    if metric == "coco":
+        ground_truth = getattr(dataset, "coco", None)
+        if ground_truth is None:
+            raise ValueError(
+                "eval.metric=coco needs COCO ground truth; for a VOC-format set use eval.metric=voc07|voc "
+                "or convert it with datasets/voc2coco.py"
+            )
+        metrics = evaluate_coco(ground_truth, records, backend=backend, category_ids=dataset.label_to_category_id)
+    else:
+        metrics = _score_voc(dataset, records, use_07_metric=metric == "voc07")
     logger.info("evaluation on %d images:\n%s", len(dataset), format_metrics_table(metrics))
     if out_dir is not None:
         write_eval_outputs(out_dir, metrics, records)
     return metrics
 
 
+def _score_voc(dataset: DetectionDataset, records: list[dict[str, Any]], *, use_07_metric: bool) -> dict[str, Any]:
+    """VOC AP; boxes are 0-based with exclusive ends on both sides, which with ``pixel_offset=0`` gives the
+    same IoU as the devkit's ``+1`` rule on inclusive pixel boxes."""
+    ground_truth_for_eval = getattr(dataset, "ground_truth_for_eval", None)
+    if ground_truth_for_eval is None:
+        raise ValueError(
+            f"eval.metric={'voc07' if use_07_metric else 'voc'} needs a VOC-format dataset (data.val.type: voc)"
+        )
+    detections = coco_records_to_voc_detections(records, dataset.category_id_to_label)
+    return evaluate_voc(
+        ground_truth_for_eval(),
+        detections,
+        class_names=dataset.class_names,
+        use_07_metric=use_07_metric,
+        pixel_offset=0.0,
+    )
+
+
 def evaluate_model(
     model: nn.Module,
-    dataset: CocoDetection,
+    dataset: DetectionDataset,
     loader: torch.utils.data.DataLoader,
     normalizer: ImageNormalizer,
     *,
@@ -65,13 +103,12 @@ def evaluate_model(
     topk: int,
     flip: bool,
     amp: str,
+    metric: str,
     backend: str,
     out_dir: Path | None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run the model over ``loader`` and score it (see :func:`score_detections`)."""
-    results = run_inference(
-        model, loader, normalizer, device=device, topk=topk, flip=flip, amp=amp, progress=progress
-    )
+    results = run_inference(model, loader, normalizer, device=device, topk=topk, flip=flip, amp=amp, progress=progress)
     records = detections_for_dataset(dataset, results)
-    return score_detections(dataset, records, backend=backend, out_dir=out_dir)
+    return score_detections(dataset, records, metric=metric, backend=backend, out_dir=out_dir)

@@ -34,7 +34,7 @@ from centernet.utils.env import (
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT_VERSION = 1
-BEST_METRIC = "AP"
+BEST_METRIC = {"coco": "AP", "voc07": "mAP", "voc": "mAP"}  # eval.metric -> the key ranking checkpoints
 
 
 class Trainer:
@@ -67,7 +67,7 @@ class Trainer:
         self.train_set = build_dataset(cfg, "train")
         self.val_set = build_dataset(cfg, "val")
         if len(self.train_set) == 0:
-            raise ValueError(f"data.train ({cfg.data.train.ann_file}) has no images")
+            raise ValueError(f"data.train ({cfg.data.train}) has no images")
         pin = self.device.type == "cuda"
         self.train_loader = build_loader(cfg, self.train_set, "train", pin_memory=pin)
         self.val_loader = build_loader(cfg, self.val_set, "val", pin_memory=pin)
@@ -246,6 +246,7 @@ class Trainer:
             topk=self.cfg.eval.topk,
             flip=self.cfg.eval.flip,
             amp=self.amp,
+            metric=self.cfg.eval.metric,
             backend=self.cfg.eval.backend,
             out_dir=self.work_dir / "eval",
             progress=self.progress,
@@ -278,14 +279,15 @@ class Trainer:
     def _save_checkpoints(self, metrics: Mapping[str, Any] | None) -> None:
         """Write ``last.pth`` and, when ``metrics`` beat the best so far, ``best.pth``."""
         folder = self.work_dir / "checkpoints"
-        metric = None if metrics is None else metrics.get(BEST_METRIC)
+        best_key = BEST_METRIC[self.cfg.eval.metric]
+        metric = None if metrics is None else metrics.get(best_key)
         is_best = metric is not None and metric > self.best_metric
         if metric is not None and is_best:
             self.best_metric = float(metric)
         state = self.state_dict()
         if is_best:
             save_checkpoint(state, folder / "best.pth")
-            logger.info("new best %s %.4f at epoch %d -> %s", BEST_METRIC, metric, self.epoch, folder / "best.pth")
+            logger.info("new best %s %.4f at epoch %d -> %s", best_key, metric, self.epoch, folder / "best.pth")
         save_checkpoint(state, folder / "last.pth")
 
     def _resume(self, path: Path) -> None:
