@@ -5,6 +5,7 @@ Importing this package registers every built-in backbone and neck in
 """
 
 from centernet.models import backbones as backbones  # registers the backbones
+from centernet.models.dcn import DeformConv
 from centernet.models.detector import CenterNet, build_centernet
 from centernet.models.heads import OUTPUT_NAMES, CenterNetHead, prior_bias
 from centernet.models.necks import DeconvNeck
@@ -17,6 +18,7 @@ __all__ = [
     "CenterNet",
     "CenterNetHead",
     "DeconvNeck",
+    "DeformConv",
     "Registry",
     "UnknownNameError",
     "build_centernet",

@@ -1,0 +1,306 @@
+"""Detect objects in single images with a trained checkpoint (the library side of ``tools/demo.py``).
+
+:class:`Detector` wraps the evaluation path (``ValTransform`` → :class:`ImageNormalizer` → forward
+under autocast → :func:`decode_detections` → :func:`detections_to_image`) for plain BGR arrays, so
+that a script or notebook gets boxes in image pixels from one call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from centernet.config import Config, config_from_dict
+from centernet.data.transforms import TransformedSample, ValTransform
+from centernet.decode import decode_detections, detections_to_image
+from centernet.engine.build import build_model
+from centernet.engine.checkpoint import load_checkpoint, model_state_from_checkpoint
+from centernet.engine.inference import ImageNormalizer, autocast_context, predict_maps
+from centernet.utils.affine import get_affine_transform
+from centernet.utils.env import cpu_has_fast_bf16, select_device
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TOPK = 100
+_BOX_COORDS = 4
+_SCORE_COLUMN = 4
+_CLASS_COLUMN = 5
+
+
+@dataclass
+class Detections:
+    """Detections of one image, best first.
+
+    Attributes:
+        boxes: float32 ``[K, 4]`` ``[x1, y1, x2, y2]`` in image pixels (not clipped to the image).
+        scores: float32 ``[K]`` heatmap peak probabilities, non-increasing.
+        labels: int64 ``[K]`` class indices ``0..C-1`` into ``class_names``.
+        class_names: the ``C`` class names of the model.
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+    class_names: tuple[str, ...]
+
+    def __len__(self) -> int:
+        """Number of detections ``K``."""
+        return int(self.scores.shape[0])
+
+    def above(self, score_thr: float) -> Detections:
+        """The detections whose score is ``>= score_thr`` (order kept)."""
+        keep = self.scores >= score_thr
+        return Detections(self.boxes[keep], self.scores[keep], self.labels[keep], self.class_names)
+
+    @classmethod
+    def from_rows(cls, rows: np.ndarray, class_names: Sequence[str]) -> Detections:
+        """Build from ``[K, 6]`` rows ``[x1, y1, x2, y2, score, class]`` (as :func:`detections_to_image` returns)."""
+        rows = np.asarray(rows, dtype=np.float32).reshape(-1, _CLASS_COLUMN + 1)
+        return cls(
+            boxes=np.ascontiguousarray(rows[:, :_BOX_COORDS]),
+            scores=np.ascontiguousarray(rows[:, _SCORE_COLUMN]),
+            labels=rows[:, _CLASS_COLUMN].round().astype(np.int64),
+            class_names=tuple(class_names),
+        )
+
+
+class Detector:
+    """A trained CenterNet ready to run on BGR images.
+
+    Args:
+        model: the detector (its weights loaded); moved to ``device`` and set to eval mode here.
+        class_names: the ``C`` class names, in label order.
+        input_size: ``(height, width)`` of the network input.
+        channel_order: ``"rgb"`` or ``"bgr"``: the channel order the model was trained on.
+        mean: per-channel mean (fractions of 255, in ``channel_order``).
+        std: per-channel standard deviation (fractions of 255).
+        device: where to run.
+        amp: autocast precision ``off | fp16 | bf16`` (``fp16`` needs CUDA).
+        channels_last: run the model and its input in NHWC memory format.
+        flip: flip test-time augmentation.
+        topk: detections kept per image.
+        category_ids: optional dataset category id of each class (``label_to_category_id``).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        class_names: Sequence[str],
+        input_size: Sequence[int],
+        channel_order: str,
+        mean: Sequence[float],
+        std: Sequence[float],
+        device: torch.device,
+        amp: str = "off",
+        channels_last: bool = False,
+        flip: bool = False,
+        topk: int = DEFAULT_TOPK,
+        category_ids: Sequence[int] | None = None,
+    ) -> None:
+        if topk < 1:
+            raise ValueError(f"Detector: topk must be >= 1, got {topk}")
+        if category_ids is not None and len(category_ids) != len(class_names):
+            raise ValueError(
+                f"Detector: {len(category_ids)} category_ids for {len(class_names)} class_names"
+            )
+        self.class_names = tuple(class_names)
+        self.category_ids = None if category_ids is None else tuple(int(i) for i in category_ids)
+        self.device = device
+        self.amp = amp
+        self.flip = flip
+        self.topk = topk
+        self.transform = ValTransform(input_size=input_size, channel_order=channel_order)
+        self.normalizer = ImageNormalizer(mean, std, channels_last=channels_last).to(device)
+        memory_format = torch.channels_last if channels_last else torch.preserve_format
+        self.model = model.to(device).to(memory_format=memory_format).eval()
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | Path,
+        *,
+        config: Config | None = None,
+        device: str = "auto",
+        amp: str | None = None,
+        flip: bool = False,
+        topk: int = DEFAULT_TOPK,
+    ) -> Detector:
+        """Rebuild the detector saved in a training checkpoint.
+
+        The model, input size, normalisation, channel order and ``runtime.amp`` / ``channels_last``
+        come from the config stored in the checkpoint, or from ``config`` when one is given (it then
+        replaces the stored one entirely). Class names (and ``label_to_category_id`` when present)
+        always come from the checkpoint.
+
+        Args:
+            path: a ``.pth`` written by the trainer (``model``, ``config``, ``class_names`` entries).
+            config: optional config overriding the checkpoint's.
+            device: ``auto | cpu | cuda | cuda:N``.
+            amp: autocast precision; ``None`` = the config's ``runtime.amp`` (``fp16`` falls back to
+                ``off`` on a CPU, with a warning).
+            flip: flip test-time augmentation.
+            topk: detections kept per image.
+
+        Raises:
+            FileNotFoundError: no file at ``path``.
+            ValueError: corrupt checkpoint, no ``config`` (and none given), no ``class_names``, or
+                weights that do not fit the configured model (the message names the file).
+        """
+        torch_device = select_device(device)
+        state = load_checkpoint(path, map_location="cpu")
+        cfg = config if config is not None else _stored_config(state, path)
+        class_names = _stored_class_names(state, path)
+        # The checkpoint replaces every weight: never fetch pretrained backbone weights here.
+        model_cfg = dataclasses.replace(
+            cfg.model, backbone=dataclasses.replace(cfg.model.backbone, weights=None)
+        )
+        model = build_model(dataclasses.replace(cfg, model=model_cfg), len(class_names))
+        try:
+            model.load_state_dict(model_state_from_checkpoint(state, path))
+        except RuntimeError as error:
+            raise ValueError(
+                f"checkpoint {path} does not fit the configured model "
+                f"({cfg.model.backbone.type}+{cfg.model.neck.type}, {len(class_names)} classes): "
+                f"{str(error).splitlines()[0]}"
+            ) from error
+        return cls(
+            model,
+            class_names=class_names,
+            input_size=cfg.data.input_size,
+            channel_order=cfg.data.channel_order,
+            mean=cfg.data.mean,
+            std=cfg.data.std,
+            device=torch_device,
+            amp=_usable_amp(cfg.runtime.amp if amp is None else amp, torch_device),
+            channels_last=cfg.runtime.channels_last,
+            flip=flip,
+            topk=topk,
+            category_ids=state.get("label_to_category_id"),
+        )
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes ``C``."""
+        return len(self.class_names)
+
+    def __call__(self, image_bgr: np.ndarray) -> Detections:
+        """Detect in one image.
+
+        Args:
+            image_bgr: uint8 ``[H, W, 3]`` BGR image (as read by ``cv2.imread``).
+
+        Returns:
+            The top-``topk`` :class:`Detections`, boxes in ``image_bgr`` pixels, best first.
+        """
+        return self.predict_batch([image_bgr])[0]
+
+    @torch.inference_mode()
+    def predict_batch(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        """Detect in several images (any sizes) with one forward pass.
+
+        Args:
+            images: uint8 ``[H_i, W_i, 3]`` BGR images.
+
+        Returns:
+            One :class:`Detections` per image, in input order.
+        """
+        if len(images) == 0:
+            return []
+        samples, maps = self._forward(images)
+        dets = decode_detections(maps["heatmap"], maps["size"], maps["offset"], k=self.topk).cpu().numpy()
+        output_size = tuple(maps["heatmap"].shape[-2:])  # (height, width)
+        return [
+            Detections.from_rows(
+                detections_to_image(image_dets, sample.center, sample.scale, output_size), self.class_names
+            )
+            for sample, image_dets in zip(samples, dets, strict=True)
+        ]
+
+    @torch.inference_mode()
+    def heatmap(self, image_bgr: np.ndarray) -> np.ndarray:
+        """Per-class centre probabilities, aligned with the image, at the model's output resolution.
+
+        The output grid covers the letterboxed square crop; it is warped back so that the returned
+        map covers exactly the image (padding removed), ``h = round(H * r)``, ``w = round(W * r)``
+        with ``r`` the output-grid cells per image pixel.
+
+        Args:
+            image_bgr: uint8 ``[H, W, 3]`` BGR image.
+
+        Returns:
+            float32 ``[C, h, w]`` sigmoid probabilities in ``[0, 1]``.
+        """
+        (sample,), maps = self._forward([image_bgr])
+        probs = torch.sigmoid(maps["heatmap"][0]).cpu().numpy()  # [C, out_h, out_w]
+        out_h, out_w = probs.shape[-2:]
+        to_image = get_affine_transform(sample.center, sample.scale, (out_w, out_h), inverse=True)
+        ratio = out_w / sample.scale  # output cells per image pixel (the crop keeps the aspect ratio)
+        height, width = image_bgr.shape[:2]
+        size = (max(1, round(width * ratio)), max(1, round(height * ratio)))  # (w, h) for cv2
+        matrix = to_image * ratio  # output grid -> image pixels -> image pixels scaled by ``ratio``
+        warped = [
+            cv2.warpAffine(channel, matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+            for channel in probs
+        ]
+        if not warped:
+            return np.zeros((0, size[1], size[0]), dtype=np.float32)
+        return np.stack(warped).astype(np.float32, copy=False)
+
+    def _forward(
+        self, images: Sequence[np.ndarray]
+    ) -> tuple[list[TransformedSample], dict[str, torch.Tensor]]:
+        """Transform, normalise and run ``images``; returns the transformed samples and the fp32 maps."""
+        samples: list[TransformedSample] = []
+        for index, image in enumerate(images):
+            try:
+                samples.append(self.transform(image))
+            except ValueError as error:
+                raise ValueError(f"Detector: image {index}: {error}") from error
+        batch = torch.from_numpy(np.stack([s.image for s in samples])).permute(0, 3, 1, 2)  # [B, 3, H, W] uint8
+        inputs = self.normalizer(batch.to(self.device))
+        with autocast_context(self.device, self.amp):
+            maps = predict_maps(self.model, inputs, flip=self.flip)
+        return samples, maps
+
+
+def _stored_config(state: dict[str, Any], path: str | Path) -> Config:
+    """The config saved in a checkpoint, validated."""
+    raw = state.get("config")
+    if not isinstance(raw, dict):
+        raise ValueError(
+            f"checkpoint {path} has no 'config' entry (keys: {sorted(state)}); pass the experiment config"
+        )
+    return config_from_dict(raw, source=f"{path} ['config']")
+
+
+def _stored_class_names(state: dict[str, Any], path: str | Path) -> list[str]:
+    """The class names saved in a checkpoint."""
+    names = state.get("class_names")
+    if not isinstance(names, list | tuple) or not names or not all(isinstance(n, str) for n in names):
+        raise ValueError(
+            f"checkpoint {path} has no usable 'class_names' entry (expected a non-empty list of strings, "
+            f"keys: {sorted(state)})"
+        )
+    return list(names)
+
+
+def _usable_amp(amp: str, device: torch.device) -> str:
+    """``amp`` adjusted to what ``device`` can run (fp16 → off on a CPU), with a warning when changed."""
+    if device.type != "cpu":
+        return amp
+    if amp == "fp16":
+        logger.warning("runtime.amp=fp16 needs CUDA; running in fp32 on the CPU")
+        return "off"
+    if amp == "bf16" and not cpu_has_fast_bf16():
+        logger.warning("runtime.amp=bf16 on a CPU without native bfloat16 is slow; consider amp='off'")
+    return amp

@@ -1,0 +1,145 @@
+"""Drawing detections and heatmap overlays on BGR images (cv2, always on a copy)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+#: Hue step between consecutive classes, as a fraction of the colour wheel (golden-ratio spacing
+#: keeps neighbouring class ids far apart in hue for any number of classes).
+GOLDEN_RATIO_CONJUGATE = 0.618033988749895
+#: OpenCV's 8-bit hue range is 0..179.
+_CV2_HUE_RANGE = 180
+_FULL = 255
+#: Saturation / value of the class colours (strong but not neon).
+CLASS_SATURATION = 220
+CLASS_VALUE = 230
+#: Label text scale per pixel of the shorter image side, and its bounds.
+FONT_SCALE_PER_PIXEL = 1.0 / 900.0
+MIN_FONT_SCALE = 0.3
+MAX_FONT_SCALE = 1.0
+#: Box line thickness per pixel of the shorter image side (at least 1).
+THICKNESS_PER_PIXEL = 1.0 / 400.0
+#: Padding around the label text, in pixels.
+LABEL_PADDING = 2
+DEFAULT_SCORE_THR = 0.3
+DEFAULT_ALPHA = 0.5
+_TEXT_COLOUR = (255, 255, 255)
+_BOX_COORDS = 4
+
+
+def class_colour(label: int) -> tuple[int, int, int]:
+    """A BGR colour for class ``label``: the same class always gets the same colour, classes differ in hue."""
+    hue = int((label * GOLDEN_RATIO_CONJUGATE) % 1.0 * _CV2_HUE_RANGE)
+    hsv = np.array([[[hue, CLASS_SATURATION, CLASS_VALUE]]], dtype=np.uint8)
+    b, g, r = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0]
+    return int(b), int(g), int(r)
+
+
+def _check_bgr(image_bgr: np.ndarray, caller: str) -> None:
+    if not isinstance(image_bgr, np.ndarray) or image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
+        raise ValueError(f"{caller}: image must be uint8 [H, W, 3], got {getattr(image_bgr, 'shape', image_bgr)}")
+    if image_bgr.dtype != np.uint8:
+        raise ValueError(f"{caller}: image must be uint8, got dtype {image_bgr.dtype}")
+
+
+def draw_detections(
+    image_bgr: np.ndarray,
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    labels: np.ndarray,
+    class_names: Sequence[str],
+    *,
+    score_thr: float = DEFAULT_SCORE_THR,
+) -> np.ndarray:
+    """Draw boxes with ``"<class> <score>"`` labels, one colour per class.
+
+    Args:
+        image_bgr: uint8 ``[H, W, 3]`` BGR image (left unchanged).
+        boxes: float ``[K, 4]`` ``[x1, y1, x2, y2]`` in image pixels.
+        scores: float ``[K]``.
+        labels: int ``[K]`` class indices into ``class_names``.
+        class_names: the class names.
+        score_thr: detections scoring below this are not drawn.
+
+    Returns:
+        uint8 ``[H, W, 3]`` annotated copy of ``image_bgr``.
+
+    Raises:
+        ValueError: bad image, mismatched lengths, or a label outside ``class_names``.
+    """
+    _check_bgr(image_bgr, "draw_detections")
+    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, _BOX_COORDS)
+    scores = np.asarray(scores, dtype=np.float32).reshape(-1)
+    labels = np.asarray(labels).reshape(-1).astype(np.int64)
+    if not len(boxes) == len(scores) == len(labels):
+        raise ValueError(
+            f"draw_detections: boxes, scores and labels differ in length ({len(boxes)}, {len(scores)}, {len(labels)})"
+        )
+    canvas = image_bgr.copy()
+    side = min(canvas.shape[:2])
+    font_scale = float(np.clip(side * FONT_SCALE_PER_PIXEL, MIN_FONT_SCALE, MAX_FONT_SCALE))
+    thickness = max(1, round(side * THICKNESS_PER_PIXEL))
+    # Lowest score first so that the best boxes end up on top.
+    for index in np.argsort(scores, kind="stable"):
+        score, label = float(scores[index]), int(labels[index])
+        if score < score_thr:
+            continue
+        if not 0 <= label < len(class_names):
+            raise ValueError(
+                f"draw_detections: detection {index} has label {label}, expected 0..{len(class_names) - 1}"
+            )
+        colour = class_colour(label)
+        x1, y1, x2, y2 = (round(float(v)) for v in boxes[index])
+        cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, thickness)
+        _draw_label(canvas, f"{class_names[label]} {score:.2f}", (x1, y1), colour, font_scale)
+    return canvas
+
+
+def _draw_label(
+    canvas: np.ndarray, text: str, corner: tuple[int, int], colour: tuple[int, int, int], font_scale: float
+) -> None:
+    """Write ``text`` on a filled ``colour`` patch above the box corner (below it at the image top)."""
+    (text_w, text_h), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
+    patch_h = text_h + baseline + 2 * LABEL_PADDING
+    x = min(max(corner[0], 0), max(canvas.shape[1] - text_w - 2 * LABEL_PADDING, 0))
+    top = corner[1] - patch_h if corner[1] - patch_h >= 0 else max(corner[1], 0)
+    cv2.rectangle(canvas, (x, top), (x + text_w + 2 * LABEL_PADDING, top + patch_h), colour, cv2.FILLED)
+    origin = (x + LABEL_PADDING, top + LABEL_PADDING + text_h)
+    cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, font_scale, _TEXT_COLOUR, 1, cv2.LINE_AA)
+
+
+def overlay_heatmap(
+    image_bgr: np.ndarray,
+    heatmap: np.ndarray,
+    *,
+    alpha: float = DEFAULT_ALPHA,
+    colormap: int = cv2.COLORMAP_JET,
+) -> np.ndarray:
+    """Blend a colour-mapped heatmap over the image.
+
+    Args:
+        image_bgr: uint8 ``[H, W, 3]`` BGR image (left unchanged).
+        heatmap: float ``[C, h, w]`` or ``[h, w]`` probabilities in ``[0, 1]`` covering the whole
+            image (as :meth:`Detector.heatmap` returns); the maximum over classes is shown, resized
+            to ``H x W``. Values outside ``[0, 1]`` are clipped.
+        alpha: weight of the heatmap colours in the blend, in ``[0, 1]``.
+        colormap: an OpenCV colour map (``cv2.COLORMAP_*``).
+
+    Returns:
+        uint8 ``[H, W, 3]`` ``(1 - alpha) * image + alpha * colours``.
+    """
+    _check_bgr(image_bgr, "overlay_heatmap")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"overlay_heatmap: alpha must be in [0, 1], got {alpha}")
+    heat = np.asarray(heatmap, dtype=np.float32)
+    if heat.ndim == 3:
+        heat = heat.max(axis=0) if heat.shape[0] > 0 else np.zeros(heat.shape[1:], dtype=np.float32)
+    if heat.ndim != 2 or heat.size == 0:
+        raise ValueError(f"overlay_heatmap: heatmap must be [C, h, w] or [h, w] and non-empty, got {heatmap.shape}")
+    height, width = image_bgr.shape[:2]
+    resized = cv2.resize(np.clip(heat, 0.0, 1.0).astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+    colours = cv2.applyColorMap(np.round(resized * _FULL).astype(np.uint8), colormap)
+    return cv2.addWeighted(image_bgr, 1.0 - alpha, colours, alpha, 0.0)

@@ -1,0 +1,221 @@
+"""Run a trained CenterNet on an image, a folder of images or a video, and save annotated copies.
+
+python tools/demo.py --checkpoint PTH --input (IMAGE | FOLDER | VIDEO) --output DIR
+                     [--config CFG] [--score-thr 0.3] [--show-heatmap] [--flip] [--device auto]
+
+The model, input size and normalisation come from the config stored in the checkpoint; --config
+replaces it (use it for checkpoints saved without one). Class names always come from the checkpoint.
+
+Writes <output>/<name>.jpg per image (with --show-heatmap also <name>_heatmap.jpg), or
+<output>/<stem>_det.mp4 for a video (with --show-heatmap also <stem>_heatmap.mp4), plus
+<output>/detections.json: [{"file_name", "frame" (videos only), "bbox": [x, y, w, h], "score",
+"category_name", "category_id", "label"}] for the detections scoring at least --score-thr, in
+original-image pixels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from centernet.config import ConfigError, load_config
+from centernet.engine.logging import setup_logging
+from centernet.engine.predictor import Detections, Detector
+from centernet.utils.errors import one_line_error
+from centernet.utils.visualize import DEFAULT_SCORE_THR, draw_detections, overlay_heatmap
+
+logger = logging.getLogger("centernet.tools.demo")
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv")
+VIDEO_FOURCC = "mp4v"
+FALLBACK_FPS = 25.0  # when the container does not report a frame rate
+DETECTIONS_FILE = "detections.json"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="experiment YAML; replaces the config stored in the checkpoint")
+    parser.add_argument("--checkpoint", required=True, help="trained checkpoint (checkpoints/best.pth of a run)")
+    parser.add_argument("--input", required=True, help="an image, a folder of images or a video (.mp4/.avi/...)")
+    parser.add_argument("--output", required=True, help="folder for the annotated files and detections.json")
+    parser.add_argument("--score-thr", type=float, default=DEFAULT_SCORE_THR, help="lowest score drawn and saved")
+    parser.add_argument("--show-heatmap", action="store_true", help="also save the centre heatmap overlay")
+    parser.add_argument("--flip", action="store_true", help="flip test-time augmentation")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    return parser.parse_args(argv)
+
+
+def classify_input(path: Path) -> str:
+    """``"image"``, ``"folder"`` or ``"video"`` for ``path``; raises for a missing path or unknown extension."""
+    if not path.exists():
+        raise FileNotFoundError(f"--input {path} does not exist")
+    if path.is_dir():
+        return "folder"
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_EXTENSIONS:
+        return "image"
+    if suffix in VIDEO_EXTENSIONS:
+        return "video"
+    raise ValueError(
+        f"--input {path}: unknown extension {path.suffix!r}; expected an image "
+        f"({', '.join(IMAGE_EXTENSIONS)}), a video ({', '.join(VIDEO_EXTENSIONS)}) or a folder"
+    )
+
+
+def list_images(folder: Path) -> list[Path]:
+    """The image files directly inside ``folder``, sorted by name; raises when there are none."""
+    images = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not images:
+        raise ValueError(f"--input {folder} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+    stems: dict[str, Path] = {}
+    for path in images:
+        if path.stem in stems:
+            raise ValueError(f"--input {folder}: {stems[path.stem].name} and {path.name} would both be saved as "
+                             f"{path.stem}.jpg; rename one")
+        stems[path.stem] = path
+    return images
+
+
+def read_image(path: Path) -> np.ndarray:
+    """``cv2.imread`` that raises a clear error instead of returning ``None``."""
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"cannot read image {path} (missing, unreadable or not an image)")
+    return image
+
+
+def write_image(path: Path, image: np.ndarray) -> None:
+    if not cv2.imwrite(str(path), image):
+        raise OSError(f"could not write {path}")
+
+
+def detection_records(dets: Detections, file_name: str, category_ids: Sequence[int] | None, frame: int | None = None
+                      ) -> list[dict[str, Any]]:
+    """One ``detections.json`` record per detection, ``bbox`` as ``[x, y, w, h]`` in image pixels."""
+    records = []
+    for box, score, label in zip(dets.boxes.tolist(), dets.scores.tolist(), dets.labels.tolist(), strict=True):
+        record: dict[str, Any] = {"file_name": file_name}
+        if frame is not None:
+            record["frame"] = frame
+        record.update(
+            bbox=[box[0], box[1], box[2] - box[0], box[3] - box[1]],
+            score=score,
+            category_name=dets.class_names[label],
+            label=label,
+        )
+        if category_ids is not None:
+            record["category_id"] = category_ids[label]
+        records.append(record)
+    return records
+
+
+def annotate(detector: Detector, image: np.ndarray, score_thr: float, show_heatmap: bool
+             ) -> tuple[Detections, np.ndarray, np.ndarray | None]:
+    """Detections above ``score_thr``, the annotated image and (optionally) the heatmap overlay."""
+    dets = detector(image).above(score_thr)
+    drawn = draw_detections(image, dets.boxes, dets.scores, dets.labels, dets.class_names, score_thr=score_thr)
+    heat = overlay_heatmap(image, detector.heatmap(image)) if show_heatmap else None
+    return dets, drawn, heat
+
+
+def run_images(detector: Detector, paths: list[Path], args: argparse.Namespace, out_dir: Path,
+               category_ids: Sequence[int] | None) -> list[dict[str, Any]]:
+    records: list[dict[str, Any]] = []
+    show_bar = len(paths) > 1 and not args.no_progress
+    for path in tqdm(paths, desc="demo", unit="img", disable=not show_bar, dynamic_ncols=True):
+        dets, drawn, heat = annotate(detector, read_image(path), args.score_thr, args.show_heatmap)
+        write_image(out_dir / f"{path.stem}.jpg", drawn)
+        if heat is not None:
+            write_image(out_dir / f"{path.stem}_heatmap.jpg", heat)
+        records.extend(detection_records(dets, path.name, category_ids))
+    return records
+
+
+def read_frames(capture: cv2.VideoCapture) -> Iterator[np.ndarray]:
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            return
+        yield frame
+
+
+def open_writer(path: Path, fps: float, size: tuple[int, int]) -> cv2.VideoWriter:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*VIDEO_FOURCC), fps, size)
+    if not writer.isOpened():
+        raise OSError(f"could not open {path} for writing ({VIDEO_FOURCC}, {size[0]}x{size[1]} at {fps} fps)")
+    return writer
+
+
+def run_video(detector: Detector, path: Path, args: argparse.Namespace, out_dir: Path,
+              category_ids: Sequence[int] | None) -> list[dict[str, Any]]:
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise ValueError(f"cannot open video {path} (unreadable or unsupported codec)")
+    fps = capture.get(cv2.CAP_PROP_FPS) or FALLBACK_FPS
+    frame_count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    records: list[dict[str, Any]] = []
+    writers: dict[str, cv2.VideoWriter] = {}
+    frames = 0  # frames read so far
+    try:
+        bar = tqdm(read_frames(capture), desc="demo", unit="frame", total=frame_count if frame_count > 0 else None,
+                   disable=args.no_progress, dynamic_ncols=True)
+        for index, frame in enumerate(bar):
+            frames = index + 1
+            dets, drawn, heat = annotate(detector, frame, args.score_thr, args.show_heatmap)
+            if not writers:
+                size = (frame.shape[1], frame.shape[0])
+                writers["det"] = open_writer(out_dir / f"{path.stem}_det.mp4", fps, size)
+                if heat is not None:
+                    writers["heatmap"] = open_writer(out_dir / f"{path.stem}_heatmap.mp4", fps, size)
+            writers["det"].write(drawn)
+            if heat is not None:
+                writers["heatmap"].write(heat)
+            records.extend(detection_records(dets, path.name, category_ids, frame=index))
+    finally:
+        capture.release()
+        for writer in writers.values():
+            writer.release()
+    if frames == 0:
+        raise ValueError(f"video {path} has no readable frames")
+    logger.info("%d frames of %s -> %s", frames, path.name, out_dir / f"{path.stem}_det.mp4")
+    return records
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup_logging(None)
+    try:
+        input_path, out_dir = Path(args.input), Path(args.output)
+        kind = classify_input(input_path)
+        paths = list_images(input_path) if kind == "folder" else [input_path]
+        if kind == "folder" and out_dir.resolve() == input_path.resolve():
+            raise ValueError(f"--output {out_dir} is the input folder; the annotated images would overwrite it")
+        config = load_config(args.config) if args.config else None
+        detector = Detector.from_checkpoint(args.checkpoint, config=config, device=args.device, flip=args.flip)
+        category_ids = detector.category_ids
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if kind == "video":
+            records = run_video(detector, input_path, args, out_dir, category_ids)
+        else:
+            records = run_images(detector, paths, args, out_dir, category_ids)
+        (out_dir / DETECTIONS_FILE).write_text(json.dumps(records, indent=1))
+        logger.info("%d detections (score >= %.2f) -> %s", len(records), args.score_thr, out_dir / DETECTIONS_FILE)
+    except (ConfigError, FileNotFoundError, ValueError, OSError, RuntimeError) as error:
+        logger.error("%s", one_line_error(error))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
