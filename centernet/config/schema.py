@@ -39,6 +39,7 @@ class ModelConfig:
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     neck: NeckConfig = field(default_factory=NeckConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
+    init_checkpoint: str | None = None  # original CenterNet .pth (res_18/101, resdcn_18/101) to start from
 
 
 @dataclass

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 from centernet.config.schema import Config
 from centernet.losses import CenterNetCriterion, build_heatmap_loss
 from centernet.models import CenterNet, build_centernet
+from centernet.models.original_checkpoint import load_original_centernet_checkpoint
+
+logger = logging.getLogger(__name__)
 
 
 def build_model(cfg: Config, num_classes: int) -> CenterNet:
@@ -21,6 +25,12 @@ def build_model(cfg: Config, num_classes: int) -> CenterNet:
         head_conv=model_cfg.head.head_conv,
         prior_prob=model_cfg.head.prior_prob,
     )
+    if model_cfg.init_checkpoint:
+        report = load_original_centernet_checkpoint(model, model_cfg.init_checkpoint)
+        logger.info(
+            "initialised from %s: %d tensors loaded, %d skipped (%s)",
+            model_cfg.init_checkpoint, len(report.loaded), len(report.skipped), ", ".join(report.skipped) or "none",
+        )
     if model.output_stride != cfg.data.down_ratio:
         raise ValueError(
             f"data.down_ratio={cfg.data.down_ratio} but model {model_cfg.backbone.type}+{model_cfg.neck.type} "

@@ -3,6 +3,7 @@
 A new backbone module must be imported here so that its ``@BACKBONES.register`` decorators run.
 """
 
+from centernet.models.backbones.efficientnet_lite import EfficientNetLite, efficientnet_lite0
 from centernet.models.backbones.resnet import (
     IMAGENET_WEIGHTS,
     ResNetBackbone,
@@ -16,7 +17,9 @@ from centernet.models.backbones.resnet import (
 
 __all__ = [
     "IMAGENET_WEIGHTS",
+    "EfficientNetLite",
     "ResNetBackbone",
+    "efficientnet_lite0",
     "load_state_dict_checked",
     "read_state_dict_file",
     "resnet18",

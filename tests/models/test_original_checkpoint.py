@@ -1,0 +1,174 @@
+"""Tests for centernet.models.original_checkpoint (loading the original CenterNet's .pth files)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from centernet.models import build_centernet
+from centernet.models.detector import CenterNet
+from centernet.models.original_checkpoint import LoadReport, load_original_centernet_checkpoint, map_original_key
+from tests.conftest import CHECKPOINT_KEYS_PATH
+
+OPTIONAL = ".num_batches_tracked"
+# architecture of the key file -> (our backbone, neck, neck channels)
+ARCHITECTURES = {
+    "res_18": ("resnet18", "deconv", (256, 256, 256)),
+    "res_101": ("resnet101", "deconv", (256, 256, 256)),
+    "resdcn_18": ("resnet18", "dcn_deconv", (256, 128, 64)),
+    "resdcn_101": ("resnet101", "dcn_deconv", (256, 128, 64)),
+}
+HEATMAP_FINAL = ("head.heatmap.2.bias", "head.heatmap.2.weight")
+
+
+def _original_shapes(architecture: str) -> dict[str, tuple[int, ...]]:
+    """Key -> shape of the original model (without the num_batches_tracked buffers it did not save)."""
+    keys = json.loads(CHECKPOINT_KEYS_PATH.read_text())[architecture]
+    return {k: tuple(shape) for k, shape in keys.items() if not k.endswith(OPTIONAL)}
+
+
+def _build(architecture: str, num_classes: int = 80) -> CenterNet:
+    backbone, neck, channels = ARCHITECTURES[architecture]
+    return build_centernet(
+        backbone=backbone,
+        backbone_weights=None,
+        neck=neck,
+        neck_channels=channels,
+        num_classes=num_classes,
+        head_conv=64,
+        prior_prob=0.1,
+    )
+
+
+def _write(path: Path, state: dict[str, torch.Tensor]) -> Path:
+    """Save ``state`` as the original does: DataParallel prefix, wrapped with the epoch."""
+    torch.save({"epoch": 140, "state_dict": {f"module.{k}": v for k, v in state.items()}}, path)
+    return path
+
+
+def _fake_state(architecture: str, seed: int = 0) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return {k: torch.randn(shape, generator=generator) for k, shape in _original_shapes(architecture).items()}
+
+
+def test_map_original_key_hand_computed() -> None:
+    assert map_original_key("conv1.weight") == "backbone.conv1.weight"
+    assert map_original_key("bn1.running_var") == "backbone.bn1.running_var"
+    assert map_original_key("layer3.22.conv2.weight") == "backbone.layer3.22.conv2.weight"
+    assert map_original_key("deconv_layers.12.conv_offset_mask.bias") == "neck.layers.12.conv_offset_mask.bias"
+    assert map_original_key("hm.2.bias") == "head.heatmap.2.bias"
+    assert map_original_key("wh.0.weight") == "head.size.0.weight"
+    assert map_original_key("reg.2.weight") == "head.offset.2.weight"
+    assert map_original_key("hm.weight") == "head.heatmap.0.weight"  # head_conv 0: a single conv
+    assert map_original_key("base.base_layer.0.weight") is None
+    assert map_original_key("hm_hp.0.weight") is None
+
+
+@pytest.mark.parametrize("architecture", list(ARCHITECTURES))
+def test_every_tensor_arrives_in_its_place(architecture: str, tmp_path: Path) -> None:
+    state = _fake_state(architecture)
+    model = _build(architecture)
+    report = load_original_centernet_checkpoint(model, _write(tmp_path / "model.pth", state))
+    ours = model.state_dict()
+    for key, value in state.items():
+        assert torch.equal(ours[map_original_key(key)], value), key
+    assert set(report.loaded) == {map_original_key(k) for k in state}
+    assert len(report.loaded) == len(state)  # no key of the file unused
+    assert report.skipped == ()
+    assert report.missing and all(k.endswith(OPTIONAL) for k in report.missing)
+    assert set(report.loaded) | set(report.missing) == set(ours)
+    assert report.source == str(tmp_path / "model.pth")
+
+
+def test_other_class_count_skips_the_heatmap_layer(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    state = _fake_state("resdcn_18")
+    torch.manual_seed(1)
+    model = _build("resdcn_18", num_classes=20)
+    initial = {k: model.state_dict()[k].clone() for k in HEATMAP_FINAL}
+    with caplog.at_level(logging.WARNING, logger="centernet.models.original_checkpoint"):
+        report = load_original_centernet_checkpoint(model, _write(tmp_path / "coco.pth", state))
+    assert report.skipped == HEATMAP_FINAL
+    assert set(report.loaded) == {map_original_key(k) for k in state} - set(HEATMAP_FINAL)
+    ours = model.state_dict()
+    for key in HEATMAP_FINAL:
+        assert torch.equal(ours[key], initial[key])  # kept the model's initialisation
+    assert torch.equal(ours["head.heatmap.0.weight"], state["hm.0.weight"])  # hidden conv loaded
+    assert torch.equal(ours["head.size.2.weight"], state["wh.2.weight"])
+    assert "80 heatmap classes, the model 20" in caplog.text
+    assert "head.heatmap.2.weight" in caplog.text
+
+    with pytest.raises(
+        ValueError, match=r"'head.heatmap.2.weight' has shape \(80, 64, 1, 1\), the model \(20, 64, 1, 1\)"
+    ):
+        load_original_centernet_checkpoint(model, tmp_path / "coco.pth", strict_heads=True)
+
+
+def test_corrupted_shape_names_the_key(tmp_path: Path) -> None:
+    state = _fake_state("res_18")
+    state["layer2.0.conv1.weight"] = torch.zeros(128, 64, 3, 2)
+    path = _write(tmp_path / "bad.pth", state)
+    with pytest.raises(ValueError, match=r"backbone\.layer2\.0\.conv1\.weight \(128, 64, 3, 2\) vs \(128, 64, 3, 3\)"):
+        load_original_centernet_checkpoint(_build("res_18"), path)
+
+
+def test_missing_and_unknown_keys_are_named(tmp_path: Path) -> None:
+    state = _fake_state("res_18")
+    del state["deconv_layers.4.running_mean"]
+    with pytest.raises(ValueError, match=re.escape("1 model keys are not in the file (neck.layers.4.running_mean)")):
+        load_original_centernet_checkpoint(_build("res_18"), _write(tmp_path / "missing.pth", state))
+
+    state = _fake_state("res_18")
+    state["hm_hp.0.weight"] = torch.zeros(1)
+    with pytest.raises(ValueError, match=re.escape("1 keys map to no part of the model (hm_hp.0.weight)")):
+        load_original_centernet_checkpoint(_build("res_18"), _write(tmp_path / "pose.pth", state))
+
+
+def test_wrong_architecture_gets_a_hint(tmp_path: Path) -> None:
+    path = _write(tmp_path / "resdcn.pth", _fake_state("resdcn_18"))
+    with pytest.raises(ValueError, match=r"keys of the file are not in the model.*set model\.neck\.type=dcn_deconv"):
+        load_original_centernet_checkpoint(_build("res_18"), path)
+    path = _write(tmp_path / "res.pth", _fake_state("res_18"))
+    with pytest.raises(ValueError, match=re.escape("set model.neck.type=deconv, channels [256, 256, 256]")):
+        load_original_centernet_checkpoint(_build("resdcn_18"), path)
+
+
+@pytest.mark.parametrize(
+    ("architecture", "name", "backbone"),
+    [("dla_34", "DLA-34", "dla34"), ("hourglass", "Hourglass-104", "hourglass104")],
+)
+def test_unsupported_architectures_are_recognised(architecture: str, name: str, backbone: str, tmp_path: Path) -> None:
+    keys = json.loads(CHECKPOINT_KEYS_PATH.read_text())[architecture]
+    state = {k: torch.zeros(1) for k in keys}  # shapes do not matter: rejected on the key names
+    expected = f"this looks like a {name} checkpoint .*model.backbone.type={backbone} is not available yet"
+    with pytest.raises(ValueError, match=expected):
+        load_original_centernet_checkpoint(_build("res_18"), _write(tmp_path / "other.pth", state))
+
+
+def test_empty_and_absent_files(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=re.escape("absent.pth does not exist")):
+        load_original_centernet_checkpoint(_build("res_18"), tmp_path / "absent.pth")
+    with pytest.raises(ValueError, match="expected a non-empty state_dict"):
+        load_original_centernet_checkpoint(_build("res_18"), _write(tmp_path / "empty.pth", {}))
+
+
+def test_round_trip_of_our_own_weights(tmp_path: Path) -> None:
+    torch.manual_seed(2)
+    source = _build("resdcn_18")
+    inverse = {"backbone.": "", "neck.layers.": "deconv_layers.", "head.heatmap.": "hm.", "head.size.": "wh."}
+    inverse["head.offset."] = "reg."
+    state = {}
+    for key, value in source.state_dict().items():
+        prefix = next(p for p in inverse if key.startswith(p))
+        state[inverse[prefix] + key[len(prefix) :]] = value
+    torch.manual_seed(3)
+    target = _build("resdcn_18")
+    report = load_original_centernet_checkpoint(target, _write(tmp_path / "ours.pth", state))
+    assert isinstance(report, LoadReport)
+    assert report.missing == ()  # our file has the num_batches_tracked buffers
+    for key, value in source.state_dict().items():
+        assert torch.equal(target.state_dict()[key], value), key
