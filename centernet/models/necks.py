@@ -42,7 +42,31 @@ DECONV_INIT_STD = 0.001
 _DECONV_PADDING: dict[int, tuple[int, int]] = {4: (1, 0), 3: (1, 1), 2: (0, 0)}
 
 
-class DeconvNeck(nn.Module):
+class UpsamplingStack(nn.Module):
+    """A ``layers`` Sequential applied to the last backbone map, doubling its resolution per stage."""
+
+    layers: nn.Sequential
+
+    def _set_layers(self, modules: list[nn.Module], in_channels: int, channels: Sequence[int]) -> None:
+        """Store the stack and the attributes the detector reads (``out_channels``, ``upsample_factor``)."""
+        self.layers = nn.Sequential(*modules)
+        self.in_channels = in_channels
+        self.out_channels: int = channels[-1]
+        self.upsample_factor: int = DECONV_STRIDE ** len(channels)
+
+    def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Upsample the last backbone map.
+
+        Args:
+            features: backbone maps, the last FloatTensor[B, in_channels, h, w].
+
+        Returns:
+            FloatTensor[B, out_channels, h * upsample_factor, w * upsample_factor].
+        """
+        return self.layers(features[-1])
+
+
+class DeconvNeck(UpsamplingStack):
     """The original CenterNet-ResNet deconvolution neck.
 
     Args:
@@ -93,10 +117,7 @@ class DeconvNeck(nn.Module):
             modules.append(nn.BatchNorm2d(planes))
             modules.append(nn.ReLU(inplace=True))
             previous = planes
-        self.layers = nn.Sequential(*modules)
-        self.in_channels = in_channels
-        self.out_channels: int = channels[-1]
-        self.upsample_factor: int = DECONV_STRIDE ** len(channels)
+        self._set_layers(modules, in_channels, channels)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -107,17 +128,6 @@ class DeconvNeck(nn.Module):
             elif isinstance(module, nn.BatchNorm2d):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
-
-    def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Upsample the last backbone map.
-
-        Args:
-            features: backbone maps, the last FloatTensor[B, in_channels, h, w].
-
-        Returns:
-            FloatTensor[B, out_channels, h * upsample_factor, w * upsample_factor].
-        """
-        return self.layers(features[-1])
 
 
 class LateralDeconvNeck(DeconvNeck):
@@ -240,7 +250,7 @@ def fill_up_weights(deconv: nn.ConvTranspose2d) -> None:
         deconv.weight[:, 0] = bilinear_kernel(kh).to(deconv.weight)
 
 
-class DcnDeconvNeck(nn.Module):
+class DcnDeconvNeck(UpsamplingStack):
     """The original CenterNet ResDCN neck (``resnet_dcn.py``).
 
     Each stage is [DeformConv 3x3 (previous -> planes) -> BatchNorm2d -> ReLU -> ConvTranspose2d 4x4
@@ -292,10 +302,7 @@ class DcnDeconvNeck(nn.Module):
                 nn.ReLU(inplace=True),
             ]
             previous = planes
-        self.layers = nn.Sequential(*modules)
-        self.in_channels = in_channels
-        self.out_channels: int = channels[-1]
-        self.upsample_factor: int = DECONV_STRIDE ** len(channels)
+        self._set_layers(modules, in_channels, channels)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -309,17 +316,6 @@ class DcnDeconvNeck(nn.Module):
             elif isinstance(module, nn.BatchNorm2d):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
-
-    def forward(self, features: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Upsample the last backbone map.
-
-        Args:
-            features: backbone maps, the last FloatTensor[B, in_channels, h, w].
-
-        Returns:
-            FloatTensor[B, out_channels, h * upsample_factor, w * upsample_factor].
-        """
-        return self.layers(features[-1])
 
 
 @NECKS.register("dcn_deconv")
