@@ -39,7 +39,12 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import stochastic_depth
 
-from centernet.models.backbones.resnet import IMAGENET_WEIGHTS, load_state_dict_checked, read_state_dict_file
+from centernet.models.backbones.resnet import (
+    IMAGENET_WEIGHTS,
+    load_state_dict_checked,
+    local_weights_file,
+    read_state_dict_file,
+)
 from centernet.models.registry import BACKBONES
 
 logger = logging.getLogger(__name__)
@@ -355,12 +360,7 @@ def load_efficientnet_lite_weights(model: EfficientNetLite, weights: str | os.Pa
     if isinstance(weights, str) and weights == IMAGENET_WEIGHTS:
         path = imagenet_weights_path()
     else:
-        path = Path(weights)
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"backbone weights file {path} does not exist: expected None, {IMAGENET_WEIGHTS!r} "
-                "or the path to an EfficientNet-Lite0 state_dict file"
-            )
+        path = local_weights_file(weights, "an EfficientNet-Lite0 state_dict file")
     source = str(path)
     state = read_state_dict_file(path)
     if any(key.startswith("_") for key in state):

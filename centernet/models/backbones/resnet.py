@@ -160,12 +160,7 @@ def load_resnet_weights(backbone: ResNetBackbone, weights: str | os.PathLike[str
         state = _download_imagenet(backbone.arch, spec.imagenet)
         source = f"{spec.imagenet} ({spec.imagenet.url})"
     else:
-        path = Path(weights)
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"backbone weights file {path} does not exist: expected None, {IMAGENET_WEIGHTS!r} "
-                "or the path to a torchvision-format state_dict file"
-            )
+        path = local_weights_file(weights, "a torchvision-format state_dict file")
         state = read_state_dict_file(path)
         source = str(path)
     load_state_dict_checked(backbone, state, source=source, ignore_prefixes=_CLASSIFIER_PREFIXES)
@@ -184,6 +179,21 @@ def _download_imagenet(arch: str, weights: WeightsEnum) -> dict[str, torch.Tenso
             f"local file instead: backbone weights=/path/to/{filename} "
             f"(config: model.backbone.weights=/path/to/{filename})"
         ) from exc
+
+
+def local_weights_file(weights: str | os.PathLike[str], expected: str) -> Path:
+    """The path of a local ``model.backbone.weights`` file.
+
+    Raises:
+        FileNotFoundError: no such file (the message says what ``weights`` may be, with ``expected`` as the file kind).
+    """
+    path = Path(weights)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"backbone weights file {path} does not exist: expected None, {IMAGENET_WEIGHTS!r} "
+            f"or the path to {expected}"
+        )
+    return path
 
 
 def read_state_dict_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
