@@ -3,20 +3,37 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SHAPES := datasets/data/shapes
-CONFIG ?= configs/shapes_resnet18.yaml
+TREES := datasets/data/trees
+CONFIG ?= configs/trees_efficientnet_lite0.yaml
+SHAPES_CONFIG := configs/shapes_resnet18.yaml
+# The tree-crown demo data ships inside this package; only its data files are used (--no-deps: none of
+# its own dependencies are needed, and it is never imported).
+DEEPFOREST := deepforest==2.1.0
+RUN_DIR = work_dirs/$(basename $(notdir $(CONFIG)))
 
-.PHONY: demo test lint typecheck clean-venv
+.PHONY: demo demo-shapes test lint typecheck clean-venv
 
-$(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+$(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/pip install --quiet --no-deps $(DEEPFOREST)
 	touch $@
 
+# Tree crowns: cut the deepforest sample images into tiles (once), train, evaluate on the two val images.
 demo: $(BIN)/.installed
-	$(BIN)/python datasets/make_shapes.py --out $(SHAPES)
+	$(BIN)/python datasets/prepare_trees.py --out $(TREES)
 	$(BIN)/python tools/train.py --config $(CONFIG)
+	@echo "metrics:     $(RUN_DIR)/eval/metrics.json"
+	@echo "predictions: $(RUN_DIR)/eval/predictions.png (green: ground truth, magenta: predictions)"
+	@echo "PR curves:   $(RUN_DIR)/eval/pr_curves.png"
+	@echo "TensorBoard: $(BIN)/tensorboard --logdir $(RUN_DIR)/tb"
+
+# The synthetic shapes set: a quick example without real data (ResNet-18 from scratch).
+demo-shapes: $(BIN)/.installed
+	$(BIN)/python datasets/make_shapes.py --out $(SHAPES)
+	$(BIN)/python tools/train.py --config $(SHAPES_CONFIG)
 
 # pytest exits with 5 when it collects no tests: report it as the failure it is here.
 test: $(BIN)/.installed

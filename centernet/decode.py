@@ -25,6 +25,8 @@ PEAK_KERNEL = 3
 DET_COLUMNS = ("x1", "y1", "x2", "y2", "score", "class")
 _NUM_COLUMNS = len(DET_COLUMNS)
 _NUM_BOX_COORDS = 4
+# On CPU, decode this many heatmap cells at a time (cache-sized; accelerators take the whole batch).
+_CPU_CHUNK_ELEMENTS = 1 << 18
 
 
 def _check_maps(heatmap_logits: Tensor, size: Tensor, offset: Tensor) -> None:
@@ -40,8 +42,49 @@ def _check_maps(heatmap_logits: Tensor, size: Tensor, offset: Tensor) -> None:
             raise ValueError(f"decode_detections: {name} must be {expected}, got {tuple(tensor.shape)}")
 
 
+def _neighbourhood_max(heat: Tensor, radius: int, dim: int, out: Tensor) -> Tensor:
+    """Write into ``out`` the maximum of ``heat`` over ``[i - radius, i + radius]`` along ``dim``.
+
+    Cells past the edge are ignored (as ``max_pool2d``'s ``-inf`` padding).
+
+    Args:
+        heat: FloatTensor of any shape.
+        radius: half-width of the window, ``>= 0``.
+        dim: axis to reduce along.
+        out: FloatTensor of the shape of ``heat`` (not aliasing it).
+
+    Returns:
+        ``out``.
+    """
+    length = heat.shape[dim]
+    out.copy_(heat)
+    for shift in range(1, min(radius, length - 1) + 1):
+        head, tail = out.narrow(dim, 0, length - shift), out.narrow(dim, shift, length - shift)
+        torch.maximum(head, heat.narrow(dim, shift, length - shift), out=head)
+        torch.maximum(tail, heat.narrow(dim, 0, length - shift), out=tail)
+    return out
+
+
+def _peak_keep_into(heat: Tensor, radius: int, row_max: Tensor, out: Tensor) -> Tensor:
+    """:func:`peak_keep` with caller-provided buffers ``row_max`` and ``out`` (shape of ``heat``)."""
+    _neighbourhood_max(heat, radius, -1, row_max)
+    _neighbourhood_max(row_max, radius, -2, out)
+    return out.eq_(heat).mul_(heat)  # 1.0 / 0.0 then * heat, in place: no bool tensor
+
+
+def _check_kernel(kernel: int) -> int:
+    """Return the radius of an odd ``kernel``; raise ValueError otherwise."""
+    if kernel < 1 or kernel % 2 == 0:
+        raise ValueError(f"peak kernel must be a positive odd int, got {kernel}")
+    return (kernel - 1) // 2
+
+
 def peak_keep(heat: Tensor, kernel: int = PEAK_KERNEL) -> Tensor:
     """Zero every cell that is not the maximum of its ``kernel x kernel`` neighbourhood.
+
+    Bit-identical to ``heat * (max_pool2d(heat, kernel, 1, kernel // 2) == heat)``; the square
+    maximum is computed as two separable 1-D maxima of shifted views, which is several times faster
+    on CPU than ``max_pool2d`` (``max`` is exact, so the result does not change).
 
     Args:
         heat: FloatTensor[B, C, H, W] scores (after the sigmoid).
@@ -50,8 +93,42 @@ def peak_keep(heat: Tensor, kernel: int = PEAK_KERNEL) -> Tensor:
     Returns:
         FloatTensor[B, C, H, W] ``heat * (maxpool(heat) == heat)``.
     """
-    pooled = F.max_pool2d(heat, kernel, stride=1, padding=(kernel - 1) // 2)
-    return heat * (pooled == heat)
+    radius = _check_kernel(kernel)
+    return _peak_keep_into(heat, radius, torch.empty_like(heat), torch.empty_like(heat))
+
+
+def _class_topk(heatmap_logits: Tensor, k_class: int, chunk_planes: int) -> tuple[Tensor, Tensor]:
+    """Sigmoid, peak keep and top-``k_class`` of every ``[H, W]`` class plane, ``chunk_planes`` at a time.
+
+    Working on a few planes at a time through three reused buffers keeps the data in cache and
+    avoids allocating (and page-faulting) several full ``[B, C, H, W]`` maps.
+
+    Args:
+        heatmap_logits: FloatTensor[B, C, H, W] float32 logits.
+        k_class: candidates per class plane, ``<= H * W``.
+        chunk_planes: planes per chunk, ``>= 1``.
+
+    Returns:
+        ``scores`` FloatTensor[B, C, k_class] and ``index`` LongTensor[B, C, k_class] (flat cells).
+    """
+    batch, num_classes, height, width = heatmap_logits.shape
+    planes = heatmap_logits.reshape(batch * num_classes, height, width)
+    total = planes.shape[0]
+    scores = planes.new_empty(total, k_class)
+    index = torch.empty(total, k_class, dtype=torch.int64, device=planes.device)
+    step = max(1, min(chunk_planes, total))
+    buffers = [planes.new_empty(step, height, width) for _ in range(3)]
+    radius = _check_kernel(PEAK_KERNEL)
+    for start in range(0, total, step):
+        count = min(step, total - start)
+        heat, row_max, kept = (buf[:count] for buf in buffers)
+        torch.sigmoid(planes[start : start + count], out=heat)
+        _peak_keep_into(heat, radius, row_max, kept)
+        torch.topk(
+            kept.view(count, height * width), k_class, dim=1,
+            out=(scores[start : start + count], index[start : start + count]),
+        )
+    return scores.view(batch, num_classes, k_class), index.view(batch, num_classes, k_class)
 
 
 def _gather_map(maps: Tensor, index: Tensor) -> Tensor:
@@ -80,10 +157,9 @@ def decode_detections(heatmap_logits: Tensor, size: Tensor, offset: Tensor, *, k
     if k < 0:
         raise ValueError(f"decode_detections: k must be >= 0, got {k}")
     batch, num_classes, height, width = heatmap_logits.shape
-    heat = peak_keep(heatmap_logits.float().sigmoid())
     k_class = min(k, height * width)
-    flat_heat = heat.view(batch, num_classes, height * width)
-    class_scores, class_index = flat_heat.topk(k_class, dim=2)  # [B, C, k_class]
+    chunk = _CPU_CHUNK_ELEMENTS // max(height * width, 1) if heatmap_logits.device.type == "cpu" else batch * num_classes
+    class_scores, class_index = _class_topk(heatmap_logits.float(), k_class, chunk)  # [B, C, k_class]
     k_all = min(k, num_classes * k_class)
     scores, order = class_scores.view(batch, num_classes * k_class).topk(k_all, dim=1)  # [B, K]
     classes = torch.div(order, max(k_class, 1), rounding_mode="floor")  # [B, K]

@@ -31,11 +31,11 @@ from centernet.config import ConfigError, load_config
 from centernet.engine.logging import setup_logging
 from centernet.engine.predictor import Detections, Detector
 from centernet.utils.errors import one_line_error
+from centernet.utils.image_files import IMAGE_EXTENSIONS, image_files_in, read_bgr
 from centernet.utils.visualize import DEFAULT_SCORE_THR, draw_detections, overlay_heatmap
 
 logger = logging.getLogger("centernet.tools.demo")
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv")
 VIDEO_FOURCC = "mp4v"
 FALLBACK_FPS = 25.0  # when the container does not report a frame rate
@@ -75,7 +75,7 @@ def classify_input(path: Path) -> str:
 
 def list_images(folder: Path) -> list[Path]:
     """The image files directly inside ``folder``, sorted by name; raises when there are none."""
-    images = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    images = image_files_in(folder)
     if not images:
         raise ValueError(f"--input {folder} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
     stems: dict[str, Path] = {}
@@ -85,14 +85,6 @@ def list_images(folder: Path) -> list[Path]:
                              f"{path.stem}.jpg; rename one")
         stems[path.stem] = path
     return images
-
-
-def read_image(path: Path) -> np.ndarray:
-    """``cv2.imread`` that raises a clear error instead of returning ``None``."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError(f"cannot read image {path} (missing, unreadable or not an image)")
-    return image
 
 
 def write_image(path: Path, image: np.ndarray) -> None:
@@ -134,7 +126,7 @@ def run_images(detector: Detector, paths: list[Path], args: argparse.Namespace, 
     records: list[dict[str, Any]] = []
     show_bar = len(paths) > 1 and not args.no_progress
     for path in tqdm(paths, desc="demo", unit="img", disable=not show_bar, dynamic_ncols=True):
-        dets, drawn, heat = annotate(detector, read_image(path), args.score_thr, args.show_heatmap)
+        dets, drawn, heat = annotate(detector, read_bgr(path), args.score_thr, args.show_heatmap)
         write_image(out_dir / f"{path.stem}.jpg", drawn)
         if heat is not None:
             write_image(out_dir / f"{path.stem}_heatmap.jpg", heat)

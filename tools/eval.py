@@ -1,7 +1,12 @@
 """Evaluate a trained CenterNet checkpoint, or score an existing detections file, on the val set.
 
-python tools/eval.py --config CFG --checkpoint PTH [--flip] [--scales 1.0] [--out-dir DIR] [KEY=VALUE ...]
+python tools/eval.py --config CFG --checkpoint PTH [--flip] [--scales 0.5 1.0 1.5] [--out-dir DIR] [KEY=VALUE ...]
 python tools/eval.py --config CFG --predictions DETECTIONS.json [--out-dir DIR]
+
+Test-time augmentation: --flip (heatmap and size of the mirrored pass averaged in, offset of the plain
+pass); --scales runs one pass per scale and merges them per class (eval.merge=soft_nms | nms, with
+eval.soft_nms_sigma, eval.soft_nms_score_thr, eval.nms_iou); eval.resize=pad keeps each image's resolution
+(padded to a multiple of 32, the original --keep_res) instead of warping it into data.input_size.
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ from centernet.config import ConfigError, load_config
 from centernet.data.build import build_dataset, build_loader
 from centernet.engine.build import build_model
 from centernet.engine.checkpoint import load_checkpoint, model_state_from_checkpoint
-from centernet.engine.evaluator import evaluate_model, score_detections
+from centernet.engine.evaluator import detections_for_dataset, evaluate_model, score_detections
 from centernet.engine.inference import ImageNormalizer
 from centernet.engine.logging import setup_logging
+from centernet.engine.tta import MultiScalePredictor, build_tta, run_tta_inference
 from centernet.evaluation import load_detections
 from centernet.utils.env import select_device
 from centernet.utils.errors import one_line_error
@@ -27,11 +33,20 @@ from centernet.utils.errors import one_line_error
 logger = logging.getLogger("centernet.tools.eval")
 
 
-def parse_scales(text: str) -> list[float]:
-    try:
-        return [float(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--scales expects comma-separated numbers, got {text!r}") from None
+def split_scales(items: list[str]) -> tuple[list[float], list[str]]:
+    """Split the ``--scales`` words into the scales and any ``KEY=VALUE`` overrides written after them.
+
+    Each scale word is a number or a comma-separated list (``0.5,1`` and ``0.5 1`` both work).
+    """
+    scales: list[float] = []
+    for position, item in enumerate(items):
+        if "=" in item:
+            return scales, items[position:]
+        try:
+            scales.extend(float(s) for s in item.split(",") if s.strip())
+        except ValueError:
+            raise ValueError(f"--scales expects numbers, e.g. 0.5 1.0 1.5, got {item!r}") from None
+    return scales, []
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -41,7 +56,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     source.add_argument("--checkpoint", help="checkpoint to evaluate (checkpoints/best.pth of a run)")
     source.add_argument("--predictions", help="COCO results JSON to score instead of running a model")
     parser.add_argument("--flip", action="store_true", help="flip test-time augmentation")
-    parser.add_argument("--scales", type=parse_scales, default=None, help="test scales, e.g. 1.0")
+    parser.add_argument("--scales", nargs="+", default=None,
+                        help="test scales, e.g. 0.5 1.0 1.5 (several: multi-scale test merged with eval.merge)")
     parser.add_argument("--out-dir", help="where metrics.json/detections.json go (default: <work dir>/eval)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
@@ -57,10 +73,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.flip:
             overrides.append("eval.flip=true")
         if args.scales is not None:
-            overrides.append(f"eval.scales={args.scales}")
+            scales, trailing = split_scales(args.scales)
+            overrides += [*trailing, f"eval.scales={scales}"]
         cfg = load_config(args.config, overrides)
-        if cfg.eval.scales != [1.0]:
-            raise ConfigError(f"eval.scales={cfg.eval.scales}: only single-scale testing [1.0] is supported")
+        tta = build_tta(cfg)
         dataset = build_dataset(cfg, "val")
         if args.predictions:
             score_detections(
@@ -79,11 +95,21 @@ def main(argv: list[str] | None = None) -> int:
             ) from error
         model.to(device)
         model.to(memory_format=torch.channels_last if cfg.runtime.channels_last else torch.preserve_format)
+        normalizer = ImageNormalizer(cfg.data.mean, cfg.data.std, channels_last=cfg.runtime.channels_last).to(device)
+        if not tta.is_plain:
+            logger.info("test-time augmentation: scales %s, flip %s, resize %s, merge %s",
+                        list(tta.scales), tta.flip, tta.resize, tta.merge.method)
+            predictor = MultiScalePredictor(model, normalizer, tta, input_size=cfg.data.input_size,
+                                            channel_order=cfg.data.channel_order, device=device, amp=cfg.runtime.amp)
+            results = run_tta_inference(predictor, dataset, progress=not args.no_progress)
+            score_detections(dataset, detections_for_dataset(dataset, results), metric=cfg.eval.metric,
+                             backend=cfg.eval.backend, out_dir=out_dir)
+            return 0
         evaluate_model(
             model,
             dataset,
             build_loader(cfg, dataset, "val", pin_memory=device.type == "cuda"),
-            ImageNormalizer(cfg.data.mean, cfg.data.std, channels_last=cfg.runtime.channels_last).to(device),
+            normalizer,
             device=device,
             topk=cfg.eval.topk,
             flip=cfg.eval.flip,

@@ -1,16 +1,19 @@
 """Train (and evaluate) a CenterNet detector from a YAML config.
 
 python tools/train.py --config configs/shapes_resnet18.yaml [--work-dir DIR] [--resume [PATH]] [KEY=VALUE ...]
+torchrun --nproc_per_node N tools/train.py --config ... (DDP: data.batch_size per process, rank 0 writes)
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
 from centernet.config import ConfigError, load_config
+from centernet.engine.distributed import destroy_distributed
 from centernet.engine.logging import setup_logging
 from centernet.engine.trainer import Trainer
 from centernet.utils.errors import one_line_error
@@ -38,7 +41,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     work_dir = Path(args.work_dir) if args.work_dir else Path("work_dirs") / Path(args.config).stem
-    setup_logging(work_dir)
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    setup_logging(work_dir if is_main else None, level=logging.INFO if is_main else logging.WARNING)
     try:
         cfg = load_config(args.config, args.overrides)
         trainer = Trainer(cfg, work_dir, resume=args.resume, progress=not args.no_progress)
@@ -47,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         logger.error("%s", one_line_error(error))
         logger.debug("traceback of the error above", exc_info=True)
         return 1
+    finally:
+        destroy_distributed()
     return 0
 
 

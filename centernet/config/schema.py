@@ -73,6 +73,7 @@ class DataConfig:
     channel_order: Literal["rgb", "bgr"] = "rgb"  # bgr reproduces the original (BGR into RGB backbones)
     mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))  # per channel, fractions of 255
     std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
+    on_bad_sample: Literal["error", "skip"] = "error"  # bad image/annotation: stop, or skip it with a counted warning
 
 
 @dataclass
@@ -151,6 +152,13 @@ class SolverConfig:
     warmup_iters: int = 0  # linear warmup length in iterations
     warmup_factor: float = 0.001  # lr multiplier at iteration 0 of the warmup
     grad_clip: float | None = None  # max global gradient norm (null = no clipping)
+    schedule: Literal["step", "cosine"] = "step"  # lr decay after the warmup: lr_steps drops | cosine to min_lr_factor
+    min_lr_factor: float = 0.0  # cosine: final lr as a fraction of the base lr
+    reference_batch_size: int | None = None  # lr is given for this global batch (linear scaling); null/0 = as is
+    ema: bool = False  # keep an exponential moving average of the weights (used for eval and inference)
+    ema_decay: float = 0.9998  # EMA decay once warmed up
+    ema_warmup_iters: int = 2000  # decay ramps as ema_decay * (1 - exp(-updates / ema_warmup_iters))
+    skip_nonfinite_steps: int = 0  # skip up to N steps with a non-finite loss (warning each), then stop
 
 
 @dataclass
@@ -159,7 +167,12 @@ class EvalConfig:
     interval: int = 5  # evaluate every N epochs (and after the last one); 0 = only after the last
     topk: int = 100  # detections kept per image
     flip: bool = False  # flip test-time augmentation
-    scales: list[float] = field(default_factory=lambda: [1.0])
+    scales: list[float] = field(default_factory=lambda: [1.0])  # test scales; several = multi-scale test
+    resize: Literal["fixed", "pad"] = "fixed"  # fixed = data.input_size | pad = keep resolution, pad to (s | 31) + 1
+    merge: Literal["nms", "soft_nms"] = "soft_nms"  # per-class merge of the detections of several scales
+    nms_iou: float = 0.5  # merge: nms suppresses same-class boxes overlapping a better one above this IoU
+    soft_nms_sigma: float = 0.5  # merge: soft_nms (Gaussian) decays scores by exp(-IoU^2 / sigma)
+    soft_nms_score_thr: float = 0.001  # merge: soft_nms drops detections whose decayed score falls below this
     backend: Literal["pycocotools", "faster_coco_eval"] = "pycocotools"
     batch_size: int = 0  # 0 = data.batch_size
 
@@ -171,8 +184,12 @@ class RuntimeConfig:
     amp: Literal["off", "fp16", "bf16"] = "off"  # autocast precision (bf16 also on CPU); losses stay fp32
     channels_last: bool = False  # NHWC memory format for the model and its input (faster convs)
     log_interval: int = 20  # iterations between logged training records
+    vis_interval: int = 0  # iterations between TensorBoard images (input + boxes, heatmaps); 0 = off
     deterministic: bool = False  # torch.use_deterministic_algorithms (slower)
     threads: int = 0  # torch intra-op threads (0 = torch default)
+    sync_bn: bool = False  # under DDP, BatchNorm statistics over the global batch (all ranks)
+    checkpoint_interval: int = 0  # also save last.pth every N iterations mid-epoch (0 = at epoch ends only)
+    keep_checkpoints: int = 2  # newest checkpoints kept (>= 1); an older one is the fallback for a corrupt newest
 
 
 @dataclass

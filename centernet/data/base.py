@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -22,6 +23,13 @@ from centernet.data.sample import RawSample, Sample, SampleMeta, SampleTransform
 logger = logging.getLogger(__name__)
 
 BOX_LEN = 4  # [x1, y1, x2, y2]
+BadSamplePolicy = Literal["error", "skip"]
+BAD_SAMPLE_POLICIES = ("error", "skip")
+IMAGE_ERRORS = (FileNotFoundError, ValueError)  # what read_image raises for a missing / undecodable file
+
+
+class BadSampleError(ValueError):
+    """A record of a dataset that cannot be used (bad box, unknown category, unreadable image)."""
 
 
 def read_image(path: Path, image_id: int) -> np.ndarray:
@@ -73,7 +81,14 @@ class DetectionDataset(Dataset):
     label_to_category_id: list[int]
     category_id_to_label: dict[int, int]
 
-    def __init__(self, *, transform: SampleTransform | None, seed: int, source: str) -> None:
+    def __init__(
+        self,
+        *,
+        transform: SampleTransform | None,
+        seed: int,
+        source: str,
+        on_bad_sample: BadSamplePolicy = "error",
+    ) -> None:
         """Store the settings shared by all datasets.
 
         Args:
@@ -81,7 +96,12 @@ class DetectionDataset(Dataset):
                 raw image.
             seed: base seed of the per-sample generators.
             source: what the dataset was read from (named in errors and warnings).
+            on_bad_sample: ``error`` | ``skip`` (see :attr:`on_bad_sample`).
         """
+        if on_bad_sample not in BAD_SAMPLE_POLICIES:
+            raise ValueError(f"on_bad_sample must be one of {list(BAD_SAMPLE_POLICIES)}, got {on_bad_sample!r}")
+        self.on_bad_sample: BadSamplePolicy = on_bad_sample
+        self.bad_samples: list[str] = []
         self.transform = transform
         self.seed = int(seed)
         self.epoch = 0
@@ -141,6 +161,32 @@ class DetectionDataset(Dataset):
         """Load one image and its annotations without any transform (implemented by subclasses)."""
         raise NotImplementedError(f"{type(self).__name__} must implement load_raw")
 
+    def report_bad_sample(self, error: Exception) -> None:
+        """Raise ``error`` (``on_bad_sample: error``) or record it and warn (``skip``)."""
+        if self.on_bad_sample == "error":
+            raise error
+        self.bad_samples.append(str(error))
+        logger.warning("skipping bad sample: %s", error)
+
+    def _load_raw_or_next(self, index: int) -> tuple[RawSample, list[str]]:
+        """``load_raw(index)``; with ``on_bad_sample: skip`` an unreadable image is replaced by the next
+        readable one (``index + 1``, ``index + 2``, ... wrapping around).
+
+        Returns:
+            The raw sample and the one-line messages of the images skipped on the way.
+
+        Raises:
+            FileNotFoundError, ValueError: the image is unreadable (``error``), or none is (``skip``).
+        """
+        skipped: list[str] = []
+        for offset in range(len(self)):
+            try:
+                return self.load_raw((index + offset) % len(self)), skipped
+            except IMAGE_ERRORS as error:
+                self.report_bad_sample(error)
+                skipped.append(str(error))
+        raise ValueError(f"no readable image in {self._source} ({len(skipped)} tried)")
+
     def __getitem__(self, index: int | tuple[int, int]) -> Sample:
         """Load, transform and tensorise one sample.
 
@@ -158,7 +204,8 @@ class DetectionDataset(Dataset):
         if isinstance(index, tuple):
             epoch, index = index
         index = self._check_index(int(index))
-        raw = self.load_raw(index)
+        raw, skipped = self._load_raw_or_next(index)
+        index = (index + len(skipped)) % len(self)  # the sample actually loaded
         image, boxes = raw["image"], raw["boxes"]
         height, width = image.shape[:2]
         center, scale, flipped = (width / 2.0, height / 2.0), float(max(height, width)), False
@@ -181,6 +228,8 @@ class DetectionDataset(Dataset):
             scale=scale,
             flipped=flipped,
         )
+        if skipped:
+            meta["skipped"] = skipped
         return Sample(
             image=torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous(),
             boxes=torch.from_numpy(boxes),

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sized
 from typing import Literal, cast
 
 import cv2
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from centernet.config.schema import CocoDatasetConfig, Config, VocDatasetConfig
 from centernet.data.base import DetectionDataset
@@ -45,7 +46,7 @@ def build_dataset(cfg: Config, split: Split) -> DetectionDataset:
         if not section.root or not section.split:
             raise ValueError(f"data.{split}: root and split must both be set for type 'voc'")
         years = None if section.years is None else [str(year) for year in section.years]
-        return VOCDetection(
+        voc = VOCDetection(
             section.root,
             section.split,
             years=years,
@@ -53,17 +54,28 @@ def build_dataset(cfg: Config, split: Split) -> DetectionDataset:
             classes=cfg.data.classes,
             seed=cfg.runtime.seed,
         )
+        voc.on_bad_sample = cfg.data.on_bad_sample  # unreadable images (annotations are checked by VOCDetection)
+        return voc
     assert isinstance(section, CocoDatasetConfig)
     if not section.ann_file or not section.img_dir:
         raise ValueError(f"data.{split}: ann_file and img_dir must both be set for type 'coco'")
     return CocoDetection(
-        section.ann_file, section.img_dir, transform=transform, classes=cfg.data.classes, seed=cfg.runtime.seed
+        section.ann_file,
+        section.img_dir,
+        transform=transform,
+        classes=cfg.data.classes,
+        seed=cfg.runtime.seed,
+        on_bad_sample=cfg.data.on_bad_sample,
     )
 
 
 class EpochIndexSampler(Sampler[tuple[int, int]]):
     """Yields ``(epoch, index)`` pairs of a shuffling sampler, so that datasets seed their augmentation
     by epoch even in persistent loader workers (which never see a ``set_epoch`` on the dataset).
+
+    Under DDP the base is a ``DistributedSampler`` with this process's rank: every rank draws the same
+    per-epoch permutation (seeded by ``seed + epoch``) and takes every ``world_size``-th index of it,
+    so rank ``r``'s ``k``-th sample is the permutation's ``k * world_size + r``-th index.
 
     Args:
         base: the index sampler (shuffled per epoch through its own ``set_epoch``).
@@ -72,17 +84,43 @@ class EpochIndexSampler(Sampler[tuple[int, int]]):
     def __init__(self, base: DistributedSampler) -> None:
         self.base = base
         self.epoch = 0
+        self.start = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        """Select the epoch: the shuffle order and the epoch passed to the dataset."""
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Select the epoch (shuffle order and the epoch passed to the dataset) and where in it to begin.
+
+        Args:
+            epoch: 0-based epoch.
+            start: number of this rank's samples of the epoch to skip (mid-epoch resume).
+        """
+        if not 0 <= start <= len(self.base):
+            raise ValueError(f"sampler start {start} outside [0, {len(self.base)}]")
         self.epoch = epoch
+        self.start = start
         self.base.set_epoch(epoch)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        return ((self.epoch, int(index)) for index in self.base)
+        indices = itertools.islice(iter(self.base), self.start, None)
+        return ((self.epoch, int(index)) for index in indices)
 
     def __len__(self) -> int:
-        return len(self.base)
+        return len(self.base) - self.start
+
+
+class ShardSampler(Sampler[int]):
+    """Rank ``r`` of ``world_size`` takes indices ``r, r + world_size, ...`` (no padding, no repeats).
+
+    Used for sharded evaluation: the shards together cover every image exactly once.
+    """
+
+    def __init__(self, length: int, *, rank: int = 0, world_size: int = 1) -> None:
+        self.indices = range(rank, length, world_size)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
 
 
 def init_loader_worker(worker_id: int) -> None:
@@ -99,7 +137,17 @@ def build_loader(
     world_size: int = 1,
     pin_memory: bool = False,
 ) -> DataLoader:
-    """A loader over ``dataset``: shuffled per epoch (call ``loader.sampler.set_epoch``) for train."""
+    """A loader over ``dataset``: shuffled per epoch (call ``loader.sampler.set_epoch``) for train.
+
+    Args:
+        cfg: the config (``data.batch_size`` is per process; ``data.workers``; ``eval.batch_size``).
+        dataset: the dataset.
+        split: ``train`` (shuffled, sharded per rank, last incomplete batch dropped) or ``val``
+            (in order; sharded as ``rank, rank + world_size, ...``).
+        rank: this process's rank.
+        world_size: number of processes.
+        pin_memory: pin host memory (CUDA).
+    """
     workers = cfg.data.workers
     if split == "train":
         sampler: Sampler = EpochIndexSampler(
@@ -107,7 +155,7 @@ def build_loader(
         )
         batch_size = cfg.data.batch_size
     else:
-        sampler = SequentialSampler(cast(Sized, dataset))
+        sampler = ShardSampler(len(cast(Sized, dataset)), rank=rank, world_size=world_size)
         batch_size = cfg.eval.batch_size or cfg.data.batch_size
     return DataLoader(
         dataset,

@@ -12,6 +12,7 @@ import contextlib
 import io
 import json
 import logging
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 import numpy as np
 from pycocotools.coco import COCO
 
-from centernet.data.base import BOX_LEN, DetectionDataset, check_unique_classes
+from centernet.data.base import BOX_LEN, BadSampleError, BadSamplePolicy, DetectionDataset, check_unique_classes
 from centernet.data.sample import RawSample, SampleTransform
 
 logger = logging.getLogger(__name__)
@@ -63,6 +64,33 @@ def _renumber_annotation_ids(data: dict[str, Any], ann_file: Path) -> None:
         ann["id"] = new_id
 
 
+def _checked_bbox(bbox: Any, size: tuple[Any, Any], where: str) -> tuple[float, float, float, float]:
+    """``(x, y, w, h)`` of a COCO bbox after checking it.
+
+    Args:
+        bbox: the annotation's ``bbox`` value.
+        size: ``(height, width)`` of the image from the annotation file (None entries skip the check).
+        where: the record, for the messages.
+
+    Raises:
+        BadSampleError: not 4 finite numbers, negative width or height, or entirely outside the image.
+    """
+    if not isinstance(bbox, list | tuple) or len(bbox) != BOX_LEN or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in bbox
+    ):
+        raise BadSampleError(f"{where} has bbox {bbox!r}, expected [x, y, w, h] numbers")
+    x, y, w, h = (float(v) for v in bbox)
+    if not all(math.isfinite(v) for v in (x, y, w, h)):
+        raise BadSampleError(f"{where} has a non-finite bbox {bbox!r}")
+    if w < 0 or h < 0:
+        raise BadSampleError(f"{where} has a negative width or height: bbox {bbox!r}")
+    height, width = size
+    if w > 0 and h > 0 and isinstance(height, int | float) and isinstance(width, int | float):
+        if x >= width or y >= height or x + w <= 0 or y + h <= 0:
+            raise BadSampleError(f"{where} has bbox {bbox!r} entirely outside the {width}x{height} image")
+    return x, y, w, h
+
+
 class CocoDetection(DetectionDataset):
     """A COCO-format detection dataset.
 
@@ -85,6 +113,7 @@ class CocoDetection(DetectionDataset):
         transform: SampleTransform | None = None,
         classes: Sequence[str] | None = None,
         seed: int = 0,
+        on_bad_sample: BadSamplePolicy = "error",
     ) -> None:
         """Load the annotation file and index the annotations per image.
 
@@ -96,15 +125,20 @@ class CocoDetection(DetectionDataset):
             classes: class names to keep, in label order; None keeps every category sorted by id.
                 Annotations of other categories are dropped.
             seed: base seed of the per-sample generators.
+            on_bad_sample: ``error`` raises on a bad annotation or image; ``skip`` drops the image
+                (annotation problems, here) or loads the next image instead (unreadable image files,
+                in ``__getitem__``), with a warning each.
 
         Raises:
             FileNotFoundError: ``ann_file`` does not exist.
-            ValueError: ``ann_file`` is not valid COCO JSON, or ``classes`` names an unknown or
-                duplicated class.
+            ValueError: ``ann_file`` is not valid COCO JSON, ``classes`` names an unknown or
+                duplicated class, or (``on_bad_sample="error"``) an annotation is bad: a bbox that is
+                not 4 finite numbers, a negative width/height, a box entirely outside its image or an
+                unknown category id (the message names the file, annotation id and image).
         """
         self.ann_file = Path(ann_file)
         self.img_dir = Path(img_dir)
-        super().__init__(transform=transform, seed=seed, source=str(self.ann_file))
+        super().__init__(transform=transform, seed=seed, source=str(self.ann_file), on_bad_sample=on_bad_sample)
 
         data = _read_annotation_json(self.ann_file)
         _renumber_annotation_ids(data, self.ann_file)
@@ -115,8 +149,18 @@ class CocoDetection(DetectionDataset):
 
         self.label_to_category_id, self.class_names = self._select_categories(classes)
         self.category_id_to_label = {cat: label for label, cat in enumerate(self.label_to_category_id)}
-        self.image_ids: list[int] = sorted(self.coco.getImgIds())
-        self._targets = [self._index_annotations(image_id) for image_id in self.image_ids]
+        self.image_ids = []
+        self._targets = []
+        for image_id in sorted(self.coco.getImgIds()):
+            try:
+                targets = self._index_annotations(image_id)
+            except BadSampleError as error:
+                self.report_bad_sample(error)
+                continue
+            self.image_ids.append(image_id)
+            self._targets.append(targets)
+        if self.bad_samples:
+            logger.warning("%s: skipped %d image(s) with bad annotations", self.ann_file, len(self.bad_samples))
 
     def _select_categories(self, classes: Sequence[str] | None) -> tuple[list[int], list[str]]:
         """Return ``(label_to_category_id, class_names)`` for all categories or the named ones."""
@@ -137,21 +181,26 @@ class CocoDetection(DetectionDataset):
     def _index_annotations(self, image_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Return ``(boxes [N, 4] float32 xyxy, labels [N] int64, ignore [N] bool)`` of one image.
 
-        Annotations of unselected categories and boxes with non-positive width or height are dropped.
+        Annotations of unselected categories and boxes of zero width or height are dropped (as the
+        original does); boxes partly outside the image are kept (the transform clips them).
+
+        Raises:
+            BadSampleError: a bad annotation (see ``__init__``), naming the file, annotation and image.
         """
         boxes, labels, ignore = [], [], []
+        info = self.coco.imgs[image_id]
         for ann in self.coco.imgToAnns.get(image_id, []):
-            label = self.category_id_to_label.get(ann.get("category_id"))
+            where = f"{self.ann_file}: annotation id {ann.get('id')} (image id {image_id}, {info.get('file_name')})"
+            category_id = ann.get("category_id")
+            if category_id not in self.coco.cats:
+                known = sorted(self.coco.cats)
+                raise BadSampleError(f"{where} has unknown category id {category_id!r}; known: {known}")
+            label = self.category_id_to_label.get(category_id)
             if label is None:
                 continue
-            bbox = ann.get("bbox")
-            if not isinstance(bbox, list | tuple) or len(bbox) != BOX_LEN:
-                raise ValueError(
-                    f"{self.ann_file}: annotation id {ann.get('id')} has bbox {bbox!r}, expected [x, y, w, h]"
-                )
-            x, y, w, h = (float(v) for v in bbox)
-            if w <= 0 or h <= 0:
-                logger.debug("%s: skipping empty box %s (annotation id %s)", self.ann_file, bbox, ann["id"])
+            x, y, w, h = _checked_bbox(ann.get("bbox"), (info.get("height"), info.get("width")), where)
+            if w == 0 or h == 0:
+                logger.debug("%s: dropping empty box %s", where, ann.get("bbox"))
                 continue
             boxes.append((x, y, x + w, y + h))
             labels.append(label)

@@ -8,7 +8,7 @@ attributes. These are typing aids only (``TypedDict`` / ``Protocol``): nothing i
 
 from __future__ import annotations
 
-from typing import Protocol, TypedDict
+from typing import NotRequired, Protocol, TypedDict
 
 import numpy as np
 import torch
@@ -52,6 +52,7 @@ class SampleMeta(TypedDict):
     center: tuple[float, float]
     scale: float
     flipped: bool
+    skipped: NotRequired[list[str]]  # on_bad_sample=skip: the unreadable images replaced by this one
 
 
 class Sample(TypedDict):

@@ -11,13 +11,17 @@ import torch
 from torch import nn
 
 from centernet.data.base import DetectionDataset
+from centernet.engine.distributed import all_gather_objects, broadcast_object, is_distributed
 from centernet.engine.inference import ImageNormalizer, run_inference
+from centernet.engine.preview import PREDICTIONS_FILENAME, write_predictions_preview
 from centernet.evaluation import (
+    PR_CURVES_FILENAME,
     coco_records_to_voc_detections,
     detections_to_coco_records,
-    evaluate_coco,
+    evaluate_coco_with_curves,
     evaluate_voc,
     format_metrics_table,
+    plot_pr_curves,
     write_eval_outputs,
 )
 
@@ -50,7 +54,9 @@ def score_detections(
     backend: str,
     out_dir: Path | None,
 ) -> dict[str, Any]:
-    """Metrics of ``records`` against ``dataset``; writes ``metrics.json``/``detections.json`` to ``out_dir``.
+    """Metrics of ``records`` against ``dataset``; writes ``metrics.json``/``detections.json`` to ``out_dir``
+    (and ``predictions.png``, the first val images with ground truth and predictions; for the COCO metric
+    also ``pr_curves.png``, per-class precision/recall at IoU 0.5 and 0.75).
 
     Args:
         dataset: the evaluated dataset (its ground truth and class mapping).
@@ -66,12 +72,18 @@ def score_detections(
                 "eval.metric=coco needs COCO ground truth; for a VOC-format set use eval.metric=voc07|voc "
                 "or convert it with datasets/voc2coco.py"
             )
-        metrics = evaluate_coco(ground_truth, records, backend=backend, category_ids=dataset.label_to_category_id)
+        metrics, curves = evaluate_coco_with_curves(
+            ground_truth, records, backend=backend, category_ids=dataset.label_to_category_id
+        )
+        if out_dir is not None:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            plot_pr_curves(curves, out_dir / PR_CURVES_FILENAME)
     else:
         metrics = _score_voc(dataset, records, use_07_metric=metric == "voc07")
     logger.info("evaluation on %d images:\n%s", len(dataset), format_metrics_table(metrics))
     if out_dir is not None:
         write_eval_outputs(out_dir, metrics, records)
+        write_predictions_preview(dataset, records, out_dir / PREDICTIONS_FILENAME)
     return metrics
 
 
@@ -108,7 +120,30 @@ def evaluate_model(
     out_dir: Path | None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Run the model over ``loader`` and score it (see :func:`score_detections`)."""
+    """Run the model over ``loader`` and score it (see :func:`score_detections`).
+
+    Under DDP every rank runs its shard of ``loader`` (see ``ShardSampler``); the per-image results
+    are gathered on every rank, put back in dataset order, scored and written by rank 0 only, and the
+    metrics broadcast, so all ranks return the same dict as a single-process evaluation.
+    """
     results = run_inference(model, loader, normalizer, device=device, topk=topk, flip=flip, amp=amp, progress=progress)
+    if is_distributed():
+        results = [item for shard in all_gather_objects(results) for item in shard]
+    results = in_dataset_order(dataset, results)
+    if is_distributed() and torch.distributed.get_rank() != 0:
+        return broadcast_object(None)
     records = detections_for_dataset(dataset, results)
-    return score_detections(dataset, records, metric=metric, backend=backend, out_dir=out_dir)
+    metrics = score_detections(dataset, records, metric=metric, backend=backend, out_dir=out_dir)
+    return broadcast_object(metrics)
+
+
+def in_dataset_order(
+    dataset: DetectionDataset, results: list[tuple[dict[str, Any], np.ndarray]]
+) -> list[tuple[dict[str, Any], np.ndarray]]:
+    """One result per image id, in ``dataset.image_ids`` order (merges shards; with ``on_bad_sample: skip``
+    drops the repeat of an image that stood in for an unreadable one)."""
+    position = {image_id: i for i, image_id in enumerate(dataset.image_ids)}
+    unique: dict[int, tuple[dict[str, Any], np.ndarray]] = {}
+    for meta, dets in results:
+        unique.setdefault(int(meta["image_id"]), (meta, dets))
+    return sorted(unique.values(), key=lambda item: position.get(int(item[0]["image_id"]), len(position)))

@@ -1,23 +1,52 @@
-"""Optimizers and the per-iteration learning-rate schedule (step decay with linear warmup)."""
+"""Optimizers, the linear lr scaling rule and the per-iteration schedules (step | cosine, linear warmup)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import logging
+import math
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
 from centernet.config.schema import SolverConfig
 
+logger = logging.getLogger(__name__)
 
-def build_optimizer(params: Iterable[torch.nn.Parameter], solver: SolverConfig) -> torch.optim.Optimizer:
-    """Create the optimizer named by ``solver.optimizer`` (adam | adamw | sgd)."""
-    params = [p for p in params if p.requires_grad]
-    if solver.optimizer == "adam":
-        return torch.optim.Adam(params, lr=solver.lr, weight_decay=solver.weight_decay)
-    if solver.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=solver.lr, weight_decay=solver.weight_decay)
-    return torch.optim.SGD(params, lr=solver.lr, momentum=solver.momentum, weight_decay=solver.weight_decay)
+OPTIMIZERS: dict[str, Callable[[list[torch.nn.Parameter], SolverConfig, float], torch.optim.Optimizer]] = {
+    "adam": lambda params, s, lr: torch.optim.Adam(params, lr=lr, weight_decay=s.weight_decay),
+    "adamw": lambda params, s, lr: torch.optim.AdamW(params, lr=lr, weight_decay=s.weight_decay),
+    "sgd": lambda params, s, lr: torch.optim.SGD(params, lr=lr, momentum=s.momentum, weight_decay=s.weight_decay),
+}
+
+
+def scaled_lr(solver: SolverConfig, global_batch_size: int) -> float:
+    """``solver.lr`` scaled linearly from ``solver.reference_batch_size`` to the real global batch.
+
+    ``lr * global_batch_size / reference_batch_size``; ``solver.lr`` unchanged when the reference is
+    null or 0. The original CenterNet gives lr 1.25e-4 for a batch of 32 (set reference 32).
+    """
+    reference = solver.reference_batch_size
+    if not reference:
+        return solver.lr
+    if reference < 0:
+        raise ValueError(f"solver.reference_batch_size must be >= 0 or null, got {reference}")
+    return solver.lr * global_batch_size / reference
+
+
+def build_optimizer(
+    params: Iterable[torch.nn.Parameter], solver: SolverConfig, *, lr: float | None = None
+) -> torch.optim.Optimizer:
+    """Create the optimizer named by ``solver.optimizer`` (adam | adamw | sgd) at ``lr`` (default ``solver.lr``)."""
+    trainable = [p for p in params if p.requires_grad]
+    return OPTIMIZERS[solver.optimizer](trainable, solver, solver.lr if lr is None else lr)
+
+
+def warmup_factor_at(iteration: int, *, warmup_iters: int, warmup_factor: float) -> float:
+    """Linear ramp from ``warmup_factor`` to 1 over the first ``warmup_iters`` iterations (1 afterwards)."""
+    if iteration >= warmup_iters:
+        return 1.0
+    return warmup_factor + (1.0 - warmup_factor) * iteration / warmup_iters
 
 
 def step_lr_factor(
@@ -36,24 +65,28 @@ def step_lr_factor(
     """
     epoch = iteration // max(iters_per_epoch, 1)
     factor = gamma ** sum(1 for step in lr_steps if epoch >= step)
-    if iteration < warmup_iters:
-        progress = iteration / warmup_iters
-        factor *= warmup_factor + (1.0 - warmup_factor) * progress
-    return factor
+    return factor * warmup_factor_at(iteration, warmup_iters=warmup_iters, warmup_factor=warmup_factor)
+
+
+def cosine_lr_factor(
+    iteration: int, *, total_iters: int, min_factor: float, warmup_iters: int, warmup_factor: float
+) -> float:
+    """``min + (1 - min) * (1 + cos(pi * t / T)) / 2`` over all ``T = total_iters``, times the warmup ramp."""
+    progress = min(iteration / max(total_iters, 1), 1.0)
+    factor = min_factor + (1.0 - min_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    return factor * warmup_factor_at(iteration, warmup_iters=warmup_iters, warmup_factor=warmup_factor)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, solver: SolverConfig, iters_per_epoch: int) -> LambdaLR:
-    """Per-iteration scheduler (call ``step()`` after every optimizer step)."""
-    steps = tuple(solver.lr_steps)
+    """Per-iteration scheduler of ``solver.schedule`` (call ``step()`` after every optimizer step).
 
-    def factor(iteration: int) -> float:
-        return step_lr_factor(
-            iteration,
-            iters_per_epoch=iters_per_epoch,
-            lr_steps=steps,
-            gamma=solver.lr_gamma,
-            warmup_iters=solver.warmup_iters,
-            warmup_factor=solver.warmup_factor,
-        )
-
-    return LambdaLR(optimizer, factor)
+    The settings are read once here: later edits of ``solver`` do not change the schedule.
+    """
+    warmup = {"warmup_iters": solver.warmup_iters, "warmup_factor": solver.warmup_factor}
+    steps, gamma = tuple(solver.lr_steps), solver.lr_gamma
+    total_iters, min_factor = iters_per_epoch * solver.epochs, solver.min_lr_factor
+    schedules: dict[str, Callable[[int], float]] = {
+        "step": lambda i: step_lr_factor(i, iters_per_epoch=iters_per_epoch, lr_steps=steps, gamma=gamma, **warmup),
+        "cosine": lambda i: cosine_lr_factor(i, total_iters=total_iters, min_factor=min_factor, **warmup),
+    }
+    return LambdaLR(optimizer, schedules[solver.schedule])

@@ -25,6 +25,8 @@ from centernet.decode import decode_detections, detections_to_image
 from centernet.engine.build import build_model
 from centernet.engine.checkpoint import load_checkpoint, model_state_from_checkpoint
 from centernet.engine.inference import ImageNormalizer, autocast_context, predict_maps
+from centernet.engine.merge import MergeSettings
+from centernet.engine.tta import MultiScalePredictor, TestTimeAugmentation, build_tta
 from centernet.utils.affine import get_affine_transform
 from centernet.utils.env import cpu_has_fast_bf16, select_device
 
@@ -89,6 +91,10 @@ class Detector:
         flip: flip test-time augmentation.
         topk: detections kept per image.
         category_ids: optional dataset category id of each class (``label_to_category_id``).
+        scales: test scales; anything but ``(1.0,)`` (or ``resize="pad"``) runs
+            :class:`~centernet.engine.tta.MultiScalePredictor` image by image.
+        resize: ``fixed`` (warp into ``input_size``) | ``pad`` (keep the resolution, pad to a multiple of 32).
+        merge: how several scales are merged (default: Gaussian soft-NMS, keeping ``topk``).
     """
 
     def __init__(
@@ -106,6 +112,9 @@ class Detector:
         flip: bool = False,
         topk: int = DEFAULT_TOPK,
         category_ids: Sequence[int] | None = None,
+        scales: Sequence[float] = (1.0,),
+        resize: str = "fixed",
+        merge: MergeSettings | None = None,
     ) -> None:
         if topk < 1:
             raise ValueError(f"Detector: topk must be >= 1, got {topk}")
@@ -120,9 +129,17 @@ class Detector:
         self.flip = flip
         self.topk = topk
         self.transform = ValTransform(input_size=input_size, channel_order=channel_order)
+        self.normalizer_mean = tuple(float(v) for v in mean)  # fractions of 255, in ``channel_order``
+        self.normalizer_std = tuple(float(v) for v in std)
         self.normalizer = ImageNormalizer(mean, std, channels_last=channels_last).to(device)
         memory_format = torch.channels_last if channels_last else torch.preserve_format
         self.model = model.to(device).to(memory_format=memory_format).eval()
+        merge = MergeSettings(topk=topk) if merge is None else dataclasses.replace(merge, topk=topk)
+        self.tta = TestTimeAugmentation(scales=tuple(float(s) for s in scales), flip=flip, resize=resize, merge=merge)
+        self.multi_scale = MultiScalePredictor(
+            self.model, self.normalizer, self.tta, input_size=input_size, channel_order=channel_order,
+            device=device, amp=amp,
+        )
 
     @classmethod
     def from_checkpoint(
@@ -134,6 +151,8 @@ class Detector:
         amp: str | None = None,
         flip: bool = False,
         topk: int = DEFAULT_TOPK,
+        scales: Sequence[float] = (1.0,),
+        resize: str = "fixed",
     ) -> Detector:
         """Rebuild the detector saved in a training checkpoint.
 
@@ -150,6 +169,8 @@ class Detector:
                 ``off`` on a CPU, with a warning).
             flip: flip test-time augmentation.
             topk: detections kept per image.
+            scales: test scales (several: merged as the config's ``eval.merge`` and its thresholds say).
+            resize: ``fixed`` | ``pad`` (see :mod:`centernet.engine.tta`).
 
         Raises:
             FileNotFoundError: no file at ``path``.
@@ -186,6 +207,9 @@ class Detector:
             flip=flip,
             topk=topk,
             category_ids=state.get("label_to_category_id"),
+            scales=scales,
+            resize=resize,
+            merge=build_tta(cfg).merge,
         )
 
     @property
@@ -216,6 +240,8 @@ class Detector:
         """
         if len(images) == 0:
             return []
+        if not self.tta.is_plain:
+            return [Detections.from_rows(self.multi_scale(image), self.class_names) for image in images]
         samples, maps = self._forward(images)
         dets = decode_detections(maps["heatmap"], maps["size"], maps["offset"], k=self.topk).cpu().numpy()
         output_size = tuple(maps["heatmap"].shape[-2:])  # (height, width)

@@ -1,4 +1,10 @@
-"""The training loop: one step = normalise + render targets on the device + forward + loss + update."""
+"""The training loop: one step = normalise + render targets on the device + forward + loss + update.
+
+Single process or DDP (``torchrun``): every rank builds the same model, trains on its shard of each
+global batch and evaluates its shard of the validation set; rank 0 alone writes logs, evaluation
+files and checkpoints. Checkpoints (:meth:`Trainer.state_dict`) hold everything an exact resume needs,
+including the position inside the epoch.
+"""
 
 from __future__ import annotations
 
@@ -11,40 +17,37 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from centernet.config import Config, config_to_dict, save_config
-from centernet.data.build import build_dataset, build_loader
+from centernet.config import Config, save_config
+from centernet.data.build import EpochIndexSampler, build_dataset, build_loader
 from centernet.engine.build import build_criterion, build_model
-from centernet.engine.checkpoint import load_checkpoint, save_checkpoint
+from centernet.engine.checkpoint import CheckpointStore, load_checkpoint, save_checkpoint
+from centernet.engine.distributed import all_reduce_sum, any_rank, init_distributed
+from centernet.engine.ema import ModelEMA
 from centernet.engine.evaluator import evaluate_model
 from centernet.engine.inference import ImageNormalizer, autocast_context
 from centernet.engine.logging import MetricsLogger
-from centernet.engine.optim import build_optimizer, build_scheduler
+from centernet.engine.optim import build_optimizer, build_scheduler, scaled_lr
+from centernet.engine.sync_bn import convert_sync_batchnorm
+from centernet.engine.train_state import TrainStateMixin
+from centernet.losses import GHMC
 from centernet.targets import render_targets
-from centernet.utils.env import (
-    capture_rng_state,
-    cpu_has_fast_bf16,
-    environment_info,
-    restore_rng_state,
-    seed_everything,
-    select_device,
-)
+from centernet.utils.env import cpu_has_fast_bf16, environment_info, seed_everything
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_FORMAT_VERSION = 1
-BEST_METRIC = {"coco": "AP", "voc07": "mAP", "voc": "mAP"}  # eval.metric -> the key ranking checkpoints
 
-
-class Trainer:
+class Trainer(TrainStateMixin):
     """Trains and evaluates a CenterNet detector as described by a :class:`Config`.
 
     Args:
         cfg: the validated config.
         work_dir: run folder (config.yaml, env.json, metrics.jsonl, checkpoints/, tb/, eval/).
-        resume: ``None`` = fresh run; ``True`` = ``work_dir/checkpoints/last.pth``; a path = that checkpoint.
-        progress: show tqdm progress bars.
+        resume: ``None`` = fresh run; ``True`` = the newest readable checkpoint of ``work_dir/checkpoints``
+            (``last.pth``, else the previous ones, with a warning); a path = that checkpoint.
+        progress: show tqdm progress bars (rank 0).
     """
 
     def __init__(
@@ -52,49 +55,76 @@ class Trainer:
     ) -> None:
         self.cfg = cfg
         self.work_dir = Path(work_dir)
-        self.progress = progress
         if cfg.runtime.threads > 0:
             torch.set_num_threads(cfg.runtime.threads)
         if cfg.runtime.deterministic:
             torch.use_deterministic_algorithms(True)
-        self.device = select_device(cfg.runtime.device)
+        self.dist = init_distributed(cfg.runtime.device)
+        self.device = self.dist.device
+        self.progress = progress and self.dist.is_main
         self.amp = cfg.runtime.amp
         if self.amp == "bf16" and self.device.type == "cpu" and not cpu_has_fast_bf16():
             logger.warning("runtime.amp=bf16 on a CPU without native bfloat16 (AVX512-BF16/AMX) is slow; "
                            "consider runtime.amp=off")
-        seed_everything(cfg.runtime.seed)
+        seed_everything(cfg.runtime.seed)  # the same on every rank: identical initial weights
 
         self.train_set = build_dataset(cfg, "train")
         self.val_set = build_dataset(cfg, "val")
         if len(self.train_set) == 0:
-            raise ValueError(f"data.train ({cfg.data.train}) has no images")
+            raise ValueError(f"data.train has no usable images ({cfg.data.train})")
+        self.bad_annotation_images = len(self.train_set.bad_samples)
         pin = self.device.type == "cuda"
-        self.train_loader = build_loader(cfg, self.train_set, "train", pin_memory=pin)
-        self.val_loader = build_loader(cfg, self.val_set, "val", pin_memory=pin)
+        rank, world = self.dist.rank, self.dist.world_size
+        self.train_loader = build_loader(cfg, self.train_set, "train", rank=rank, world_size=world, pin_memory=pin)
+        self.val_loader = build_loader(cfg, self.val_set, "val", rank=rank, world_size=world, pin_memory=pin)
         self.num_classes = len(self.train_set.class_names)
 
         memory_format = torch.channels_last if cfg.runtime.channels_last else torch.preserve_format
-        self.model = build_model(cfg, self.num_classes).to(self.device)
-        self.model.to(memory_format=memory_format)
+        model: torch.nn.Module = build_model(cfg, self.num_classes)
+        if cfg.runtime.sync_bn and self.dist.distributed:
+            model = convert_sync_batchnorm(model, self.device)
+        self.model = model.to(self.device).to(memory_format=memory_format)
+        self.train_model: torch.nn.Module = self.model
+        if self.dist.distributed:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.train_model = DistributedDataParallel(self.model, device_ids=device_ids)
         self.criterion = build_criterion(cfg).to(self.device)
+        if self.dist.distributed:
+            self.criterion.all_reduce_sum = all_reduce_sum
+            self.criterion.world_size = world
+            if isinstance(self.criterion.heatmap_loss, GHMC):
+                self.criterion.heatmap_loss.reduce_counts = all_reduce_sum  # global gradient-density histogram
         self.normalizer = ImageNormalizer(cfg.data.mean, cfg.data.std, channels_last=cfg.runtime.channels_last)
         self.normalizer.to(self.device)
-        self.optimizer = build_optimizer(self.model.parameters(), cfg.solver)
+        self.global_batch_size = cfg.data.batch_size * world
+        self.base_lr = scaled_lr(cfg.solver, self.global_batch_size)
+        self.optimizer = build_optimizer(self.model.parameters(), cfg.solver, lr=self.base_lr)
         self.iters_per_epoch = len(self.train_loader)
         self.scheduler = build_scheduler(self.optimizer, cfg.solver, self.iters_per_epoch)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == "fp16")
+        self.ema = (
+            ModelEMA(self.model, decay=cfg.solver.ema_decay, warmup_iters=cfg.solver.ema_warmup_iters)
+            if cfg.solver.ema
+            else None
+        )
+        self.store = CheckpointStore(self.work_dir / "checkpoints", keep=cfg.runtime.keep_checkpoints)
 
         self.epoch = 0  # completed epochs
-        self.iteration = 0  # completed optimizer steps
+        self.iteration = 0  # completed iterations (batches consumed, skipped steps included)
+        self.epoch_iter = 0  # iterations completed inside the current epoch
         self.best_metric = -math.inf
+        self.skipped_steps = 0  # non-finite steps skipped (solver.skip_nonfinite_steps)
+        self.skipped_samples = 0  # unreadable images replaced (data.on_bad_sample: skip)
         self.last_metrics: dict[str, Any] | None = None
         if resume:
-            self._resume(self.work_dir / "checkpoints" / "last.pth" if resume is True else Path(resume))
+            self._resume(resume)
 
-        self.work_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, self.work_dir / "config.yaml")
-        (self.work_dir / "env.json").write_text(json.dumps(environment_info(self.device), indent=2))
-        self.metrics_logger = MetricsLogger(self.work_dir)
+        self.metrics_logger: MetricsLogger | None = None
+        if self.dist.is_main:
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, self.work_dir / "config.yaml")
+            (self.work_dir / "env.json").write_text(json.dumps(environment_info(self.device), indent=2))
+            self.metrics_logger = MetricsLogger(self.work_dir)
 
     # ------------------------------------------------------------------ training
     def fit(self) -> dict[str, Any] | None:
@@ -105,14 +135,11 @@ class Trainer:
         """
         total = self.cfg.solver.epochs
         logger.info(
-            "training %s on %s: %d train / %d val images, %d classes, %d epochs x %d iterations",
-            self.cfg.model.backbone.type,
-            self.device,
-            len(self.train_set),
-            len(self.val_set),
-            self.num_classes,
-            total,
-            self.iters_per_epoch,
+            "training %s on %s x %d: %d train / %d val images, %d classes, %d epochs x %d iterations, "
+            "global batch %d, lr %.3g (solver.lr %.3g, reference batch %s)",
+            self.cfg.model.backbone.type, self.device, self.dist.world_size, len(self.train_set),
+            len(self.val_set), self.num_classes, total, self.iters_per_epoch, self.global_batch_size,
+            self.base_lr, self.cfg.solver.lr, self.cfg.solver.reference_batch_size or "not set",
         )
         started = time.perf_counter()
         try:
@@ -120,63 +147,66 @@ class Trainer:
                 self.train_one_epoch()
                 self._end_epoch_hooks()
                 self.epoch += 1
+                self.epoch_iter = 0
                 metrics = self.evaluate() if self._should_evaluate() else None
                 self.last_metrics = metrics or self.last_metrics
                 self._save_checkpoints(metrics)
         finally:
-            self.metrics_logger.close()
+            if self.metrics_logger is not None:
+                self.metrics_logger.close()
         logger.info(
             "finished %d epochs in %.1f min; logs in %s (tensorboard --logdir %s)",
-            total,
-            (time.perf_counter() - started) / 60,
-            self.work_dir,
-            self.work_dir / "tb",
+            total, (time.perf_counter() - started) / 60, self.work_dir, self.work_dir / "tb",
         )
         return self.last_metrics
 
     def train_one_epoch(self) -> None:
-        """One pass over the training loader (epoch number ``self.epoch``, 0-based)."""
+        """The rest of epoch ``self.epoch`` (0-based), from iteration ``self.epoch_iter`` of it."""
         self.train_set.set_epoch(self.epoch)
-        self.train_loader.sampler.set_epoch(self.epoch)  # type: ignore[attr-defined]
-        self.model.train()
+        sampler = self.train_loader.sampler
+        assert isinstance(sampler, EpochIndexSampler)
+        sampler.set_epoch(self.epoch, start=self.epoch_iter * self.cfg.data.batch_size)
+        self.train_model.train()
         sums: dict[str, torch.Tensor] = {}
         count = 0
         last_log = time.perf_counter()
         bar = tqdm(
             self.train_loader,
             total=self.iters_per_epoch,
+            initial=self.epoch_iter,
             disable=not self.progress,
             dynamic_ncols=True,
             desc=f"epoch {self.epoch + 1}/{self.cfg.solver.epochs}",
         )
-        for step, batch in enumerate(bar):
+        for batch in bar:
+            self._count_skipped_samples(batch)
+            skipped_before = self.skipped_steps
             losses = self.train_step(batch)
-            for name, value in losses.items():
-                sums[name] = sums.get(name, 0) + value.detach()
-            count += 1
-            is_last = step + 1 == self.iters_per_epoch
+            if self.skipped_steps == skipped_before:  # skipped steps stay out of the logged means
+                for name, value in losses.items():
+                    sums[name] = sums.get(name, 0) + value.detach()
+                count += 1
+            self.epoch_iter += 1
+            is_last = self.epoch_iter == self.iters_per_epoch
             if self.iteration % self.cfg.runtime.log_interval == 0 or is_last:
-                record: dict[str, Any] = {name: float(total / count) for name, total in sums.items()}  # one host sync
+                record = self._reduce_for_logging(sums, count) if count else {}
                 self._check_finite(record)
                 now = time.perf_counter()
-                record.update(
-                    lr=self.optimizer.param_groups[0]["lr"],
-                    time_per_iter=(now - last_log) / count,
-                )
-                histogram = self._gradient_norm_histogram()
-                if histogram is not None:
-                    record["ghm_bin_counts"] = histogram[1]
-                    self.metrics_logger.log_histogram("train/ghm_gradient_norm", *histogram, step=self.iteration)
-                self.metrics_logger.log(
-                    {"type": "train", "epoch": self.epoch + 1, "iter": self.iteration, **record},
-                    step=self.iteration,
-                    prefix="train",
-                )
-                bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.2e}")
+                record.update(lr=self.optimizer.param_groups[0]["lr"], time_per_iter=(now - last_log) / max(count, 1))
+                self._log_train(record, batch)
+                bar.set_postfix(loss=f"{record.get('loss', math.nan):.3f}", lr=f"{record['lr']:.2e}")
                 sums, count, last_log = {}, 0, now
+            interval = self.cfg.runtime.checkpoint_interval
+            if interval > 0 and self.iteration % interval == 0 and not is_last:
+                self._save_checkpoints(None)  # mid-epoch: last.pth only
 
     def train_step(self, batch: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-        """Forward, loss and update on one collated batch; returns the loss terms and their sum (``loss``)."""
+        """Forward, loss and update on one collated batch; returns the loss terms and their sum (``loss``).
+
+        With ``solver.skip_nonfinite_steps > 0`` the loss is checked on every step (one host sync);
+        a non-finite loss on any rank skips the update on all ranks (see :meth:`_skip_nonfinite`): no
+        parameter, EMA or lr-schedule change, but the batch counts as an iteration.
+        """
         device = self.device
         images = self.normalizer(batch["images"].to(device, non_blocking=True))
         output_h, output_w = (s // self.cfg.data.down_ratio for s in images.shape[-2:])
@@ -191,19 +221,78 @@ class Trainer:
             min_overlap=self.cfg.target.min_overlap,
         )
         with autocast_context(device, self.amp):
-            outputs = self.model(images)
+            outputs = self.train_model(images)
         losses = self.criterion(outputs, targets)
         loss = torch.stack(list(losses.values())).sum()
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        if self.cfg.solver.grad_clip is not None:
-            self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.solver.grad_clip)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.scheduler.step()
+        skip = self.cfg.solver.skip_nonfinite_steps > 0 and any_rank(not bool(torch.isfinite(loss)), device)
+        if skip:
+            self._skip_nonfinite(losses)
+        else:
+            self.scaler.scale(loss).backward()
+            if self.cfg.solver.grad_clip is not None:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.solver.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            if self.ema is not None:
+                self.ema.update(self.model)
+            self.scheduler.step()
         self.iteration += 1
         return {"loss": loss, **losses}
+
+    def _skip_nonfinite(self, losses: Mapping[str, torch.Tensor]) -> None:
+        """Count a skipped non-finite step (no update); stop once more than the allowed number were skipped."""
+        self.skipped_steps += 1
+        terms = {name: float(value.detach()) for name, value in losses.items()}
+        allowed = self.cfg.solver.skip_nonfinite_steps
+        if self.skipped_steps > allowed:
+            raise FloatingPointError(
+                f"non-finite loss at epoch {self.epoch + 1}, iteration {self.iteration + 1}: {terms}; "
+                f"{self.skipped_steps - 1} step(s) already skipped (solver.skip_nonfinite_steps={allowed}); "
+                f"last good checkpoint: {self._last_good_checkpoint()}"
+            )
+        logger.warning(
+            "skipped step %d with a non-finite loss %s (%d/%d skips allowed)",
+            self.iteration + 1, terms, self.skipped_steps, allowed,
+        )
+
+    def _count_skipped_samples(self, batch: Mapping[str, Any]) -> None:
+        """Add the unreadable images the loader replaced in ``batch`` (``data.on_bad_sample: skip``)."""
+        skipped = [message for meta in batch["metas"] for message in meta.get("skipped", ())]
+        if skipped:
+            self.skipped_samples += len(skipped)
+            logger.warning("skipped %d unreadable image(s) so far; latest: %s", self.skipped_samples, skipped[-1])
+
+    def _reduce_for_logging(self, sums: Mapping[str, torch.Tensor], count: int) -> dict[str, Any]:
+        """Window means of the loss terms, averaged over ranks (one all-reduce, one host sync)."""
+        names = list(sums)
+        means = all_reduce_sum(torch.stack([sums[name] / count for name in names])) / self.dist.world_size
+        record: dict[str, Any] = dict(zip(names, means.tolist(), strict=True))
+        return record
+
+    def _log_train(self, record: dict[str, Any], batch: Mapping[str, Any]) -> None:
+        """Write one training record (rank 0): loss terms, lr, counters, GHM-C histogram.
+
+        Args:
+            record: the reduced loss terms, ``lr`` and ``time_per_iter``.
+            batch: the last training batch (for image summaries).
+        """
+        if self.metrics_logger is None:
+            return
+        if self.skipped_steps:
+            record["skipped_steps"] = self.skipped_steps
+        if self.skipped_samples or self.bad_annotation_images:
+            record["skipped_samples"] = self.skipped_samples + self.bad_annotation_images
+        histogram = self._gradient_norm_histogram()
+        if histogram is not None:
+            record["ghm_bin_counts"] = histogram[1]
+            self.metrics_logger.log_histogram("train/ghm_gradient_norm", *histogram, step=self.iteration)
+        self.metrics_logger.log(
+            {"type": "train", "epoch": self.epoch + 1, "iter": self.iteration, **record},
+            step=self.iteration,
+            prefix="train",
+        )
 
     def _gradient_norm_histogram(self) -> tuple[list[float], list[int]] | None:
         """GHM-C's bin edges and element counts of the last batch, or None for other heatmap losses."""
@@ -220,13 +309,15 @@ class Trainer:
         if callable(end_epoch):
             end_epoch()
 
+    def _last_good_checkpoint(self) -> str:
+        return str(self.store.last) if self.store.last.exists() else "none"
+
     def _check_finite(self, record: Mapping[str, float]) -> None:
         bad = {name: value for name, value in record.items() if not math.isfinite(value)}
         if bad:
-            last = self.work_dir / "checkpoints" / "last.pth"
             raise FloatingPointError(
                 f"non-finite loss at epoch {self.epoch + 1}, iteration {self.iteration}: {bad}; "
-                f"last good checkpoint: {last if last.exists() else 'none'}"
+                f"last good checkpoint: {self._last_good_checkpoint()}"
             )
 
     # ---------------------------------------------------------------- evaluation
@@ -236,9 +327,10 @@ class Trainer:
         return last or (interval > 0 and self.epoch % interval == 0)
 
     def evaluate(self) -> dict[str, Any]:
-        """Evaluate the current model on the validation set and log/write the results."""
+        """Evaluate the current model (its EMA with ``solver.ema``) on the validation set, sharded over
+        the ranks; rank 0 logs and writes the results. Every rank returns the metrics."""
         metrics = evaluate_model(
-            self.model,
+            self.ema.module if self.ema is not None else self.model,
             self.val_set,
             self.val_loader,
             self.normalizer,
@@ -248,60 +340,55 @@ class Trainer:
             amp=self.amp,
             metric=self.cfg.eval.metric,
             backend=self.cfg.eval.backend,
-            out_dir=self.work_dir / "eval",
+            out_dir=self.work_dir / "eval" if self.dist.is_main else None,
             progress=self.progress,
         )
-        scalars = {k: v for k, v in metrics.items() if isinstance(v, float)}
-        self.metrics_logger.log(
-            {"type": "val", "epoch": self.epoch, "iter": self.iteration, **scalars}, step=self.iteration, prefix="val"
-        )
+        if self.metrics_logger is not None:
+            scalars = {k: v for k, v in metrics.items() if isinstance(v, float)}
+            self.metrics_logger.log(
+                {"type": "val", "epoch": self.epoch, "iter": self.iteration, **scalars},
+                step=self.iteration,
+                prefix="val",
+            )
         return metrics
 
     # --------------------------------------------------------------- checkpoints
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume exactly (and to rebuild the model for inference)."""
-        return {
-            "format_version": CHECKPOINT_FORMAT_VERSION,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "criterion": self.criterion.state_dict(),
-            "epoch": self.epoch,
-            "iteration": self.iteration,
-            "best_metric": self.best_metric,
-            "rng": capture_rng_state(),
-            "config": config_to_dict(self.cfg),
-            "class_names": list(self.train_set.class_names),
-            "label_to_category_id": list(self.train_set.label_to_category_id),
-        }
-
     def _save_checkpoints(self, metrics: Mapping[str, Any] | None) -> None:
-        """Write ``last.pth`` and, when ``metrics`` beat the best so far, ``best.pth``."""
-        folder = self.work_dir / "checkpoints"
-        best_key = BEST_METRIC[self.cfg.eval.metric]
+        """Rank 0: write ``last.pth`` (rotated history) and, when ``metrics`` beat the best, ``best.pth``.
+
+        Raises:
+            FloatingPointError: the weights are no longer finite (nothing is written).
+        """
+        best_key = self.best_metric_key()
         metric = None if metrics is None else metrics.get(best_key)
         is_best = metric is not None and metric > self.best_metric
         if metric is not None and is_best:
             self.best_metric = float(metric)
+        if not self.dist.is_main:
+            return
+        self._check_finite_weights()
         state = self.state_dict()
         if is_best:
-            save_checkpoint(state, folder / "best.pth")
-            logger.info("new best %s %.4f at epoch %d -> %s", best_key, metric, self.epoch, folder / "best.pth")
-        save_checkpoint(state, folder / "last.pth")
+            save_checkpoint(state, self.store.folder / "best.pth")
+            logger.info("new best %s %.4f at epoch %d -> %s", best_key, metric, self.epoch, self.store.folder)
+        self.store.save(state, self.iteration)
 
-    def _resume(self, path: Path) -> None:
-        state = load_checkpoint(path, map_location=self.device)
-        try:
-            self.model.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
-            self.scheduler.load_state_dict(state["scheduler"])
-            self.scaler.load_state_dict(state["scaler"])
-            self.criterion.load_state_dict(state.get("criterion", {}))
-        except (KeyError, RuntimeError, ValueError) as error:
-            raise ValueError(f"cannot resume from {path}: {str(error).splitlines()[0]}") from error
-        self.epoch = int(state["epoch"])
-        self.iteration = int(state["iteration"])
-        self.best_metric = float(state["best_metric"])
-        restore_rng_state(state["rng"])
-        logger.info("resumed from %s at epoch %d (iteration %d)", path, self.epoch, self.iteration)
+    def _check_finite_weights(self) -> None:
+        bad = [name for name, p in self.model.named_parameters() if not bool(torch.isfinite(p).all())]
+        if bad:
+            raise FloatingPointError(
+                f"non-finite weights at epoch {self.epoch + 1}, iteration {self.iteration} ({bad[0]} and "
+                f"{len(bad) - 1} more); not saved; last good checkpoint: {self._last_good_checkpoint()}"
+            )
+
+    def _resume(self, resume: bool | str | Path) -> None:
+        if isinstance(resume, bool):
+            state, path = self.store.load_latest(map_location=self.device)
+        else:
+            path = Path(resume)
+            state = load_checkpoint(path, map_location=self.device)
+        self.load_state_dict(state, path)
+        logger.info(
+            "resumed from %s at epoch %d, iteration %d (%d into the epoch)", path, self.epoch + 1, self.iteration,
+            self.epoch_iter,
+        )

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from centernet.evaluation.io import validate_detection_records
+from centernet.evaluation.pr_curves import PR_CURVE_IOUS, PRCurves, extract_pr_curves
 
 logger = logging.getLogger(__name__)
 
@@ -309,6 +310,45 @@ def evaluate_coco(
         ValueError: Unknown backend, malformed detection record, or a detection whose image_id or
             category_id is not in the ground truth (names the record index and the id).
     """
+    return _evaluate(ground_truth, detections, backend=backend, quiet=quiet, category_ids=category_ids)[0]
+
+
+def evaluate_coco_with_curves(
+    ground_truth: GroundTruth,
+    detections: list[dict[str, Any]],
+    *,
+    backend: str = "pycocotools",
+    quiet: bool = True,
+    category_ids: Sequence[int] | None = None,
+    iou_thresholds: Sequence[float] = PR_CURVE_IOUS,
+) -> tuple[dict[str, Any], PRCurves]:
+    """:func:`evaluate_coco` plus the per-class precision/recall curves it averaged.
+
+    Args:
+        ground_truth, detections, backend, quiet, category_ids: as for :func:`evaluate_coco`.
+        iou_thresholds: the IoU thresholds of the curves (each one of 0.50, 0.55, ..., 0.95).
+
+    Returns:
+        ``(metrics, curves)``: the metrics dict of :func:`evaluate_coco` and the
+        :class:`~centernet.evaluation.pr_curves.PRCurves` (area all, 100 detections per image).
+    """
+    metrics, evaluator, dataset = _evaluate(
+        ground_truth, detections, backend=backend, quiet=quiet, category_ids=category_ids
+    )
+    names_by_id = {cat["id"]: str(cat.get("name", cat["id"])) for cat in dataset["categories"]}
+    class_names = [names_by_id[category_id] for category_id in evaluator.params.catIds]
+    return metrics, extract_pr_curves(evaluator, class_names, iou_thresholds)
+
+
+def _evaluate(
+    ground_truth: GroundTruth,
+    detections: list[dict[str, Any]],
+    *,
+    backend: str,
+    quiet: bool,
+    category_ids: Sequence[int] | None,
+) -> tuple[dict[str, Any], Any, dict[str, Any]]:
+    """Run COCOeval; return ``(metrics, the accumulated evaluator, the evaluated ground-truth dict)``."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown COCO evaluation backend {backend!r}; valid: {sorted(BACKENDS)}")
     dataset = _prepare_gt_dataset(_restrict_categories(_load_gt_dataset(ground_truth), category_ids))
@@ -324,7 +364,7 @@ def evaluate_coco(
     for index, key in enumerate(SUMMARY_KEYS):
         metrics[key] = _defined(stats[index])
     metrics["per_class"] = _per_class_ap(evaluator, dataset)
-    return metrics
+    return metrics, evaluator, dataset
 
 
 def _percent(value: float | None) -> str:

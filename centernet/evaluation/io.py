@@ -5,7 +5,9 @@ flushed and fsync'ed, then moved over the final name with ``os.replace``, so a r
 half-written file and an interrupted run leaves the previous file intact.
 
 ``metrics.json`` is always valid JSON: undefined metrics (NaN, or ``None`` from the evaluators, e.g.
-the AP of a category without ground truth) are written as ``null``.
+the AP of a category without ground truth) are written as ``null``. Its values are rounded to
+:data:`METRICS_DECIMALS` decimals, so evaluators that agree up to float rounding (pycocotools and
+faster-coco-eval sum precisions in different orders) write identical files.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ DETECTIONS_FILENAME = "detections.json"
 REQUIRED_DETECTION_KEYS = ("image_id", "category_id", "bbox", "score")
 BBOX_LENGTH = 4  # COCO [x, y, w, h]
 METRICS_JSON_INDENT = 2
+METRICS_DECIMALS = 6  # metrics are fractions; 1e-6 is far below any meaningful difference
 
 
 def _is_int(value: object) -> bool:
@@ -86,21 +89,28 @@ def validate_detection_records(records: object, source: str) -> list[dict[str, A
     return records
 
 
-def _json_safe(value: Any) -> Any:
-    """Convert numpy scalars/arrays to Python values and non-finite floats to None (JSON null)."""
+def _json_safe(value: Any, decimals: int | None = None) -> Any:
+    """Convert numpy scalars/arrays to Python values and non-finite floats to None (JSON null).
+
+    Args:
+        value: a JSON-like structure (mappings, sequences, numbers, strings, numpy values).
+        decimals: round every non-integer number to this many decimals (None: keep it exact).
+    """
     if isinstance(value, Mapping):
-        return {str(key): _json_safe(item) for key, item in value.items()}
+        return {str(key): _json_safe(item, decimals) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(item) for item in value]
+        return [_json_safe(item, decimals) for item in value]
     if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):  # numpy scalar or array
-        return _json_safe(value.tolist())
+        return _json_safe(value.tolist(), decimals)
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return value
     if isinstance(value, numbers.Integral):
         return int(value)
     if isinstance(value, numbers.Real):
         as_float = float(value)
-        return as_float if math.isfinite(as_float) else None
+        if not math.isfinite(as_float):
+            return None
+        return as_float if decimals is None else round(as_float, decimals)
     return value
 
 
@@ -142,7 +152,8 @@ def write_eval_outputs(out_dir: Path, metrics: Mapping[str, Any], detections: li
     Args:
         out_dir: Output directory; created (with parents) if missing.
         metrics: The metrics dict (e.g. from ``evaluate_coco``): ``{"metric": "coco", "AP", ...,
-            "per_class": {name: AP}}``. NaN and ``None`` values are written as ``null``.
+            "per_class": {name: AP}}``. NaN and ``None`` values are written as ``null``; numbers are
+            rounded to :data:`METRICS_DECIMALS` decimals.
         detections: COCO-results records ``{"image_id", "file_name", "category_id", "category_name",
             "bbox": [x, y, w, h], "score"}`` in original-image pixels (validated before writing).
 
@@ -152,7 +163,7 @@ def write_eval_outputs(out_dir: Path, metrics: Mapping[str, Any], detections: li
     out_dir = Path(out_dir)
     validate_detection_records(detections, f"{out_dir / DETECTIONS_FILENAME} (being written)")
     out_dir.mkdir(parents=True, exist_ok=True)
-    metrics_text = json.dumps(_json_safe(metrics), indent=METRICS_JSON_INDENT, allow_nan=False) + "\n"
+    metrics_text = json.dumps(_json_safe(metrics, METRICS_DECIMALS), indent=METRICS_JSON_INDENT, allow_nan=False) + "\n"
     detections_text = json.dumps(_json_safe(detections), separators=(",", ":"), allow_nan=False) + "\n"
     atomic_write_text(out_dir / METRICS_FILENAME, metrics_text)
     atomic_write_text(out_dir / DETECTIONS_FILENAME, detections_text)

@@ -2,15 +2,39 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
+import torch
 from torch import Tensor, nn
 
-from centernet.losses.regression import reg_l1_loss
+from centernet.losses.bce import BCEHeatmapLoss
+from centernet.losses.focal import POSITIVE_TARGET, PenaltyReducedFocalLoss, SigmoidFocalLoss
+from centernet.losses.ghm import GHMC
+from centernet.losses.masking import expand_mask, safe_denominator
+from centernet.losses.regression import NORMALISER_EPS, reg_l1_loss
 
 OUTPUT_KEYS = ("heatmap", "size", "offset")
 TARGET_KEYS = ("heatmap", "size", "offset", "index", "mask")
 OPTIONAL_TARGET_KEYS = ("heatmap_mask",)
+
+
+def _count_positives(target: Tensor, mask: Tensor | None) -> Tensor:
+    """Masked elements with ``target == 1`` (the focal losses' normaliser), float32 scalar."""
+    return ((target == POSITIVE_TARGET).float() * expand_mask(mask, target)).sum()
+
+
+def _count_valid(target: Tensor, mask: Tensor | None) -> Tensor:
+    """Masked-in elements (the GHM-C / BCE normaliser), float32 scalar."""
+    return (expand_mask(mask, target) > 0).float().sum()
+
+
+# What each heatmap loss divides its sum by, so that DDP can use the global count instead.
+HEATMAP_NORMALISERS: dict[type[nn.Module], Callable[[Tensor, Tensor | None], Tensor]] = {
+    PenaltyReducedFocalLoss: _count_positives,
+    SigmoidFocalLoss: _count_positives,
+    GHMC: _count_valid,
+    BCEHeatmapLoss: _count_valid,
+}
 
 
 def _require(mapping: Mapping[str, Tensor], keys: Sequence[str], what: str) -> None:
@@ -35,6 +59,14 @@ class CenterNetCriterion(nn.Module):
         heatmap_weight: weight of the heatmap term.
         size_weight: weight of the size term (0.1 in CenterNet).
         offset_weight: weight of the offset term.
+
+    Attributes:
+        all_reduce_sum: under DDP, a function summing a tensor over the ranks (``None``: one process).
+            The terms are then normalised by the global number of positives (heatmap; valid elements
+            for GHM-C / BCE) and of object coordinates (size / offset) instead of this rank's: each
+            rank's term is rescaled by ``local_count * world_size / global_count``, so that the
+            gradient DDP averages over ranks equals the single-process gradient of the global batch.
+        world_size: number of ranks (with ``all_reduce_sum``).
     """
 
     def __init__(
@@ -50,6 +82,8 @@ class CenterNetCriterion(nn.Module):
         self.heatmap_weight = float(heatmap_weight)
         self.size_weight = float(size_weight)
         self.offset_weight = float(offset_weight)
+        self.all_reduce_sum: Callable[[Tensor], Tensor] | None = None
+        self.world_size = 1
 
     def forward(
         self,
@@ -97,7 +131,36 @@ class CenterNetCriterion(nn.Module):
                 sums[key] = sums[key] + value.float() if key in sums else value.float()
         weights = {"heatmap": self.heatmap_weight, "size": self.size_weight, "offset": self.offset_weight}
         num_stacks = len(stacks)
-        return {key: sums[key] * (weights[key] / num_stacks) for key in OUTPUT_KEYS}
+        scales = self._global_normaliser_scales(targets)
+        return {key: sums[key] * (weights[key] / num_stacks) * scales.get(key, 1.0) for key in OUTPUT_KEYS}
+
+    def normaliser_counts(self, targets: Mapping[str, Tensor]) -> Tensor:
+        """What this batch's terms are divided by: ``[heatmap count, object coordinates]``.
+
+        The heatmap count is the number of masked positives (focal losses) or of masked-in elements
+        (GHM-C, BCE); the regression count is ``D * num_objects`` (``D = 2``).
+
+        Returns:
+            FloatTensor[2] (no gradient).
+        """
+        count_heatmap = HEATMAP_NORMALISERS.get(type(self.heatmap_loss), _count_positives)
+        regression_dims = targets["size"].shape[-1]  # D coordinates per object
+        return torch.stack(
+            [
+                count_heatmap(targets["heatmap"], targets.get(OPTIONAL_TARGET_KEYS[0])).float(),
+                targets["mask"].float().sum() * regression_dims,
+            ]
+        ).detach()
+
+    def _global_normaliser_scales(self, targets: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Per-term factors ``local * world_size / global`` of the normalisers (empty without DDP)."""
+        if self.all_reduce_sum is None or self.world_size <= 1:
+            return {}
+        local = self.normaliser_counts(targets)  # [2]
+        total = self.all_reduce_sum(local)
+        heatmap_scale = safe_denominator(local[0]) * self.world_size / safe_denominator(total[0])
+        regression_scale = (local[1] + NORMALISER_EPS) * self.world_size / (total[1] + NORMALISER_EPS)
+        return {"heatmap": heatmap_scale, "size": regression_scale, "offset": regression_scale}
 
     def extra_repr(self) -> str:
         return (

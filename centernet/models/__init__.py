@@ -5,6 +5,8 @@ Importing this package registers every built-in backbone and neck in
 """
 
 from centernet.models import backbones as backbones  # registers the backbones
+from centernet.models import ida_up as ida_up  # registers the ida_up neck
+from centernet.models import identity_neck as identity_neck  # registers the identity neck
 from centernet.models.dcn import DeformConv
 from centernet.models.detector import CenterNet, build_centernet
 from centernet.models.heads import OUTPUT_NAMES, CenterNetHead, prior_bias

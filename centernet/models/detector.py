@@ -46,19 +46,25 @@ class CenterNet(nn.Module):
 
     Args:
         backbone: exposes ``out_channels: int`` and ``stride: int``; maps FloatTensor[B, 3, H, W] to
-            FloatTensor[B, out_channels, H / stride, W / stride].
+            FloatTensor[B, out_channels, H / stride, W / stride]. Optional: ``size_divisor: int`` (default
+            ``stride``) and ``num_stacks: int`` (default 1; a stacked backbone such as the hourglass returns
+            one map per stack as its last ``num_stacks`` maps).
         neck: exposes ``out_channels: int`` and ``upsample_factor: int``; upsamples the backbone map.
-        head: maps the neck output to ``{"heatmap", "size", "offset"}`` maps.
+        head: maps the neck output to ``{"heatmap", "size", "offset"}`` maps; for a stacked backbone an
+            ``nn.ModuleList`` of ``num_stacks`` such heads.
 
     Attributes:
         output_stride: ``backbone.stride / neck.upsample_factor`` (4 for ResNet + 3-layer deconv): input
             pixels per output-map pixel.
-        size_divisor: ``backbone.stride``; input height and width must be multiples of it.
+        size_divisor: ``backbone.size_divisor`` (default ``backbone.stride``); input height and width must
+            be multiples of it.
+        num_stacks: 1, or the number of stacks of a stacked backbone.
 
     Raises:
         TypeError: if the backbone or neck lacks one of the int attributes above.
-        ValueError: if the backbone stride is not a multiple of the neck's upsampling factor, or the
-            neck's ``in_channels`` (when it has one) differs from the backbone's ``out_channels``.
+        ValueError: if the backbone stride is not a multiple of the neck's upsampling factor, the
+            neck's ``in_channels`` (when it has one) differs from the backbone's ``out_channels``, or the
+            number of heads differs from the backbone's ``num_stacks``.
     """
 
     def __init__(self, backbone: nn.Module, neck: nn.Module, head: nn.Module) -> None:
@@ -74,17 +80,29 @@ class CenterNet(nn.Module):
         neck_in = getattr(neck, "in_channels", None)
         if neck_in is not None and neck_in != backbone_channels:
             raise ValueError(f"CenterNet: neck expects {neck_in} input channels, backbone gives {backbone_channels}")
+        num_stacks = component_int(backbone, "num_stacks", "backbone") if hasattr(backbone, "num_stacks") else 1
+        num_heads = len(head) if isinstance(head, nn.ModuleList) else 1
+        if num_heads != num_stacks:
+            raise ValueError(f"CenterNet: the backbone has {num_stacks} stacks but {num_heads} heads were given")
         self.backbone = backbone
         self.neck = neck
         self.head = head
+        self.num_stacks: int = num_stacks
         self.output_stride: int = stride // upsample
-        self.size_divisor: int = stride
+        self.size_divisor: int = (
+            component_int(backbone, "size_divisor", "backbone") if hasattr(backbone, "size_divisor") else stride
+        )
 
-    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Predict the raw maps (same dict in train and eval mode).
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor] | list[dict[str, torch.Tensor]]:
+        """Predict the raw maps (the same dict in train and eval mode, except for a stacked backbone).
+
+        With ``num_stacks > 1`` the model returns, in training mode, a list with one such dict per stack
+        (first stack first; the criterion averages the loss over them: intermediate supervision), and in
+        eval mode the dict of the last stack only.
 
         Args:
-            images: FloatTensor[B, 3, H, W], normalised; H and W multiples of ``size_divisor`` (32).
+            images: FloatTensor[B, 3, H, W], normalised; H and W multiples of ``size_divisor`` (32 for ResNet
+                and DLA, 128 for the hourglass).
 
         Returns:
             ``{"heatmap": FloatTensor[B, C, H/s, W/s] logits (no sigmoid), "size": FloatTensor[B, 2, H/s,
@@ -100,9 +118,16 @@ class CenterNet(nn.Module):
         if height % self.size_divisor or width % self.size_divisor:
             raise ValueError(
                 f"CenterNet: input height {height} and width {width} must be multiples of "
-                f"{self.size_divisor} (the backbone stride); pad or resize the input"
+                f"{self.size_divisor} (the backbone's size divisor); pad or resize the input"
             )
-        return self.head(self.neck(self.backbone(images)))
+        features = self.backbone(images)
+        if self.num_stacks == 1:
+            return self.head(self.neck(features))
+        stack_maps = features[-self.num_stacks :]  # one [B, C, H/s, W/s] map per stack
+        heads = cast(nn.ModuleList, self.head)
+        if not self.training:
+            return heads[-1](self.neck([stack_maps[-1]]))
+        return [head(self.neck([stack_map])) for head, stack_map in zip(heads, stack_maps, strict=True)]
 
 
 def build_centernet(
@@ -127,7 +152,8 @@ def build_centernet(
         prior_prob: initial heatmap foreground probability, in (0, 1).
 
     Returns:
-        The detector (in training mode, on the CPU).
+        The detector (in training mode, on the CPU); with a stacked backbone (``num_stacks > 1``), one head
+        per stack in an ``nn.ModuleList``.
 
     Raises:
         KeyError: (``UnknownNameError``) for an unknown backbone or neck name, listing the valid ones.
@@ -136,5 +162,10 @@ def build_centernet(
     feature_channels = tuple(int(c) for c in cast(Sequence[int], backbone_module.feature_channels))
     neck_module = NECKS[neck](feature_channels=feature_channels, channels=neck_channels)
     neck_channels_out = component_int(neck_module, "out_channels", "neck")
-    head_module = CenterNetHead(neck_channels_out, num_classes, head_conv=head_conv, prior_prob=prior_prob)
+    num_stacks = int(getattr(backbone_module, "num_stacks", 1))
+    heads = [
+        CenterNetHead(neck_channels_out, num_classes, head_conv=head_conv, prior_prob=prior_prob)
+        for _ in range(num_stacks)
+    ]
+    head_module: nn.Module = heads[0] if num_stacks == 1 else nn.ModuleList(heads)
     return CenterNet(backbone_module, neck_module, head_module)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import torch
 
 from centernet.config import load_config
-from centernet.data.build import EpochIndexSampler, build_dataset, build_loader
+from centernet.data.build import EpochIndexSampler, ShardSampler, build_dataset, build_loader
 
 
 def epoch_batches(config: Path, workers: int, epochs: int) -> list[list[torch.Tensor]]:
@@ -40,3 +41,44 @@ def test_epoch_index_sampler_pairs_indices_with_the_epoch() -> None:
     pairs = list(sampler)
     assert len(sampler) == 5 and sorted(i for _, i in pairs) == [0, 1, 2, 3, 4]
     assert {e for e, _ in pairs} == {3}
+
+
+def test_ranks_interleave_the_single_process_permutation() -> None:
+    """Rank r's k-th index is the (k * world + r)-th of the permutation one process would draw, so
+    consecutive per-rank batches of b together form the single-process batch of b * world."""
+    single = EpochIndexSampler(torch.utils.data.DistributedSampler(range(12), num_replicas=1, rank=0, seed=5))
+    ranks = [
+        EpochIndexSampler(torch.utils.data.DistributedSampler(range(12), num_replicas=2, rank=r, seed=5))
+        for r in range(2)
+    ]
+    for epoch in (0, 1):
+        single.set_epoch(epoch)
+        for sampler in ranks:
+            sampler.set_epoch(epoch)
+        order = [i for _, i in single]
+        per_rank = [[i for _, i in sampler] for sampler in ranks]
+        assert per_rank[0] == order[0::2] and per_rank[1] == order[1::2]
+    single.set_epoch(0)
+    first = [i for _, i in single]
+    single.set_epoch(1)
+    assert [i for _, i in single] != first  # reshuffled per epoch
+
+
+def test_sampler_start_skips_the_consumed_part_of_the_epoch() -> None:
+    sampler = EpochIndexSampler(torch.utils.data.DistributedSampler(range(10), num_replicas=1, rank=0, seed=2))
+    sampler.set_epoch(4)
+    full = list(sampler)
+    sampler.set_epoch(4, start=6)
+    assert list(sampler) == full[6:] and len(sampler) == 4
+    sampler.set_epoch(5)
+    assert len(sampler) == 10  # the next epoch starts from its beginning
+    with pytest.raises(ValueError, match=r"sampler start 11 outside \[0, 10\]"):
+        sampler.set_epoch(4, start=11)
+
+
+@pytest.mark.parametrize("world_size", [1, 2, 3, 5])
+def test_shards_cover_every_image_once(world_size: int) -> None:
+    shards = [list(ShardSampler(7, rank=r, world_size=world_size)) for r in range(world_size)]
+    assert sorted(i for shard in shards for i in shard) == list(range(7))
+    assert shards[0][:2] == [0, world_size]  # rank 0 takes 0, world_size, 2 * world_size, ...
+    assert list(ShardSampler(0, rank=0, world_size=world_size)) == []

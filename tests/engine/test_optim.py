@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from centernet.config.schema import SolverConfig
-from centernet.engine.optim import build_optimizer, build_scheduler, step_lr_factor
+from centernet.engine.optim import build_optimizer, build_scheduler, cosine_lr_factor, scaled_lr, step_lr_factor
 
 
 def test_step_factor_by_hand() -> None:
@@ -41,3 +43,32 @@ def test_scheduler_drives_the_optimizer() -> None:
 def test_optimizer_choice(name: str, cls: type) -> None:
     optimizer = build_optimizer([torch.nn.Parameter(torch.zeros(1))], SolverConfig(optimizer=name, lr=0.1))
     assert isinstance(optimizer, cls) and optimizer.param_groups[0]["lr"] == 0.1
+
+
+def test_cosine_factor_by_hand() -> None:
+    kwargs = {"total_iters": 10, "min_factor": 0.1, "warmup_iters": 2, "warmup_factor": 0.5}
+    assert cosine_lr_factor(0, **kwargs) == pytest.approx(0.5)  # warmup start x cosine(0) = 1
+    assert cosine_lr_factor(1, **kwargs) == pytest.approx(0.75 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi / 10))))
+    assert cosine_lr_factor(5, **kwargs) == pytest.approx(0.1 + 0.9 * 0.5)  # half-way
+    assert cosine_lr_factor(10, **kwargs) == pytest.approx(0.1)
+    assert cosine_lr_factor(12, **kwargs) == pytest.approx(0.1)  # stays at the floor
+
+
+def test_cosine_scheduler_is_chosen_by_name() -> None:
+    solver = SolverConfig(lr=1.0, schedule="cosine", epochs=2, warmup_iters=0, min_lr_factor=0.0)
+    optimizer = build_optimizer([torch.nn.Parameter(torch.zeros(1))], solver)
+    scheduler = build_scheduler(optimizer, solver, iters_per_epoch=2)
+    seen = []
+    for _ in range(4):
+        seen.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert seen == pytest.approx([1.0, 0.5 * (1 + math.cos(math.pi / 4)), 0.5, 0.5 * (1 + math.cos(3 * math.pi / 4))])
+
+
+@pytest.mark.parametrize(("reference", "expected"), [(None, 0.1), (0, 0.1), (32, 0.1 * 64 / 32), (128, 0.05)])
+def test_linear_scaling_rule(reference: int | None, expected: float) -> None:
+    solver = SolverConfig(lr=0.1, reference_batch_size=reference)
+    assert scaled_lr(solver, global_batch_size=64) == pytest.approx(expected)
+    optimizer = build_optimizer([torch.nn.Parameter(torch.zeros(1))], solver, lr=scaled_lr(solver, 64))
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(expected)

@@ -16,14 +16,17 @@ from centernet.models.original_checkpoint import LoadReport, load_original_cente
 from tests.conftest import CHECKPOINT_KEYS_PATH
 
 OPTIONAL = ".num_batches_tracked"
-# architecture of the key file -> (our backbone, neck, neck channels)
+# architecture of the key file -> (our backbone, neck, neck channels, head_conv)
 ARCHITECTURES = {
-    "res_18": ("resnet18", "deconv", (256, 256, 256)),
-    "res_101": ("resnet101", "deconv", (256, 256, 256)),
-    "resdcn_18": ("resnet18", "dcn_deconv", (256, 128, 64)),
-    "resdcn_101": ("resnet101", "dcn_deconv", (256, 128, 64)),
+    "res_18": ("resnet18", "deconv", (256, 256, 256), 64),
+    "res_101": ("resnet101", "deconv", (256, 256, 256), 64),
+    "resdcn_18": ("resnet18", "dcn_deconv", (256, 128, 64), 64),
+    "resdcn_101": ("resnet101", "dcn_deconv", (256, 128, 64), 64),
+    "dla_34": ("dla34", "ida_up", (64, 128, 256, 512), 256),
+    "hourglass": ("hourglass104", "identity", (), 256),
 }
 HEATMAP_FINAL = ("head.heatmap.2.bias", "head.heatmap.2.weight")
+STACKED_HEATMAP_FINAL = tuple(f"head.{s}.heatmap.2.{p}" for s in (0, 1) for p in ("bias", "weight"))
 
 
 def _original_shapes(architecture: str) -> dict[str, tuple[int, ...]]:
@@ -33,16 +36,22 @@ def _original_shapes(architecture: str) -> dict[str, tuple[int, ...]]:
 
 
 def _build(architecture: str, num_classes: int = 80) -> CenterNet:
-    backbone, neck, channels = ARCHITECTURES[architecture]
+    backbone, neck, channels, head_conv = ARCHITECTURES[architecture]
     return build_centernet(
         backbone=backbone,
         backbone_weights=None,
         neck=neck,
         neck_channels=channels,
         num_classes=num_classes,
-        head_conv=64,
+        head_conv=head_conv,
         prior_prob=0.1,
     )
+
+
+@pytest.fixture(scope="module")
+def hourglass_model() -> CenterNet:
+    """Hourglass-104 (191M parameters) is built once for the tests that need it at full size."""
+    return _build("hourglass")
 
 
 def _write(path: Path, state: dict[str, torch.Tensor]) -> Path:
@@ -65,14 +74,24 @@ def test_map_original_key_hand_computed() -> None:
     assert map_original_key("wh.0.weight") == "head.size.0.weight"
     assert map_original_key("reg.2.weight") == "head.offset.2.weight"
     assert map_original_key("hm.weight") == "head.heatmap.0.weight"  # head_conv 0: a single conv
-    assert map_original_key("base.base_layer.0.weight") is None
+    assert map_original_key("base.level3.tree2.root.conv.weight") == "backbone.level3.tree2.root.conv.weight"
+    assert map_original_key("dla_up.ida_1.up_2.weight") == "neck.dla_up.ida_1.up_2.weight"
+    assert (
+        map_original_key("ida_up.node_2.conv.conv_offset_mask.bias") == "neck.ida_up.node_2.conv.conv_offset_mask.bias"
+    )
+    assert map_original_key("kps.1.low2.low1.0.skip.1.bias") == "backbone.kps.1.low2.low1.0.skip.1.bias"
+    assert map_original_key("cnvs_.0.1.weight") == "backbone.cnvs_.0.1.weight"
+    assert map_original_key("inters.0.conv1.weight") == "backbone.inters.0.conv1.weight"
+    assert map_original_key("hm.1.0.conv.bias") == "head.1.heatmap.0.bias"  # hourglass: one head per stack
+    assert map_original_key("reg.0.1.weight") == "head.0.offset.2.weight"
     assert map_original_key("hm_hp.0.weight") is None
+    assert map_original_key("tl_heats.0.0.conv.weight") is None
 
 
 @pytest.mark.parametrize("architecture", list(ARCHITECTURES))
-def test_every_tensor_arrives_in_its_place(architecture: str, tmp_path: Path) -> None:
+def test_every_tensor_arrives_in_its_place(architecture: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     state = _fake_state(architecture)
-    model = _build(architecture)
+    model = request.getfixturevalue("hourglass_model") if architecture == "hourglass" else _build(architecture)
     report = load_original_centernet_checkpoint(model, _write(tmp_path / "model.pth", state))
     ours = model.state_dict()
     for key, value in state.items():
@@ -138,15 +157,57 @@ def test_wrong_architecture_gets_a_hint(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("architecture", "name", "backbone"),
-    [("dla_34", "DLA-34", "dla34"), ("hourglass", "Hourglass-104", "hourglass104")],
+    ("architecture", "settings"),
+    [
+        ("dla_34", "set model.backbone.type=dla34 model.neck.type=ida_up model.neck.channels=[64,128,256,512] "),
+        ("resdcn_101", "set model.backbone.type=resnet101)"),
+    ],
 )
-def test_unsupported_architectures_are_recognised(architecture: str, name: str, backbone: str, tmp_path: Path) -> None:
-    keys = json.loads(CHECKPOINT_KEYS_PATH.read_text())[architecture]
-    state = {k: torch.zeros(1) for k in keys}  # shapes do not matter: rejected on the key names
-    expected = f"this looks like a {name} checkpoint .*model.backbone.type={backbone} is not available yet"
-    with pytest.raises(ValueError, match=expected):
-        load_original_centernet_checkpoint(_build("res_18"), _write(tmp_path / "other.pth", state))
+def test_other_backbone_names_its_settings(architecture: str, settings: str, tmp_path: Path) -> None:
+    path = _write(tmp_path / "other.pth", _fake_state(architecture))
+    with pytest.raises(ValueError, match=f"the file holds a .* backbone \\({re.escape(settings)}"):
+        load_original_centernet_checkpoint(_build("res_18"), path)
+
+
+def test_hourglass_file_into_a_dla_model_is_named(tmp_path: Path) -> None:
+    keys = json.loads(CHECKPOINT_KEYS_PATH.read_text())["hourglass"]
+    state = {k: torch.zeros(1) for k in keys}  # rejected on the key names before any shape is compared
+    with pytest.raises(ValueError, match=re.escape("set model.backbone.type=hourglass104 model.neck.type=identity")):
+        load_original_centernet_checkpoint(_build("dla_34"), _write(tmp_path / "hg.pth", state))
+
+
+def test_head_width_mismatch_gets_a_hint(tmp_path: Path) -> None:
+    model = build_centernet(
+        backbone="dla34",
+        backbone_weights=None,
+        neck="ida_up",
+        neck_channels=(64, 128, 256, 512),
+        num_classes=80,
+        head_conv=64,
+        prior_prob=0.1,
+    )
+    with pytest.raises(ValueError, match=re.escape("heads have 256 hidden channels (set model.head.head_conv=256)")):
+        load_original_centernet_checkpoint(model, _write(tmp_path / "dla.pth", _fake_state("dla_34")))
+
+
+def test_stacked_heads_skip_every_heatmap_layer(
+    hourglass_model: CenterNet, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 20-class hourglass from the 80-class file: both stacks' final heatmap convs are skipped."""
+    state = _fake_state("hourglass", seed=4)
+    for stack in (0, 1):
+        for param in ("weight", "bias"):  # pretend the file has 20 classes: the 80-class model must skip them
+            key = f"hm.{stack}.1.{param}"
+            state[key] = state[key][:20]
+    before = {k: hourglass_model.state_dict()[k].clone() for k in STACKED_HEATMAP_FINAL}
+    with caplog.at_level(logging.WARNING, logger="centernet.models.original_checkpoint"):
+        report = load_original_centernet_checkpoint(hourglass_model, _write(tmp_path / "voc.pth", state))
+    assert report.skipped == tuple(sorted(STACKED_HEATMAP_FINAL))
+    ours = hourglass_model.state_dict()
+    for key in STACKED_HEATMAP_FINAL:
+        assert torch.equal(ours[key], before[key])
+    assert torch.equal(ours["head.1.heatmap.0.weight"], state["hm.1.0.conv.weight"])
+    assert "20 heatmap classes, the model 80" in caplog.text
 
 
 def test_empty_and_absent_files(tmp_path: Path) -> None:

@@ -1,0 +1,1 @@
+"""Benchmark rows: each module exposes ``run(ctx) -> list[Row]`` (registered in :data:`benchmarks.run.ROWS`)."""

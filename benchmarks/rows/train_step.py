@@ -1,0 +1,85 @@
+"""Train-step rows: the overhead of our full step over the bare model, and its compute efficiency."""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from benchmarks.common import MS_PER_S, Row, interleaved_medians, interleaved_times, make_row
+from benchmarks.context import Context
+from benchmarks.trainer_setup import make_trainer
+
+FULL = {"images": 8, "image_size": (640, 480), "input": 256, "batch": 8, "repeats": 7, "matmul": 2048}
+QUICK = {"images": 2, "image_size": (80, 60), "input": 64, "batch": 2, "repeats": 1, "matmul": 128}
+GIGA = 1e9
+MATMUL_REPEATS = 5
+FLOPS_PER_MAC = 2
+
+
+def _sum_outputs(outputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    return torch.stack([value.float().sum() for value in outputs.values()]).sum()
+
+
+def matmul_peak(n: int, dtype: torch.dtype) -> float:
+    """Achieved GFLOP/s of an ``n x n @ n x n`` matmul in ``dtype`` (median of a few runs)."""
+    a = torch.randn(n, n).to(dtype)
+    b = torch.randn(n, n).to(dtype)
+    times = interleaved_times({"mm": lambda: a @ b}, MATMUL_REPEATS)["mm"]
+    return FLOPS_PER_MAC * n**3 / (statistics.median(times) / MS_PER_S) / GIGA
+
+
+def run(ctx: Context) -> list[Row]:
+    """Full ``Trainer.train_step`` vs bare forward + sum loss + backward + Adam step, same batch and model."""
+    p: dict[str, Any] = QUICK if ctx.quick else FULL
+    trainer = make_trainer(
+        ctx.scratch / "train_step", images=p["images"], image_size=p["image_size"], input_size=p["input"],
+        batch=p["batch"], workers=0,
+    )
+    batch = next(iter(trainer.train_loader))
+    model, optimizer = trainer.model, trainer.optimizer
+    model.train()
+    images = trainer.normalizer(batch["images"])
+
+    def bare() -> None:
+        loss = _sum_outputs(model(images))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    ours_ms, bare_ms = interleaved_medians(lambda: trainer.train_step(batch), bare, p["repeats"])
+
+    with FlopCounterMode(display=False) as counter:
+        _sum_outputs(model(images)).backward()
+    optimizer.zero_grad(set_to_none=True)
+    flops_per_step = counter.get_total_flops()
+    achieved = flops_per_step / (ours_ms / MS_PER_S) / GIGA
+    peak_fp32 = matmul_peak(p["matmul"], torch.float32)
+    peak_bf16 = matmul_peak(p["matmul"], torch.bfloat16)
+    size, count = p["input"], p["batch"]
+    model_name = f"ResNet-18 + deconv neck, C={trainer.num_classes}, {size}px, B={count}, fp32, {torch.get_num_threads()} threads"
+    return [
+        make_row(
+            f"train step overhead, {model_name}",
+            "Trainer.train_step (normalise + targets + fwd + loss + bwd + Adam)",
+            "bare fwd + sum loss + bwd + Adam",
+            "ms",
+            ours_ms,
+            bare_ms,
+            "<= 1.10",
+        ),
+        make_row(
+            f"compute efficiency, {model_name}",
+            "achieved in the train step",
+            f"fp32 matmul peak ({p['matmul']}^2)",
+            "GFLOP/s",
+            achieved,
+            peak_fp32,
+            "report",
+            gflop_per_train_image=flops_per_step / count / GIGA,
+            bf16_matmul_peak_gflops=peak_bf16,
+            fraction_of_bf16_peak=achieved / peak_bf16,
+        ),
+    ]

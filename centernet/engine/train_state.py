@@ -1,0 +1,116 @@
+"""What a training checkpoint holds, and restoring it: the state of an exact resume.
+
+An exact resume, even in the middle of an epoch, needs: model, optimizer, lr scheduler, AMP grad
+scaler, EMA weights, the criterion's buffers (GHM-C histograms), the epoch, the global iteration, the
+iterations done inside the epoch (the loader's sampler skips that many batches of the epoch's
+permutation, which is itself a function of ``(seed, epoch)``) and the global RNG states. Loader
+workers hold no random state of their own that matters: every augmentation draw comes from a
+generator seeded by ``(seed, epoch, sample index)``, whichever worker loads the sample.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from centernet.config import Config, config_to_dict
+from centernet.data.base import DetectionDataset
+from centernet.engine.distributed import DistContext
+from centernet.engine.ema import ModelEMA
+from centernet.losses import CenterNetCriterion
+from centernet.utils.env import capture_rng_state, restore_rng_state
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT_VERSION = 2  # 1: resume at epoch ends only (no epoch_iter / ema / skipped_steps)
+BEST_METRIC = {"coco": "AP", "voc07": "mAP", "voc": "mAP"}  # eval.metric -> the key ranking checkpoints
+
+
+class TrainStateMixin:
+    """Checkpoint (de)serialisation of :class:`centernet.engine.trainer.Trainer`."""
+
+    cfg: Config
+    dist: DistContext
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    criterion: CenterNetCriterion
+    ema: ModelEMA | None
+    train_set: DetectionDataset
+    global_batch_size: int
+    epoch: int
+    iteration: int
+    epoch_iter: int
+    best_metric: float
+    skipped_steps: int
+
+    def best_metric_key(self) -> str:
+        """The metric that ranks checkpoints for ``best.pth`` (``AP`` for COCO, ``mAP`` for VOC)."""
+        return BEST_METRIC[self.cfg.eval.metric]
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume exactly (and to rebuild the model for inference).
+
+        ``model`` holds the trained weights; ``ema`` (with ``solver.ema``) the averaged ones, which
+        inference loaders prefer (see ``model_state_from_checkpoint``).
+        """
+        state: dict[str, Any] = {
+            "format_version": CHECKPOINT_FORMAT_VERSION,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "criterion": self.criterion.state_dict(),
+            "epoch": self.epoch,
+            "iteration": self.iteration,
+            "epoch_iter": self.epoch_iter,
+            "best_metric": self.best_metric,
+            "skipped_steps": self.skipped_steps,
+            "global_batch_size": self.global_batch_size,
+            "world_size": self.dist.world_size,
+            "rng": capture_rng_state(),
+            "config": config_to_dict(self.cfg),
+            "class_names": list(self.train_set.class_names),
+            "label_to_category_id": list(self.train_set.label_to_category_id),
+        }
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any], path: Path) -> None:
+        """Restore a :meth:`state_dict` read from ``path``.
+
+        Raises:
+            ValueError: the checkpoint does not fit this model/optimizer (the message names the file).
+        """
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.scaler.load_state_dict(state["scaler"])
+            self.criterion.load_state_dict(state.get("criterion", {}))
+            if self.ema is not None:
+                if "ema" in state:
+                    self.ema.load_state_dict(state["ema"])
+                else:
+                    logger.warning("%s has no EMA weights; the average restarts from the current weights", path)
+                    self.ema.load_state_dict({"model": self.model.state_dict(), "updates": 0})
+            self.epoch = int(state["epoch"])
+            self.iteration = int(state["iteration"])
+            self.best_metric = float(state["best_metric"])
+        except (KeyError, RuntimeError, ValueError, TypeError) as error:
+            raise ValueError(f"cannot resume from {path}: {str(error).splitlines()[0]}") from error
+        self.epoch_iter = int(state.get("epoch_iter", 0))
+        self.skipped_steps = int(state.get("skipped_steps", 0))
+        saved_batch = state.get("global_batch_size", self.global_batch_size)
+        if self.epoch_iter and saved_batch != self.global_batch_size:
+            logger.warning(
+                "%s was saved %d iterations into an epoch with global batch %s; resuming with global batch %d "
+                "does not revisit exactly the remaining samples of that epoch", path, self.epoch_iter, saved_batch,
+                self.global_batch_size,
+            )
+        restore_rng_state(state["rng"])

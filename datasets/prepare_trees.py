@@ -1,0 +1,300 @@
+"""Build the tree-crown detection set (COCO format) from the sample data of the ``deepforest`` package.
+
+The ``deepforest`` pip package (MIT) ships real aerial RGB images with hand-drawn tree-crown boxes in
+Pascal VOC XML. This script converts them into one class, ``tree`` (the XML labels ``Tree``, ``Alive``
+and ``Dead`` all become it), and splits them so that no validation pixel is ever trained on:
+
+* train: the two large crops (``2019_YELL_2_541000_4977000_image_crop.png``, 1249x1035, and
+  ``2019_YELL_2_528000_4978000_image_crop2.png``, 2299x2472) cut into square tiles (default 400 px,
+  100 px overlap; the last tile of a row/column is aligned with the image edge). Each box is clipped to
+  the tile; a box keeps its place in a tile when at least ``--min-visible`` (default 0.5) of its area
+  lies inside the tile, otherwise it is dropped from that tile.
+* val: ``OSBS_029.png`` (61 trees) and ``SOAP_061.png`` (37 trees), whole (400x400), never tiled.
+
+VOC boxes are 1-based inclusive pixels; they are read with ``centernet.data.voc.parse_voc_xml`` and so
+become 0-based ``[xmin - 1, ymin - 1, xmax, ymax]``, i.e. COCO ``[x, y, w, h] = [xmin - 1, ymin - 1,
+xmax - xmin + 1, ymax - ymin + 1]``.
+
+Layout written under ``--out`` (default ``datasets/data/trees``)::
+
+    train/<image stem>_x<x0>_y<y0>.png ...       val/OSBS_029.png  val/SOAP_061.png
+    annotations/instances_train.json            annotations/instances_val.json
+    .complete.json                              (marker with the parameters, written last)
+
+Usage::
+
+    pip install --no-deps deepforest==2.1.0     # only its data files are used; it is never imported
+    python datasets/prepare_trees.py [--out datasets/data/trees] [--tile-size 400] [--overlap 100]
+        [--min-visible 0.5] [--force]
+
+A complete set with the same parameters is left as it is (the script returns at once) unless ``--force``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import logging
+import shutil
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from centernet.data.voc import parse_voc_xml
+
+logger = logging.getLogger("prepare_trees")
+
+DEEPFOREST_PACKAGE = "deepforest"
+DEEPFOREST_VERSION = "2.1.0"
+INSTALL_HINT = f"pip install --no-deps {DEEPFOREST_PACKAGE}=={DEEPFOREST_VERSION}"
+CLASS_NAME = "tree"
+CATEGORY_ID = 1
+SOURCE_LABELS = ("Tree", "Alive", "Dead")  # every label of the XML files; all become CLASS_NAME
+TRAIN_STEMS = ("2019_YELL_2_541000_4977000_image_crop", "2019_YELL_2_528000_4978000_image_crop2")
+VAL_STEMS = ("OSBS_029", "SOAP_061")
+IMAGE_SUFFIX = ".png"
+DEFAULT_OUT = Path(__file__).resolve().parent / "data" / "trees"
+DEFAULT_TILE_SIZE = 400
+DEFAULT_OVERLAP = 100
+DEFAULT_MIN_VISIBLE = 0.5  # fraction of a box's area that must lie inside a tile for the box to be kept
+MARKER_NAME = ".complete.json"
+FORMAT_VERSION = 1
+BOX_COORDS = 4
+
+
+@dataclass(frozen=True)
+class TileParams:
+    """How the training crops are cut (stored in the marker file; a change triggers a rebuild)."""
+
+    tile_size: int = DEFAULT_TILE_SIZE
+    overlap: int = DEFAULT_OVERLAP
+    min_visible: float = DEFAULT_MIN_VISIBLE
+    format_version: int = FORMAT_VERSION
+
+
+def deepforest_data_dir() -> Path:
+    """The ``data`` folder of the installed ``deepforest`` package (found without importing it).
+
+    Raises:
+        FileNotFoundError: the package is not installed (the message says how to install it), or its
+            folder lacks ``data/``.
+    """
+    spec = importlib.util.find_spec(DEEPFOREST_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"the tree-crown data comes from the '{DEEPFOREST_PACKAGE}' package, which is not installed; "
+            f"install it with: {INSTALL_HINT}"
+        )
+    data_dir = Path(next(iter(spec.submodule_search_locations))) / "data"
+    if not data_dir.is_dir():
+        raise FileNotFoundError(f"{data_dir} not found; reinstall the package with: {INSTALL_HINT}")
+    return data_dir
+
+
+def tile_origins(length: int, tile_size: int, overlap: int) -> list[int]:
+    """Start offsets of tiles of ``tile_size`` covering ``[0, length)`` with at least ``overlap`` pixels shared.
+
+    Tiles start every ``tile_size - overlap`` pixels; the last one is moved back to end at ``length``
+    (so it may overlap its neighbour more). A side not longer than ``tile_size`` gives one tile at 0.
+
+    Raises:
+        ValueError: ``overlap`` is not in ``[0, tile_size)``.
+    """
+    if not 0 <= overlap < tile_size:
+        raise ValueError(f"overlap must be in [0, tile_size={tile_size}), got {overlap}")
+    if length <= tile_size:
+        return [0]
+    stride = tile_size - overlap
+    origins = list(range(0, length - tile_size + 1, stride))
+    if origins[-1] != length - tile_size:
+        origins.append(length - tile_size)
+    return origins
+
+
+def clip_boxes_to_tile(
+    boxes: np.ndarray, x0: float, y0: float, width: float, height: float, min_visible: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes of one tile: clipped to the tile, shifted to its origin, kept when enough of them is inside.
+
+    Args:
+        boxes: float ``[N, 4]`` ``[x1, y1, x2, y2]`` in 0-based image pixels (x2/y2 exclusive edges).
+        x0: left edge of the tile in image pixels.
+        y0: top edge of the tile.
+        width: tile width.
+        height: tile height.
+        min_visible: keep a box when ``area(box & tile) / area(box) >= min_visible`` (and the part
+            inside has a positive area); boxes of zero area are dropped.
+
+    Returns:
+        ``(tile_boxes, kept)``: float ``[K, 4]`` the kept boxes clipped to ``[0, width] x [0, height]``
+        in tile pixels, and bool ``[N]`` which input boxes they are.
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, BOX_COORDS)
+    clipped = boxes - np.array([x0, y0, x0, y0])
+    clipped[:, 0::2] = clipped[:, 0::2].clip(0.0, width)
+    clipped[:, 1::2] = clipped[:, 1::2].clip(0.0, height)
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    inside = (clipped[:, 2] - clipped[:, 0]) * (clipped[:, 3] - clipped[:, 1])
+    kept = (area > 0) & (inside > 0) & (inside >= min_visible * np.where(area > 0, area, 1.0))
+    return clipped[kept], kept
+
+
+def _read_source(data_dir: Path, stem: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(image BGR uint8 [H, W, 3], boxes float [N, 4] 0-based xyxy)`` of one deepforest image."""
+    image_path = data_dir / f"{stem}{IMAGE_SUFFIX}"
+    image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise FileNotFoundError(f"cannot read image {image_path} (reinstall with: {INSTALL_HINT})")
+    labels = dict.fromkeys(SOURCE_LABELS, 0)
+    annotation = parse_voc_xml(data_dir / f"{stem}.xml", labels, drop_unknown=False)
+    if annotation.size is not None and annotation.size != image.shape[:2]:
+        raise ValueError(
+            f"{data_dir / stem}.xml: <size> is {annotation.size} (h, w) but the image is {image.shape[:2]}"
+        )
+    return image, annotation.boxes.astype(np.float64)
+
+
+class _CocoWriter:
+    """Accumulates one split's COCO dict (image ids and annotation ids from 1)."""
+
+    def __init__(self) -> None:
+        self.images: list[dict[str, Any]] = []
+        self.annotations: list[dict[str, Any]] = []
+
+    def add(self, file_name: str, height: int, width: int, boxes: np.ndarray) -> None:
+        image_id = len(self.images) + 1
+        self.images.append({"id": image_id, "file_name": file_name, "height": height, "width": width})
+        for x1, y1, x2, y2 in boxes.tolist():
+            w, h = x2 - x1, y2 - y1
+            self.annotations.append(
+                {
+                    "id": len(self.annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": CATEGORY_ID,
+                    "bbox": [x1, y1, w, h],
+                    "area": w * h,
+                    "iscrowd": 0,
+                }
+            )
+
+    def dataset(self) -> dict[str, Any]:
+        return {
+            "images": self.images,
+            "annotations": self.annotations,
+            "categories": [{"id": CATEGORY_ID, "name": CLASS_NAME, "supercategory": CLASS_NAME}],
+        }
+
+
+def _write_image(path: Path, image: np.ndarray) -> None:
+    if not cv2.imwrite(str(path), image):
+        raise OSError(f"cannot write image {path}")
+
+
+def _tile_split(data_dir: Path, out_dir: Path, params: TileParams) -> dict[str, Any]:
+    writer = _CocoWriter()
+    for stem in TRAIN_STEMS:
+        image, boxes = _read_source(data_dir, stem)
+        height, width = image.shape[:2]
+        for y0 in tile_origins(height, params.tile_size, params.overlap):
+            for x0 in tile_origins(width, params.tile_size, params.overlap):
+                tile = image[y0 : y0 + params.tile_size, x0 : x0 + params.tile_size]
+                tile_h, tile_w = tile.shape[:2]
+                tile_boxes, _ = clip_boxes_to_tile(boxes, x0, y0, tile_w, tile_h, params.min_visible)
+                file_name = f"train/{stem}_x{x0}_y{y0}{IMAGE_SUFFIX}"
+                _write_image(out_dir / file_name, tile)
+                writer.add(file_name, tile_h, tile_w, tile_boxes)
+    return writer.dataset()
+
+
+def _val_split(data_dir: Path, out_dir: Path) -> dict[str, Any]:
+    writer = _CocoWriter()
+    for stem in VAL_STEMS:
+        image, boxes = _read_source(data_dir, stem)
+        file_name = f"val/{stem}{IMAGE_SUFFIX}"
+        shutil.copyfile(data_dir / f"{stem}{IMAGE_SUFFIX}", out_dir / file_name)
+        writer.add(file_name, image.shape[0], image.shape[1], boxes)
+    return writer.dataset()
+
+
+def _is_complete(out_dir: Path, params: TileParams) -> bool:
+    marker = out_dir / MARKER_NAME
+    try:
+        return bool(json.loads(marker.read_text(encoding="utf-8")) == asdict(params))
+    except (OSError, ValueError):
+        return False
+
+
+def prepare_trees(
+    out_dir: str | Path = DEFAULT_OUT,
+    *,
+    data_dir: str | Path | None = None,
+    params: TileParams = TileParams(),
+    force: bool = False,
+) -> dict[str, int]:
+    """Write the tree-crown set (tiles, val images, two COCO JSON files) to ``out_dir``.
+
+    Args:
+        out_dir: output folder (created).
+        data_dir: folder holding the deepforest images and XML files (default: the installed package's).
+        params: tiling parameters.
+        force: rebuild even when ``out_dir`` holds a complete set with the same parameters.
+
+    Returns:
+        ``{"train_images", "train_boxes", "val_images", "val_boxes"}`` counts (zeros when skipped).
+
+    Raises:
+        FileNotFoundError: deepforest (or one of its files) is missing; the message says how to install it.
+        ValueError: bad tiling parameters or an inconsistent XML file.
+    """
+    out_dir = Path(out_dir)
+    if not force and _is_complete(out_dir, params):
+        logger.info("%s already holds the tree-crown set (use --force to rebuild)", out_dir)
+        return {"train_images": 0, "train_boxes": 0, "val_images": 0, "val_boxes": 0}
+    if not 0.0 <= params.min_visible <= 1.0:
+        raise ValueError(f"min_visible must be in [0, 1], got {params.min_visible}")
+    source = Path(data_dir) if data_dir is not None else deepforest_data_dir()
+    (out_dir / MARKER_NAME).unlink(missing_ok=True)
+    for sub in ("train", "val", "annotations"):
+        if sub != "annotations":
+            shutil.rmtree(out_dir / sub, ignore_errors=True)
+        (out_dir / sub).mkdir(parents=True, exist_ok=True)
+    counts: dict[str, int] = {}
+    for split, dataset in (("train", _tile_split(source, out_dir, params)), ("val", _val_split(source, out_dir))):
+        (out_dir / "annotations" / f"instances_{split}.json").write_text(json.dumps(dataset), encoding="utf-8")
+        counts[f"{split}_images"] = len(dataset["images"])
+        counts[f"{split}_boxes"] = len(dataset["annotations"])
+    (out_dir / MARKER_NAME).write_text(json.dumps(asdict(params)), encoding="utf-8")
+    logger.info(
+        "wrote %s: train %d tiles / %d boxes, val %d images / %d boxes",
+        out_dir, counts["train_images"], counts["train_boxes"], counts["val_images"], counts["val_boxes"],
+    )
+    return counts
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="prepare_trees.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
+    parser.add_argument("--data-dir", type=Path, default=None, help="deepforest data folder (default: installed)")
+    parser.add_argument("--tile-size", type=int, default=DEFAULT_TILE_SIZE, help="tile side in pixels")
+    parser.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, help="pixels shared by neighbouring tiles")
+    parser.add_argument("--min-visible", type=float, default=DEFAULT_MIN_VISIBLE,
+                        help="fraction of a box's area a tile must hold to keep the box")
+    parser.add_argument("--force", action="store_true", help="rebuild even if a complete set exists")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    params = TileParams(tile_size=args.tile_size, overlap=args.overlap, min_visible=args.min_visible)
+    try:
+        prepare_trees(args.out, data_dir=args.data_dir, params=params, force=args.force)
+    except (FileNotFoundError, ValueError, OSError) as error:
+        parser.exit(1, f"{parser.prog}: error: {error}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

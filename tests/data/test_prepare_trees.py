@@ -1,0 +1,150 @@
+"""Tests for datasets/prepare_trees.py: tiling, box clipping, the COCO output, idempotence, real data."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from types import ModuleType
+
+import cv2
+import numpy as np
+import pytest
+
+from centernet.data.coco import CocoDetection
+from tests.conftest import load_script
+from tests.data.test_voc import voc_xml
+
+HAVE_DEEPFOREST = importlib.util.find_spec("deepforest") is not None
+TILE, OVERLAP = 16, 4  # stride 12
+
+
+@pytest.fixture(scope="module")
+def trees() -> ModuleType:
+    return load_script("datasets/prepare_trees.py")
+
+
+def write_source(folder: Path, stem: str, height: int, width: int, objects: list) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    pixels = (np.arange(height * width * 3).reshape(height, width, 3) % 251).astype(np.uint8)
+    assert cv2.imwrite(str(folder / f"{stem}.png"), pixels)
+    (folder / f"{stem}.xml").write_text(voc_xml(height, width, objects, filename=f"{stem}.tif"))
+
+
+@pytest.fixture
+def source(trees: ModuleType, tmp_path: Path) -> Path:
+    """A deepforest-like folder: crop 1 is 20x30 (h x w) with two trees, crop 2 is 10x10 without any,
+    the val images 12x12 with one Tree and 8x8 with an Alive and a Dead tree (VOC 1-based pixels)."""
+    folder = tmp_path / "deepforest_data"
+    crop1, crop2 = trees.TRAIN_STEMS
+    write_source(folder, crop1, 20, 30, [("Tree", 0, 6, 3, 13, 10), ("Tree", 0, 20, 1, 30, 20)])
+    write_source(folder, crop2, 10, 10, [])
+    val1, val2 = trees.VAL_STEMS
+    write_source(folder, val1, 12, 12, [("Tree", 0, 2, 3, 5, 7)])
+    write_source(folder, val2, 8, 8, [("Alive", 0, 1, 1, 4, 4), ("Dead", 0, 5, 5, 8, 8)])
+    return folder
+
+
+def test_tile_origins(trees: ModuleType) -> None:
+    assert trees.tile_origins(30, 16, 4) == [0, 12, 14]  # stride 12; the last tile ends at 30
+    assert trees.tile_origins(20, 16, 4) == [0, 4]
+    assert trees.tile_origins(28, 16, 4) == [0, 12]  # 12 + 16 = 28 already ends at the edge
+    assert trees.tile_origins(10, 16, 4) == [0]  # shorter than a tile
+    assert trees.tile_origins(1249, 400, 100) == [0, 300, 600, 849]
+    with pytest.raises(ValueError, match="overlap must be in"):
+        trees.tile_origins(30, 16, 16)
+
+
+def test_clip_boxes_hand_computed(trees: ModuleType) -> None:
+    boxes = np.array([[5, 2, 13, 10], [19, 0, 30, 20], [0, 0, 0, 5]], dtype=np.float64)  # the last has no area
+    # tile (x0=0, y0=4), 16 x 16: box 0 keeps 8 x 6 = 48 of 64 (0.75); box 1 lies right of x = 16.
+    clipped, kept = trees.clip_boxes_to_tile(boxes, 0, 4, 16, 16, 0.5)
+    np.testing.assert_array_equal(kept, [True, False, False])
+    np.testing.assert_allclose(clipped, [[5, 0, 13, 6]])
+    # tile (12, 0): box 0 keeps 1 x 8 = 8 of 64 (dropped), box 1 keeps 9 x 16 = 144 of 220 (0.65).
+    clipped, kept = trees.clip_boxes_to_tile(boxes, 12, 0, 16, 16, 0.5)
+    np.testing.assert_array_equal(kept, [False, True, False])
+    np.testing.assert_allclose(clipped, [[7, 0, 16, 16]])
+    _, kept = trees.clip_boxes_to_tile(boxes, 12, 0, 16, 16, 0.7)  # 0.65 < 0.7
+    np.testing.assert_array_equal(kept, [False, False, False])
+    clipped, kept = trees.clip_boxes_to_tile(np.zeros((0, 4)), 0, 0, 16, 16, 0.5)
+    assert clipped.shape == (0, 4) and kept.shape == (0,)
+
+
+def test_prepare_writes_tiles_and_coco(trees: ModuleType, source: Path, tmp_path: Path) -> None:
+    out = tmp_path / "trees"
+    params = trees.TileParams(tile_size=TILE, overlap=OVERLAP, min_visible=0.5)
+    counts = trees.prepare_trees(out, data_dir=source, params=params)
+    # crop 1: x origins [0, 12, 14] x y origins [0, 4] = 6 tiles; crop 2 (10 x 10): one 10 x 10 tile.
+    assert counts == {"train_images": 7, "train_boxes": 6, "val_images": 2, "val_boxes": 3}
+    train = json.loads((out / "annotations" / "instances_train.json").read_text())
+    assert train["categories"] == [{"id": 1, "name": "tree", "supercategory": "tree"}]
+    crop1 = trees.TRAIN_STEMS[0]
+    boxes_by_tile = {img["file_name"]: [] for img in train["images"]}
+    names_by_id = {img["id"]: img["file_name"] for img in train["images"]}
+    for ann in train["annotations"]:
+        boxes_by_tile[names_by_id[ann["image_id"]]].append(ann["bbox"])
+    # 0-based boxes [5, 2, 13, 10] and [19, 0, 30, 20] (xyxy), clipped per tile, as COCO [x, y, w, h]
+    assert boxes_by_tile == {
+        f"train/{crop1}_x0_y0.png": [[5, 2, 8, 8]],
+        f"train/{crop1}_x12_y0.png": [[7, 0, 9, 16]],
+        f"train/{crop1}_x14_y0.png": [[5, 0, 11, 16]],
+        f"train/{crop1}_x0_y4.png": [[5, 0, 8, 6]],
+        f"train/{crop1}_x12_y4.png": [[7, 0, 9, 16]],
+        f"train/{crop1}_x14_y4.png": [[5, 0, 11, 16]],
+        f"train/{trees.TRAIN_STEMS[1]}_x0_y0.png": [],
+    }
+    assert [a["id"] for a in train["annotations"]] == [1, 2, 3, 4, 5, 6]
+    assert all(a["area"] == a["bbox"][2] * a["bbox"][3] and a["iscrowd"] == 0 for a in train["annotations"])
+    # the tile pixels are the crop's pixels
+    source_pixels = cv2.imread(str(source / f"{crop1}.png"))
+    tile = cv2.imread(str(out / f"train/{crop1}_x12_y4.png"))
+    np.testing.assert_array_equal(tile, source_pixels[4:20, 12:28])
+
+    val = json.loads((out / "annotations" / "instances_val.json").read_text())
+    assert [img["file_name"] for img in val["images"]] == [f"val/{stem}.png" for stem in trees.VAL_STEMS]
+    assert [a["bbox"] for a in val["annotations"]] == [[1, 2, 4, 5], [0, 0, 4, 4], [4, 4, 4, 4]]
+    assert {a["category_id"] for a in val["annotations"]} == {1}  # Tree, Alive and Dead are all "tree"
+    dataset = CocoDetection(out / "annotations" / "instances_val.json", out)  # loads as a training set
+    assert dataset.class_names == ["tree"] and len(dataset) == 2
+
+
+def test_idempotent_and_force(trees: ModuleType, source: Path, tmp_path: Path) -> None:
+    out = tmp_path / "trees"
+    params = trees.TileParams(tile_size=TILE, overlap=OVERLAP)
+    trees.prepare_trees(out, data_dir=source, params=params)
+    ann_file = out / "annotations" / "instances_train.json"
+    ann_file.write_text("{}")  # a rebuild would overwrite this
+    assert trees.prepare_trees(out, data_dir=source, params=params)["train_images"] == 0  # skipped
+    assert ann_file.read_text() == "{}"
+    assert trees.prepare_trees(out, data_dir=source, params=params, force=True)["train_images"] == 7
+    assert json.loads(ann_file.read_text())["images"]
+    other = trees.TileParams(tile_size=TILE, overlap=0)  # changed parameters rebuild without --force
+    assert trees.prepare_trees(out, data_dir=source, params=other)["train_images"] == 2 * 2 + 1
+
+
+def test_missing_deepforest_says_how_to_install(
+    trees: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None)
+    with pytest.raises(SystemExit) as exit_info:
+        trees.main(["--out", str(tmp_path / "trees")])
+    assert exit_info.value.code == 1
+    message = capsys.readouterr().err.strip()
+    assert "\n" not in message and "pip install --no-deps deepforest==2.1.0" in message
+
+
+@pytest.mark.skipif(not HAVE_DEEPFOREST, reason="deepforest (the tree-crown sample data) is not installed")
+def test_real_deepforest_data(trees: ModuleType, tmp_path: Path) -> None:
+    out = tmp_path / "trees"
+    counts = trees.prepare_trees(out)
+    # 1249 x 1035 -> 4 x 4 tiles, 2299 x 2472 -> 8 x 8 tiles of 400 px
+    assert counts["train_images"] == 16 + 64 and counts["val_images"] == 2 and counts["val_boxes"] == 61 + 37
+    train = json.loads((out / "annotations" / "instances_train.json").read_text())
+    for img in train["images"]:
+        assert (img["width"], img["height"]) == (400, 400)
+        assert not any(stem in img["file_name"] for stem in trees.VAL_STEMS)
+    boxes = np.array([a["bbox"] for a in train["annotations"]])
+    assert (boxes[:, 2:] > 0).all() and (boxes[:, :2] >= 0).all() and (boxes[:, :2] + boxes[:, 2:] <= 400).all()
+    val = CocoDetection(out / "annotations" / "instances_val.json", out)
+    assert [len(val.load_raw(i)["boxes"]) for i in range(2)] == [61, 37]

@@ -1,0 +1,161 @@
+"""DDP: two real ``torchrun`` CPU (Gloo) processes train and evaluate like one process with the global batch.
+
+Why the two runs can agree: every rank draws the same per-epoch permutation and takes every second
+index of it, so the two ranks' batches of 2 together are exactly the single process's batch of 4;
+augmentation is seeded per (seed, epoch, sample index), so each sample is identical whoever loads it;
+``runtime.sync_bn`` makes BatchNorm use the statistics of the global batch of 4 (without it each rank
+normalises with its own 2 images and the gradients differ); and the loss terms are normalised by the
+global number of positives / objects. What remains are float rounding differences (sums in another
+order), hence a tolerance instead of bitwise equality. The runs use SGD in fp32: Adam's first steps are
+``lr * sign(gradient)``, which turns the rounding noise of near-zero gradient entries into full-size
+steps of either sign, and bf16 autocast rounds differently for other batch shapes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+from centernet.config import load_config
+from centernet.engine.build import build_criterion
+from centernet.engine.checkpoint import load_checkpoint
+from centernet.engine.trainer import Trainer
+from centernet.losses import CenterNetCriterion, build_heatmap_loss
+from centernet.targets import render_targets
+from tests.conftest import REPO
+
+TORCHRUN_TIMEOUT_S = 240
+WEIGHT_ATOL = 2e-5  # SGD, lr 0.05, 3 steps: measured differences are ~2e-6
+
+
+def torchrun(nproc: int, args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``torchrun --standalone --nproc_per_node nproc tools/train.py args`` on the CPU."""
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+        str(REPO / "tools" / "train.py"), *args,
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    return subprocess.run(command, capture_output=True, text=True, timeout=TORCHRUN_TIMEOUT_S, cwd=cwd, env=env)
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory: pytest.TempPathFactory, tiny_shapes: Path) -> tuple[Path, Path]:
+    """A 1-epoch (3-step) DDP run on 2 ranks x batch 2: (config path, work dir)."""
+    from tests.conftest import TINY_CONFIG
+
+    root = tmp_path_factory.mktemp("ddp")
+    config = root / "tiny.yaml"
+    config.write_text(TINY_CONFIG.format(base=REPO / "configs" / "shapes_resnet18.yaml", root=tiny_shapes))
+    work_dir = root / "ddp"
+    result = torchrun(
+        2,
+        ["--config", str(config), "--work-dir", str(work_dir), "--no-progress", *DDP_OVERRIDES],
+        cwd=root,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return config, work_dir
+
+
+COMMON = [
+    "solver.epochs=1", "runtime.device=cpu", "runtime.amp=off", "eval.batch_size=1",
+    "solver.optimizer=sgd", "solver.lr=0.1", "solver.reference_batch_size=8",
+]
+DDP_OVERRIDES = [*COMMON, "data.batch_size=2", "runtime.sync_bn=true"]
+
+
+def test_two_ranks_train_like_one_process_with_the_global_batch(ddp_run: tuple[Path, Path], tmp_path: Path) -> None:
+    config, work_dir = ddp_run
+    single = Trainer(load_config(config, [*COMMON, "data.batch_size=4"]), tmp_path / "single", progress=False)
+    single.fit()
+    assert single.iteration == 3
+    ddp_state = load_checkpoint(work_dir / "checkpoints" / "last.pth")
+    assert ddp_state["iteration"] == 3 and ddp_state["world_size"] == 2 and ddp_state["global_batch_size"] == 4
+    ours = single.model.state_dict()
+    assert ours.keys() == ddp_state["model"].keys()
+    initial = Trainer(load_config(config, COMMON), tmp_path / "init", progress=False).model.state_dict()
+    moved = 0
+    for key, value in ours.items():
+        torch.testing.assert_close(ddp_state["model"][key], value, atol=WEIGHT_ATOL, rtol=1e-4, msg=key)
+        moved += int(not torch.equal(value, initial[key]))
+    assert moved > len(ours) // 2  # the comparison is not between two untrained models
+    # linear scaling: lr 0.1 given for a batch of 8, global batch 4 -> 0.05; x0.1 once epoch 1 is reached
+    train = [json.loads(line) for line in (work_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["lr"] for r in train if r["type"] == "train"][-1] == pytest.approx(0.05 * 0.1)
+    assert single.optimizer.param_groups[0]["lr"] == pytest.approx(0.05 * 0.1)
+
+
+def test_sharded_evaluation_equals_single_process(ddp_run: tuple[Path, Path], tmp_path: Path) -> None:
+    config, work_dir = ddp_run
+    checkpoint = work_dir / "checkpoints" / "last.pth"
+    trainer = Trainer(load_config(config, COMMON), tmp_path / "eval1", resume=checkpoint, progress=False)
+    metrics = trainer.evaluate()
+    assert metrics == json.loads((work_dir / "eval" / "metrics.json").read_text())
+    single = json.loads((tmp_path / "eval1" / "eval" / "detections.json").read_text())
+    sharded = json.loads((work_dir / "eval" / "detections.json").read_text())
+    assert len(sharded) == 4 * 100 and sharded == single
+
+
+def test_only_rank_zero_writes(ddp_run: tuple[Path, Path]) -> None:
+    _, work_dir = ddp_run
+    records = [json.loads(line) for line in (work_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iter"] for r in records if r["type"] == "train"] == [1, 2, 3]  # one writer, no duplicates
+    assert [p.name for p in (work_dir / "checkpoints").glob("*.pth")].count("last.pth") == 1
+
+
+def split_batch(targets: dict[str, torch.Tensor], part: slice) -> dict[str, torch.Tensor]:
+    return {key: value[part] for key, value in targets.items()}
+
+
+@pytest.mark.parametrize("loss_type", ["penalty_reduced_focal", "ghm_c"])
+def test_global_normaliser_makes_the_rank_mean_equal_the_full_batch_loss(loss_type: str) -> None:
+    """Two simulated ranks: the mean of the rescaled per-rank terms (what DDP's gradient averaging
+    sees) equals the terms of the whole batch, although the ranks hold 3 and 1 objects."""
+    boxes = torch.tensor([[[2.0, 2.0, 8.0, 9.0], [10.0, 3.0, 14.0, 12.0], [1.0, 10.0, 6.0, 15.0]],
+                          [[4.0, 4.0, 12.0, 12.0], [0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]])
+    valid = torch.tensor([[True, True, True], [True, False, False]])
+    targets = render_targets(boxes, torch.tensor([[0, 1, 0], [1, 0, 0]]), valid, num_classes=2, output_size=(16, 16))
+    generator = torch.Generator().manual_seed(0)
+    outputs = {
+        "heatmap": torch.randn(2, 2, 16, 16, generator=generator),
+        "size": torch.randn(2, 2, 16, 16, generator=generator),
+        "offset": torch.randn(2, 2, 16, 16, generator=generator),
+    }
+    full = build_criterion_of(loss_type)(outputs, targets)
+    halves = [slice(0, 1), slice(1, 2)]
+    criteria = [build_criterion_of(loss_type) for _ in halves]
+    local_counts = [c.normaliser_counts(split_batch(targets, h)) for c, h in zip(criteria, halves, strict=True)]
+    total = local_counts[0] + local_counts[1]
+    ranks = []
+    for criterion, half in zip(criteria, halves, strict=True):
+        criterion.all_reduce_sum = lambda _local: total  # the sum over both ranks
+        criterion.world_size = 2
+        if loss_type == "ghm_c":  # GHM-C's histogram is global too
+            counts = [bin_counts(split_batch(outputs, h), split_batch(targets, h)) for h in halves]
+            criterion.heatmap_loss.reduce_counts = lambda _c, counts=counts: counts[0] + counts[1]
+        ranks.append(criterion(split_batch(outputs, half), split_batch(targets, half)))
+    for key in ("heatmap", "size", "offset"):
+        mean = (ranks[0][key] + ranks[1][key]) / 2
+        assert mean.item() == pytest.approx(full[key].item(), rel=1e-5), key
+
+
+def build_criterion_of(loss_type: str) -> CenterNetCriterion:
+    return CenterNetCriterion(build_heatmap_loss(loss_type), size_weight=0.1)
+
+
+def bin_counts(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> torch.Tensor:
+    """GHM-C's per-bin counts of one rank (recorded by a throw-away forward)."""
+    loss = build_heatmap_loss("ghm_c")
+    loss(outputs["heatmap"], targets["heatmap"], targets["heatmap_mask"])
+    return loss.last_bin_counts.clone()
+
+
+def test_build_criterion_is_single_process_by_default(tiny_config: Callable[..., Path]) -> None:
+    criterion = build_criterion(load_config(tiny_config()))
+    assert criterion.all_reduce_sum is None and criterion.world_size == 1

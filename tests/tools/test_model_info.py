@@ -1,0 +1,58 @@
+"""tools/model_info.py: run as a subprocess on real configs; its figures match the library's."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from centernet.models import build_centernet
+from centernet.models.complexity import measure_complexity
+from tests.conftest import REPO, load_script
+
+TOOL = REPO / "tools" / "model_info.py"
+model_info = load_script("tools/model_info.py")
+
+
+def run_tool(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(TOOL), *args], cwd=REPO, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_report_matches_the_library() -> None:
+    result = run_tool("--config", "configs/centernet_resdcn18_voc_384.yaml", "data.input_size=[128,96]")
+    assert result.returncode == 0, result.stderr
+    with torch.device("meta"):
+        model = build_centernet(
+            backbone="resnet18", backbone_weights=None, neck="dcn_deconv", neck_channels=(256, 128, 64),
+            num_classes=20, head_conv=64, prior_prob=0.1,
+        )  # fmt: skip
+    info = measure_complexity(model, (128, 96))
+    out = result.stdout
+    assert "model: resnet18 + dcn_deconv, 20 classes, head_conv 64" in out  # VOC: 20 classes
+    assert "input: 128x96, output stride 4 (32x24 maps)" in out
+    assert f"parameters: {info.parameters:,} " in out
+    assert f"FLOPs: {info.flops:,} " in out
+    rows = dict(re.findall(r"^(backbone|neck|head\.\w+|total) +([\d,]+) +[\d.]+$", out, flags=re.MULTILINE))
+    assert set(rows) == {"backbone", "neck", "head.heatmap", "head.size", "head.offset", "total"}
+    assert sum(int(v.replace(",", "")) for k, v in rows.items() if k != "total") == info.parameters
+
+
+def test_markdown_row_and_num_classes() -> None:
+    result = run_tool("--config", "configs/centernet_dla34_coco_512.yaml", "--markdown", "--num-classes", "80")
+    assert result.returncode == 0, result.stderr
+    assert (
+        result.stdout.strip() == "| dla34 + ida_up | 19.68 M | 66.1 G | 4 | `configs/centernet_dla34_coco_512.yaml` |"
+    )
+
+
+def test_bad_override_is_one_error_line() -> None:
+    result = run_tool("--config", "configs/centernet_dla34_coco_512.yaml", "model.neck.channels=[64,128]")
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if " ERROR " in line]
+    assert len(errors) == 1 and "ida_up neck: channels [64, 128] must be the backbone's last levels" in errors[0]
+    assert result.stdout == ""

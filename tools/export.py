@@ -1,0 +1,139 @@
+"""Export a trained CenterNet with its decoder to ONNX or TorchScript (optionally verified against PyTorch).
+
+python tools/export.py --checkpoint PTH --format onnx|torchscript --output FILE [--config CFG] [--verify]
+                       [--verify-images IMAGE|FOLDER ...] [--topk K] [--deform-conv native|grid_sample]
+
+The exported graph takes normalised float images [B, 3, H, W] (B dynamic, H x W = data.input_size:
+letterbox the image as ValTransform does, then (x / 255 - mean) / std in the model's channel order) and
+returns boxes [B, K, 4] (x1, y1, x2, y2 in input pixels), scores [B, K] and classes [B, K] (int64), best
+first. FILE.json next to the export records what a runtime needs: input size, channel order, mean/std,
+class names, K.
+
+--verify runs the exported file (onnxruntime / torch.jit.load) and PyTorch on real images (--verify-images,
+default: the first images of the config's val set) and fails unless the boxes agree within 1e-3 input
+pixels and the classes are identical (ranks of near-equal scores may swap; see compare_detections).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from centernet.config import ConfigError, load_config
+from centernet.data.build import build_dataset
+from centernet.engine.export import (
+    BOX_TOLERANCE,
+    DEFORM_CONV_MODES,
+    EXPORTERS,
+    ExportableDetector,
+    compare_detections,
+    export_detector,
+    load_exported,
+)
+from centernet.engine.logging import setup_logging
+from centernet.engine.predictor import DEFAULT_TOPK, Detector
+from centernet.utils.errors import one_line_error
+from centernet.utils.image_files import collect_image_paths, read_bgr
+
+logger = logging.getLogger("centernet.tools.export")
+
+DEFAULT_VERIFY_IMAGES = 4
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="experiment YAML; replaces the config stored in the checkpoint")
+    parser.add_argument("--checkpoint", required=True, help="trained checkpoint")
+    parser.add_argument("--format", required=True, choices=sorted(EXPORTERS), help="export format")
+    parser.add_argument("--output", required=True, help="file to write (.onnx / .pt)")
+    parser.add_argument("--topk", type=int, default=DEFAULT_TOPK, help="detections per image K")
+    parser.add_argument("--deform-conv", default="native", choices=DEFORM_CONV_MODES,
+                        help="native DeformConv op, or grid_sample + matmul for runtimes without it")
+    parser.add_argument("--verify", action="store_true", help="compare the exported model with PyTorch")
+    parser.add_argument("--verify-images", nargs="+", default=None, help="images or folders for --verify")
+    parser.add_argument("--batch-size", type=int, default=2, help="images per verification batch")
+    return parser.parse_args(argv)
+
+
+def read_images(items: list[str]) -> list[np.ndarray]:
+    """BGR images from files and folders (a folder contributes its image files, sorted)."""
+    return [read_bgr(path) for path in collect_image_paths(items, "--verify-images")]
+
+
+def verification_images(args: argparse.Namespace, detector: Detector, config_path: str | None) -> list[np.ndarray]:
+    """The images --verify runs on: --verify-images, else the first val images of the config."""
+    if args.verify_images:
+        return read_images(args.verify_images)
+    if config_path is None:
+        raise ValueError("--verify needs --verify-images or --config (whose val set provides the images)")
+    dataset = build_dataset(load_config(config_path), "val")
+    count = min(DEFAULT_VERIFY_IMAGES, len(dataset))
+    if count == 0:
+        raise ValueError(f"--verify: the val set of {config_path} has no images; pass --verify-images")
+    return [dataset.load_raw(i)["image"] for i in range(count)]
+
+
+def verify(path: Path, fmt: str, detector: Detector, images: list[np.ndarray], k: int, batch_size: int) -> dict:
+    """Run PyTorch and the exported file on ``images``; returns :func:`compare_detections` over all batches."""
+    reference_module = ExportableDetector(detector.model.cpu().eval(), k).eval()
+    run = load_exported(path, fmt)
+    totals = {"max_box_diff": 0.0, "max_score_diff": 0.0, "classes_equal": True, "matched": 0, "tie_swaps": 0,
+              "rows": 0}
+    for start in range(0, len(images), batch_size):
+        chunk = images[start : start + batch_size]
+        batch = torch.from_numpy(np.stack([detector.transform(image).image for image in chunk])).permute(0, 3, 1, 2)
+        inputs = detector.normalizer.cpu()(batch).contiguous()  # [B, 3, H, W] float32
+        with torch.inference_mode():
+            reference = [t.numpy() for t in reference_module(inputs)]
+        result = compare_detections(reference, run(inputs.numpy()))
+        totals["max_box_diff"] = max(totals["max_box_diff"], result["max_box_diff"])
+        totals["max_score_diff"] = max(totals["max_score_diff"], result["max_score_diff"])
+        totals["classes_equal"] = totals["classes_equal"] and bool(result["classes_equal"])
+        totals["matched"] += int(result["matched"])
+        totals["tie_swaps"] += int(result["tie_swaps"])
+        totals["rows"] += int(result["rows"])
+    return totals
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup_logging(None)
+    try:
+        config = load_config(args.config) if args.config else None
+        detector = Detector.from_checkpoint(args.checkpoint, config=config, device="cpu", amp="off")
+        cfg_input = detector.transform.input_size
+        k = args.topk
+        output = export_detector(detector.model, fmt=args.format, path=args.output, input_size=cfg_input, k=k,
+                                 deform_conv=args.deform_conv)
+        metadata = {
+            "format": args.format, "input_name": "images", "input_size": list(cfg_input),
+            "channel_order": detector.transform.channel_order,
+            "mean": list(detector.normalizer_mean), "std": list(detector.normalizer_std),
+            "outputs": {"boxes": "[B, K, 4] x1y1x2y2 input pixels", "scores": "[B, K]", "classes": "[B, K] int64"},
+            "topk": k, "class_names": list(detector.class_names), "checkpoint": str(args.checkpoint),
+        }
+        Path(f"{output}.json").write_text(json.dumps(metadata, indent=1))
+        if args.verify:
+            images = verification_images(args, detector, args.config or None)
+            result = verify(output, args.format, detector, images, k, max(1, args.batch_size))
+            logger.info("verify on %d images: max |boxes diff| %.3g px, max |scores diff| %.3g, classes equal %s, "
+                        "%d/%d rows matched, %d tied rows ranked differently", len(images), result["max_box_diff"],
+                        result["max_score_diff"], result["classes_equal"], result["matched"], result["rows"],
+                        result["tie_swaps"])
+            if result["max_box_diff"] > BOX_TOLERANCE or not result["classes_equal"]:
+                raise ValueError(f"--verify failed for {output}: max box difference {result['max_box_diff']:.3g} px "
+                                 f"(limit {BOX_TOLERANCE}), classes equal: {result['classes_equal']}")
+    except (ConfigError, FileNotFoundError, ValueError, OSError, RuntimeError) as error:
+        logger.error("%s", one_line_error(error))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
