@@ -92,3 +92,9 @@ def threads(count: int) -> Iterator[None]:
     finally:
         torch.set_num_threads(torch_before)
         cv2.setNumThreads(cv2_before)
+
+
+def thread_label() -> str:
+    """``"1 thread"`` / ``"N threads"`` for the current torch intra-op thread count."""
+    count = torch.get_num_threads()
+    return f"{count} thread" + ("" if count == 1 else "s")

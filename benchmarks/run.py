@@ -1,131 +1,119 @@
-"""Speed benchmarks: our code against a reference, side by side in one process.
+"""Speed and memory benchmarks: our code against reference implementations, side by side in one process.
 
-Absolute times on shared machines are noise, so every row times two callables on the same inputs,
-interleaving their repetitions, and reports the ratio of their medians.
+Absolute times on shared machines are noise, so every timed row runs two callables on the same inputs,
+interleaving their repetitions, and reports the ratio of their medians (``ours / reference``) next
+to the absolute figures. Rows live in ``benchmarks/rows/``, the baselines in ``benchmarks/reference/``.
 
-    python benchmarks/run.py [--quick] [--out benchmarks/results.json]
+    python benchmarks/run.py [--quick] [--threads N] [--rows loader,targets,...] [--out benchmarks/results.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
-import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 
-from centernet.losses import CenterNetCriterion, build_heatmap_loss
-from centernet.models import build_centernet
-from centernet.targets import render_targets
+from benchmarks.common import Row
+from benchmarks.context import Context
+from benchmarks.rows import evaluation, ghm, inference, loader, memory, targets, train_step
 
 OUT_DEFAULT = Path(__file__).resolve().parent / "results.json"
+DEFAULT_THREADS = 1  # per-core figures; the shared 2-core machines make multi-threaded timings erratic
+
+#: Row groups in table order: name -> ``run(ctx) -> list[Row]``.
+ROWS: dict[str, Callable[[Context], list[Row]]] = {
+    "loader": loader.run,
+    "targets": targets.run,
+    "train_step": train_step.run,
+    "inference": inference.run,
+    "evaluation": evaluation.run,
+    "memory": memory.run,
+    "ghm": ghm.run,
+}
 
 
-@dataclass
-class Row:
-    """One benchmark row: ``ratio = ours_ms / reference_ms`` (medians)."""
-
-    name: str
-    ours: str
-    reference: str
-    ours_ms: float
-    reference_ms: float
-    ratio: float
-    target: str
-
-
-def interleaved_medians(
-    ours: Callable[[], object], reference: Callable[[], object], repeats: int
-) -> tuple[float, float]:
-    """Median milliseconds of each callable, run alternately ``repeats`` times after one warm-up each."""
-    ours()
-    reference()
-    times: dict[str, list[float]] = {"ours": [], "reference": []}
-    for _ in range(repeats):
-        for name, fn in (("ours", ours), ("reference", reference)):
-            start = time.perf_counter()
-            fn()
-            times[name].append((time.perf_counter() - start) * 1000)
-    return statistics.median(times["ours"]), statistics.median(times["reference"])
-
-
-def training_step_factory(heatmap_loss: str, *, batch: int, size: int) -> Callable[[], object]:
-    """A full training step (targets + forward + loss + backward + Adam) of the demo model with a heatmap loss."""
-    torch.manual_seed(0)
-    model = build_centernet(
-        backbone="resnet18",
-        backbone_weights=None,
-        neck="deconv_lateral",
-        neck_channels=(256, 256, 256),
-        num_classes=5,
-        head_conv=64,
-        prior_prob=0.1,
-    ).to(memory_format=torch.channels_last)
-    params = {"ghm_c": {"bins": 10, "momentum": 0.75, "density": "ema"}}.get(heatmap_loss, {})
-    criterion = CenterNetCriterion(build_heatmap_loss(heatmap_loss, **params))
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    images = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
-    boxes = torch.rand(batch, 6, 2) * (size * 0.6)
-    boxes = torch.cat([boxes, boxes + size * 0.3], dim=-1) / 4  # output grid
-    labels = torch.randint(0, 5, (batch, 6))
-    valid = torch.ones(batch, 6, dtype=torch.bool)
-
-    def step() -> None:
-        targets = render_targets(boxes, labels, valid, num_classes=5, output_size=(size // 4, size // 4))
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            outputs = model(images)
-        loss = torch.stack(list(criterion(outputs, targets).values())).sum()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    return step
-
-
-def bench_ghm_step(quick: bool) -> Row:
-    batch, size, repeats = (8, 64, 3) if quick else (32, 128, 10)
-    ours_ms, ref_ms = interleaved_medians(
-        training_step_factory("ghm_c", batch=batch, size=size),
-        training_step_factory("penalty_reduced_focal", batch=batch, size=size),
-        repeats,
-    )
-    return Row(
-        name=f"train step, heatmap loss (B={batch}, {size}px, demo model, bf16)",
-        ours="ghm_c (ema)",
-        reference="penalty_reduced_focal",
-        ours_ms=ours_ms,
-        reference_ms=ref_ms,
-        ratio=ours_ms / ref_ms,
-        target="<= 1.15",
-    )
+def _value(value: float) -> str:
+    return f"{value:.3g}" if abs(value) < 10 else f"{value:.1f}"
 
 
 def markdown(rows: list[Row]) -> str:
-    lines = ["| row | ours | reference | ours ms | reference ms | ratio | target |", "|---|---|---|---|---|---|---|"]
+    """The rows as a Markdown table."""
+    lines = [
+        "| row | ours | reference | unit | ours | reference | ratio | target | met |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    marks = {True: "yes", False: "NO", None: "-"}
     lines += [
-        f"| {r.name} | {r.ours} | {r.reference} | {r.ours_ms:.1f} | {r.reference_ms:.1f} | {r.ratio:.3f} | {r.target} |"
+        f"| {r.name} | {r.ours} | {r.reference} | {r.unit} | {_value(r.ours_value)} | {_value(r.reference_value)} "
+        f"| {r.ratio:.3f} | {r.target} | {marks[r.met]} |"
         for r in rows
     ]
     return "\n".join(lines)
 
 
+def machine_info() -> dict[str, object]:
+    """Where the figures were measured."""
+    model = platform.processor()
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+        names = [line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name")]
+        model = names[0] if names else model
+    except OSError:
+        pass
+    return {
+        "cpu": model,
+        "logical_cpus": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny sizes and few repetitions (CI smoke run)")
+    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="torch intra-op threads (default 1)")
+    parser.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated subset of {list(ROWS)}")
     parser.add_argument("--out", type=Path, default=OUT_DEFAULT, help="where to write the JSON results")
     args = parser.parse_args(argv)
-    rows = [bench_ghm_step(args.quick)]
-    table = markdown(rows)
-    sys.stdout.write(table + "\n")
-    machine = {"platform": platform.platform(), "cpu_threads": torch.get_num_threads(), "torch": torch.__version__}
-    payload = {"quick": args.quick, "machine": machine, "rows": [asdict(r) for r in rows]}
-    args.out.write_text(json.dumps(payload, indent=2))
+    names = [name.strip() for name in args.rows.split(",") if name.strip()]
+    unknown = sorted(set(names) - set(ROWS))
+    if unknown:
+        parser.error(f"unknown rows {unknown}; valid: {list(ROWS)}")
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    rows: list[Row] = []
+    seconds: dict[str, float] = {}
+    try:
+        with tempfile.TemporaryDirectory(prefix="centernet-bench-") as scratch:
+            ctx = Context(quick=args.quick, scratch=Path(scratch))
+            for name in names:
+                start = time.perf_counter()
+                rows += ROWS[name](ctx)
+                seconds[name] = round(time.perf_counter() - start, 1)
+                sys.stderr.write(f"{name}: {seconds[name]} s\n")
+        table = markdown(rows)
+        sys.stdout.write(table + "\n")
+        payload = {
+            "quick": args.quick, "machine": machine_info(), "seconds": seconds, "rows": [asdict(r) for r in rows]
+        }
+        args.out.write_text(json.dumps(payload, indent=2) + "\n")
+    finally:
+        torch.set_num_threads(threads_before)
     return 0
 
 

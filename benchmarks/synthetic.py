@@ -75,7 +75,8 @@ def write_coco_set(
     annotations: list[dict[str, Any]] = []
     for image_id in range(1, num_images + 1):
         file_name = f"{image_id:06d}.jpg"
-        cv2.imwrite(str(img_dir / file_name), textured_image(rng, width, height), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        image = textured_image(rng, width, height)
+        cv2.imwrite(str(img_dir / file_name), image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
         images.append({"id": image_id, "file_name": file_name, "width": width, "height": height})
         for box in random_boxes(rng, boxes_per_image, width, height):
             annotations.append({

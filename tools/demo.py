@@ -1,7 +1,8 @@
 """Run a trained CenterNet on an image, a folder of images or a video, and save annotated copies.
 
 python tools/demo.py --checkpoint PTH --input (IMAGE | FOLDER | VIDEO) --output DIR
-                     [--config CFG] [--score-thr 0.3] [--show-heatmap] [--flip] [--device auto]
+                     [--config CFG] [--score-thr 0.3] [--show-heatmap] [--flip] [--scales 1.0 ...]
+                     [--resize fixed|pad] [--device auto]
 
 The model, input size and normalisation come from the config stored in the checkpoint; --config
 replaces it (use it for checkpoints saved without one). Class names always come from the checkpoint.
@@ -51,6 +52,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--score-thr", type=float, default=DEFAULT_SCORE_THR, help="lowest score drawn and saved")
     parser.add_argument("--show-heatmap", action="store_true", help="also save the centre heatmap overlay")
     parser.add_argument("--flip", action="store_true", help="flip test-time augmentation")
+    parser.add_argument("--scales", type=float, nargs="+", default=[1.0],
+                        help="test scales, e.g. 0.5 1.0 1.5 (merged with the config's eval.merge)")
+    parser.add_argument("--resize", choices=("fixed", "pad"), default="fixed",
+                        help="fixed = the config's input size; pad = keep the resolution (padded to 32)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return parser.parse_args(argv)
@@ -194,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
         if kind == "folder" and out_dir.resolve() == input_path.resolve():
             raise ValueError(f"--output {out_dir} is the input folder; the annotated images would overwrite it")
         config = load_config(args.config) if args.config else None
-        detector = Detector.from_checkpoint(args.checkpoint, config=config, device=args.device, flip=args.flip)
+        detector = Detector.from_checkpoint(args.checkpoint, config=config, device=args.device, flip=args.flip,
+                                            scales=args.scales, resize=args.resize)
         category_ids = detector.category_ids
         out_dir.mkdir(parents=True, exist_ok=True)
         if kind == "video":

@@ -74,11 +74,12 @@ def format_report(config: str, cfg: Config, num_classes: int, info: ModelComplex
     return "\n".join(lines)
 
 
-def format_markdown_row(config: str, cfg: Config, info: ModelComplexity) -> str:
-    """``| backbone + neck | params M | GFLOPs | stride | config |``."""
+def format_markdown_row(config: str, overrides: list[str], cfg: Config, info: ModelComplexity) -> str:
+    """``| backbone + neck | params M | GFLOPs | stride | config [overrides] |``."""
+    source = " ".join([f"`{config}`", *(f"`{o}`" for o in overrides)])
     return (
         f"| {cfg.model.backbone.type} + {cfg.model.neck.type} | {info.parameters / MEGA:.2f} M | "
-        f"{info.flops / GIGA:.1f} G | {info.output_stride} | `{config}` |"
+        f"{info.flops / GIGA:.1f} G | {info.output_stride} | {source} |"
     )
 
 
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         logger.debug("traceback of the error above", exc_info=True)
         return 1
     if args.markdown:
-        print(format_markdown_row(args.config, cfg, info))
+        print(format_markdown_row(args.config, list(args.overrides), cfg, info))
     else:
         print(format_report(args.config, cfg, num_classes, info))
     return 0

@@ -88,6 +88,8 @@ class ReferenceCtdetDataset:
         file_name = self.coco.loadImgs(ids=[img_id])[0]["file_name"]
         anns = self.coco.loadAnns(self.coco.getAnnIds(imgIds=[img_id]))
         img = cv2.imread(str(self.img_dir / file_name))
+        if img is None:
+            raise FileNotFoundError(f"cannot read {self.img_dir / file_name}")
         height, width = img.shape[:2]
         c = np.array([width / 2.0, height / 2.0], dtype=np.float32)
         s = max(height, width) * float(self.rng.choice(DEFAULT_SCALE_CHOICES))

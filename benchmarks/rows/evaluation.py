@@ -17,8 +17,8 @@ from benchmarks.context import Context
 from benchmarks.synthetic import BOXES_PER_IMAGE, IMAGE_SIZE, NUM_CLASSES, random_boxes
 from centernet.evaluation.coco import BACKENDS
 
-FULL = {"images": 5000, "repeats": 2}
-QUICK = {"images": 20, "repeats": 1}
+FULL: dict[str, Any] = {"images": 5000, "repeats": 2}
+QUICK: dict[str, Any] = {"images": 20, "repeats": 1}
 FALSE_POSITIVES = 8  # extra random detections per image
 MISS_RATE = 0.1  # ground-truth objects without a detection
 JITTER = 0.1  # detection corners move by up to this fraction of the box side
@@ -30,7 +30,9 @@ def write_results(folder: Path, num_images: int, seed: int = 0) -> tuple[Path, P
     """Write a synthetic COCO ground truth and a matching results file (jittered hits + false positives)."""
     rng = np.random.default_rng(seed)
     width, height = IMAGE_SIZE
-    images, annotations, detections = [], [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
+    detections: list[dict[str, Any]] = []
     for image_id in range(1, num_images + 1):
         images.append({"id": image_id, "file_name": f"{image_id:06d}.jpg", "width": width, "height": height})
         gt_boxes = random_boxes(rng, BOXES_PER_IMAGE, width, height)
@@ -73,14 +75,15 @@ def run(ctx: Context) -> list[Row]:
     gt_file, dt_file = write_results(ctx.scratch / "evaluation", p["images"])
     stats: dict[str, np.ndarray] = {}
 
-    def timed(backend: str) -> Callable[[], None]:
+    def timed(backend: str) -> Callable[[], object]:
         def call() -> None:
             stats[backend] = _evaluate(backend, gt_file, dt_file)
 
         return call
 
     # No warm-up run: each call is seconds long and starts from the JSON files.
-    times = interleaved_times({"ours": timed("faster_coco_eval"), "reference": timed("pycocotools")}, p["repeats"], warmup=False)
+    callables = {"ours": timed("faster_coco_eval"), "reference": timed("pycocotools")}
+    times = interleaved_times(callables, p["repeats"], warmup=False)
     ours_ms, reference_ms = statistics.median(times["ours"]), statistics.median(times["reference"])
     ours_stats, reference_stats = stats["faster_coco_eval"], stats["pycocotools"]
     num_dets = len(json.loads(dt_file.read_text()))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
-from benchmarks.common import Row, interleaved_medians, make_row
+from benchmarks.common import Row, interleaved_medians, make_row, thread_label
 from benchmarks.context import Context
 from benchmarks.synthetic import IMAGE_SIZE, textured_image
 from benchmarks.trainer_setup import BASE_CONFIG
@@ -14,8 +16,8 @@ from centernet.decode import decode_detections
 from centernet.engine.build import build_model
 from centernet.engine.predictor import Detector
 
-FULL = {"input": 512, "image_size": IMAGE_SIZE, "repeats": 15}
-QUICK = {"input": 64, "image_size": (80, 60), "repeats": 2}
+FULL: dict[str, Any] = {"input": 512, "image_size": IMAGE_SIZE, "repeats": 15}
+QUICK: dict[str, Any] = {"input": 64, "image_size": (80, 60), "repeats": 2}
 NUM_CLASSES = 80
 TOPK = 100
 
@@ -44,7 +46,7 @@ def run(ctx: Context) -> list[Row]:
     decode_ms, forward2_ms = interleaved_medians(
         lambda: decode_detections(maps["heatmap"], maps["size"], maps["offset"], k=TOPK), bare, p["repeats"]
     )
-    label = f"B=1, {size}px, ResNet-18 + deconv neck, C={NUM_CLASSES}, fp32, {torch.get_num_threads()} threads"
+    label = f"B=1, {size}px, ResNet-18 + deconv neck, C={NUM_CLASSES}, fp32, {thread_label()}"
     return [
         make_row(
             f"inference overhead, {label}",

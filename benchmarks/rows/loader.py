@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from benchmarks.common import MS_PER_S, Row, interleaved_medians, make_row, threads
 from benchmarks.context import Context
 from benchmarks.reference.loader import ReferenceCtdetDataset, reference_collate
@@ -10,8 +12,8 @@ from centernet.data.coco import CocoDetection
 from centernet.data.collate import collate_detection_batch
 from centernet.data.transforms import TrainTransform
 
-FULL = {"images": 32, "batch": 8, "input": 512, "image_size": IMAGE_SIZE, "repeats": 5}
-QUICK = {"images": 4, "batch": 2, "input": 64, "image_size": (80, 60), "repeats": 1}
+FULL: dict[str, Any] = {"images": 32, "batch": 8, "input": 512, "image_size": IMAGE_SIZE, "repeats": 5}
+QUICK: dict[str, Any] = {"images": 4, "batch": 2, "input": 64, "image_size": (80, 60), "repeats": 1}
 MAX_OBJECTS = 128
 
 
@@ -26,7 +28,7 @@ def run(ctx: Context) -> list[Row]:
 
     def ours() -> None:
         for batch in batches:
-            collate_detection_batch([ours_set[i] for i in batch], MAX_OBJECTS)
+            collate_detection_batch([dict(ours_set[i]) for i in batch], MAX_OBJECTS)
 
     def reference() -> None:
         for batch in batches:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from typing import Any
 
 import psutil
 import torch
@@ -13,8 +14,8 @@ from benchmarks.common import Row, make_row
 from benchmarks.context import Context
 from benchmarks.trainer_setup import REPO
 
-FULL = {"images": 16, "image_size": (640, 480), "input": 256, "batch": 4}
-QUICK = {"images": 4, "image_size": (80, 60), "input": 64, "batch": 2}
+FULL: dict[str, Any] = {"images": 16, "image_size": (640, 480), "input": 256, "batch": 4}
+QUICK: dict[str, Any] = {"images": 4, "image_size": (80, 60), "input": 64, "batch": 2}
 WORKERS = 2
 POLL_S = 0.05
 MIB = 2**20

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -12,8 +14,8 @@ from benchmarks.reference.targets import batch_targets
 from centernet.decode import decode_detections
 from centernet.targets import render_targets
 
-FULL = {"batch": 32, "classes": 80, "grid": 128, "objects": 7, "repeats": 15}
-QUICK = {"batch": 2, "classes": 4, "grid": 16, "objects": 3, "repeats": 2}
+FULL: dict[str, Any] = {"batch": 32, "classes": 80, "grid": 128, "objects": 7, "repeats": 15}
+QUICK: dict[str, Any] = {"batch": 2, "classes": 4, "grid": 16, "objects": 3, "repeats": 2}
 MIN_SIDE, MAX_SIDE_FRACTION = 1.6, 0.5  # box sides on the output grid: log-uniform
 TOPK = 100
 BACKGROUND_LOGIT = -4.0  # the heatmap logits are N(BACKGROUND_LOGIT, 1): a trained model's mostly-empty map
@@ -42,7 +44,8 @@ def targets_row(ctx: Context) -> Row:
         out["heatmap"].sum()  # the loss reads the map: charge any deferred zeroing to this row
 
     def reference() -> None:
-        out = {key: torch.from_numpy(value) for key, value in batch_targets(boxes_np, labels_np, valid_np, classes, grid).items()}
+        arrays = batch_targets(boxes_np, labels_np, valid_np, classes, grid)
+        out = {key: torch.from_numpy(value) for key, value in arrays.items()}
         out["hm"].sum()
 
     with threads(1):

@@ -8,12 +8,12 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.common import MS_PER_S, Row, interleaved_medians, interleaved_times, make_row
+from benchmarks.common import MS_PER_S, Row, interleaved_medians, interleaved_times, make_row, thread_label
 from benchmarks.context import Context
 from benchmarks.trainer_setup import make_trainer
 
-FULL = {"images": 8, "image_size": (640, 480), "input": 256, "batch": 8, "repeats": 7, "matmul": 2048}
-QUICK = {"images": 2, "image_size": (80, 60), "input": 64, "batch": 2, "repeats": 1, "matmul": 128}
+FULL: dict[str, Any] = {"images": 8, "image_size": (640, 480), "input": 256, "batch": 8, "repeats": 7, "matmul": 2048}
+QUICK: dict[str, Any] = {"images": 2, "image_size": (80, 60), "input": 64, "batch": 2, "repeats": 1, "matmul": 128}
 GIGA = 1e9
 MATMUL_REPEATS = 5
 FLOPS_PER_MAC = 2
@@ -59,7 +59,7 @@ def run(ctx: Context) -> list[Row]:
     peak_fp32 = matmul_peak(p["matmul"], torch.float32)
     peak_bf16 = matmul_peak(p["matmul"], torch.bfloat16)
     size, count = p["input"], p["batch"]
-    model_name = f"ResNet-18 + deconv neck, C={trainer.num_classes}, {size}px, B={count}, fp32, {torch.get_num_threads()} threads"
+    model_name = f"ResNet-18 + deconv neck, C={trainer.num_classes}, {size}px, B={count}, fp32, {thread_label()}"
     return [
         make_row(
             f"train step overhead, {model_name}",

@@ -18,13 +18,13 @@ CENTERNET_SCALE_CHOICES = [0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3]
 
 @dataclass
 class BackboneConfig:
-    type: str = "resnet18"  # backbone registry name (resnet18/34/50/101)
+    type: str = "resnet18"  # backbone registry name (resnet18/34/50/101, efficientnet_lite0, dla34, hourglass104)
     weights: str | None = None  # null = random init | imagenet | path to a local state_dict file
 
 
 @dataclass
 class NeckConfig:
-    type: str = "deconv"  # neck registry name
+    type: str = "deconv"  # neck registry name (deconv, deconv_lateral, dcn_deconv, ida_up, identity)
     channels: list[int] = field(default_factory=lambda: [256, 256, 256])  # one entry per 2x upsampling
 
 
@@ -39,7 +39,7 @@ class ModelConfig:
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     neck: NeckConfig = field(default_factory=NeckConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
-    init_checkpoint: str | None = None  # original CenterNet .pth (res_18/101, resdcn_18/101) to start from
+    init_checkpoint: str | None = None  # original CenterNet .pth (res/resdcn_18/101, dla_34, hourglass) to start from
 
 
 @dataclass

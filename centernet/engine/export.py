@@ -17,6 +17,7 @@ ONNX ``DeformConv`` (opset 19; onnxruntime implements it) or, for runtimes witho
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -227,7 +228,7 @@ def export_detector(
     """Export ``model`` + decoder to ``path`` in format ``fmt`` (``onnx`` | ``torchscript``).
 
     Args:
-        model: the detector (moved to the CPU, contiguous format and eval mode here).
+        model: the detector (moved to the CPU, contiguous format and eval mode here, in place).
         fmt: a name in :data:`EXPORTERS`.
         path: the output file (its folder is created).
         input_size: ``(height, width)`` of the exported input.
@@ -244,6 +245,7 @@ def export_detector(
         raise ValueError(f"deform_conv must be one of {', '.join(DEFORM_CONV_MODES)}, got {deform_conv!r}")
     model = model.cpu().eval().to(memory_format=torch.contiguous_format)
     if deform_conv == "grid_sample":
+        model = copy.deepcopy(model)  # the caller's model keeps its native layers (--verify compares with them)
         logger.info("%d deformable convolutions exported as grid_sample + matmul", exportable_deform_convs(model))
     module = ExportableDetector(model, k).eval()
     example = torch.zeros(example_batch, 3, int(input_size[0]), int(input_size[1]))

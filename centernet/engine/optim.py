@@ -82,11 +82,16 @@ def build_scheduler(optimizer: torch.optim.Optimizer, solver: SolverConfig, iter
 
     The settings are read once here: later edits of ``solver`` do not change the schedule.
     """
-    warmup = {"warmup_iters": solver.warmup_iters, "warmup_factor": solver.warmup_factor}
+    warmup_iters, warmup_factor = solver.warmup_iters, solver.warmup_factor
     steps, gamma = tuple(solver.lr_steps), solver.lr_gamma
     total_iters, min_factor = iters_per_epoch * solver.epochs, solver.min_lr_factor
     schedules: dict[str, Callable[[int], float]] = {
-        "step": lambda i: step_lr_factor(i, iters_per_epoch=iters_per_epoch, lr_steps=steps, gamma=gamma, **warmup),
-        "cosine": lambda i: cosine_lr_factor(i, total_iters=total_iters, min_factor=min_factor, **warmup),
+        "step": lambda i: step_lr_factor(
+            i, iters_per_epoch=iters_per_epoch, lr_steps=steps, gamma=gamma, warmup_iters=warmup_iters,
+            warmup_factor=warmup_factor,
+        ),
+        "cosine": lambda i: cosine_lr_factor(
+            i, total_iters=total_iters, min_factor=min_factor, warmup_iters=warmup_iters, warmup_factor=warmup_factor
+        ),
     }
     return LambdaLR(optimizer, schedules[solver.schedule])

@@ -47,6 +47,7 @@ class TrainStateMixin:
     epoch_iter: int
     best_metric: float
     skipped_steps: int
+    skipped_samples: int
 
     def best_metric_key(self) -> str:
         """The metric that ranks checkpoints for ``best.pth`` (``AP`` for COCO, ``mAP`` for VOC)."""
@@ -70,6 +71,7 @@ class TrainStateMixin:
             "epoch_iter": self.epoch_iter,
             "best_metric": self.best_metric,
             "skipped_steps": self.skipped_steps,
+            "skipped_samples": self.skipped_samples,
             "global_batch_size": self.global_batch_size,
             "world_size": self.dist.world_size,
             "rng": capture_rng_state(),
@@ -106,6 +108,7 @@ class TrainStateMixin:
             raise ValueError(f"cannot resume from {path}: {str(error).splitlines()[0]}") from error
         self.epoch_iter = int(state.get("epoch_iter", 0))
         self.skipped_steps = int(state.get("skipped_steps", 0))
+        self.skipped_samples = int(state.get("skipped_samples", 0))
         saved_batch = state.get("global_batch_size", self.global_batch_size)
         if self.epoch_iter and saved_batch != self.global_batch_size:
             logger.warning(

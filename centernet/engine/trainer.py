@@ -27,6 +27,7 @@ from centernet.engine.checkpoint import CheckpointStore, load_checkpoint, save_c
 from centernet.engine.distributed import all_reduce_sum, any_rank, init_distributed
 from centernet.engine.ema import ModelEMA
 from centernet.engine.evaluator import evaluate_model
+from centernet.engine.guards import allow_skipped_step, check_finite_losses, check_finite_weights
 from centernet.engine.inference import ImageNormalizer, autocast_context
 from centernet.engine.logging import MetricsLogger
 from centernet.engine.optim import build_optimizer, build_scheduler, scaled_lr
@@ -71,7 +72,9 @@ class Trainer(TrainStateMixin):
         self.train_set = build_dataset(cfg, "train")
         self.val_set = build_dataset(cfg, "val")
         if len(self.train_set) == 0:
-            raise ValueError(f"data.train has no usable images ({cfg.data.train})")
+            source = getattr(cfg.data.train, "ann_file", "") or getattr(cfg.data.train, "root", "")
+            bad = len(self.train_set.bad_samples)
+            raise ValueError(f"data.train has no usable images: {source} ({bad} dropped as bad samples)")
         self.bad_annotation_images = len(self.train_set.bad_samples)
         pin = self.device.type == "cuda"
         rank, world = self.dist.rank, self.dist.world_size
@@ -190,7 +193,9 @@ class Trainer(TrainStateMixin):
             is_last = self.epoch_iter == self.iters_per_epoch
             if self.iteration % self.cfg.runtime.log_interval == 0 or is_last:
                 record = self._reduce_for_logging(sums, count) if count else {}
-                self._check_finite(record)
+                check_finite_losses(
+                    record, epoch=self.epoch + 1, iteration=self.iteration, last_checkpoint=self._last_good_checkpoint()
+                )
                 now = time.perf_counter()
                 record.update(lr=self.optimizer.param_groups[0]["lr"], time_per_iter=(now - last_log) / max(count, 1))
                 self._log_train(record, batch)
@@ -204,7 +209,7 @@ class Trainer(TrainStateMixin):
         """Forward, loss and update on one collated batch; returns the loss terms and their sum (``loss``).
 
         With ``solver.skip_nonfinite_steps > 0`` the loss is checked on every step (one host sync);
-        a non-finite loss on any rank skips the update on all ranks (see :meth:`_skip_nonfinite`): no
+        a non-finite loss on any rank skips the update on all ranks (see :func:`allow_skipped_step`): no
         parameter, EMA or lr-schedule change, but the batch counts as an iteration.
         """
         device = self.device
@@ -227,7 +232,11 @@ class Trainer(TrainStateMixin):
         self.optimizer.zero_grad(set_to_none=True)
         skip = self.cfg.solver.skip_nonfinite_steps > 0 and any_rank(not bool(torch.isfinite(loss)), device)
         if skip:
-            self._skip_nonfinite(losses)
+            self.skipped_steps += 1
+            allow_skipped_step(
+                losses, skipped=self.skipped_steps, allowed=self.cfg.solver.skip_nonfinite_steps,
+                epoch=self.epoch + 1, iteration=self.iteration + 1, last_checkpoint=self._last_good_checkpoint(),
+            )
         else:
             self.scaler.scale(loss).backward()
             if self.cfg.solver.grad_clip is not None:
@@ -240,22 +249,6 @@ class Trainer(TrainStateMixin):
             self.scheduler.step()
         self.iteration += 1
         return {"loss": loss, **losses}
-
-    def _skip_nonfinite(self, losses: Mapping[str, torch.Tensor]) -> None:
-        """Count a skipped non-finite step (no update); stop once more than the allowed number were skipped."""
-        self.skipped_steps += 1
-        terms = {name: float(value.detach()) for name, value in losses.items()}
-        allowed = self.cfg.solver.skip_nonfinite_steps
-        if self.skipped_steps > allowed:
-            raise FloatingPointError(
-                f"non-finite loss at epoch {self.epoch + 1}, iteration {self.iteration + 1}: {terms}; "
-                f"{self.skipped_steps - 1} step(s) already skipped (solver.skip_nonfinite_steps={allowed}); "
-                f"last good checkpoint: {self._last_good_checkpoint()}"
-            )
-        logger.warning(
-            "skipped step %d with a non-finite loss %s (%d/%d skips allowed)",
-            self.iteration + 1, terms, self.skipped_steps, allowed,
-        )
 
     def _count_skipped_samples(self, batch: Mapping[str, Any]) -> None:
         """Add the unreadable images the loader replaced in ``batch`` (``data.on_bad_sample: skip``)."""
@@ -312,14 +305,6 @@ class Trainer(TrainStateMixin):
     def _last_good_checkpoint(self) -> str:
         return str(self.store.last) if self.store.last.exists() else "none"
 
-    def _check_finite(self, record: Mapping[str, float]) -> None:
-        bad = {name: value for name, value in record.items() if not math.isfinite(value)}
-        if bad:
-            raise FloatingPointError(
-                f"non-finite loss at epoch {self.epoch + 1}, iteration {self.iteration}: {bad}; "
-                f"last good checkpoint: {self._last_good_checkpoint()}"
-            )
-
     # ---------------------------------------------------------------- evaluation
     def _should_evaluate(self) -> bool:
         interval = self.cfg.eval.interval
@@ -366,27 +351,22 @@ class Trainer(TrainStateMixin):
             self.best_metric = float(metric)
         if not self.dist.is_main:
             return
-        self._check_finite_weights()
+        check_finite_weights(
+            self.model, epoch=self.epoch + 1, iteration=self.iteration, last_checkpoint=self._last_good_checkpoint()
+        )
         state = self.state_dict()
         if is_best:
             save_checkpoint(state, self.store.folder / "best.pth")
             logger.info("new best %s %.4f at epoch %d -> %s", best_key, metric, self.epoch, self.store.folder)
         self.store.save(state, self.iteration)
 
-    def _check_finite_weights(self) -> None:
-        bad = [name for name, p in self.model.named_parameters() if not bool(torch.isfinite(p).all())]
-        if bad:
-            raise FloatingPointError(
-                f"non-finite weights at epoch {self.epoch + 1}, iteration {self.iteration} ({bad[0]} and "
-                f"{len(bad) - 1} more); not saved; last good checkpoint: {self._last_good_checkpoint()}"
-            )
-
     def _resume(self, resume: bool | str | Path) -> None:
+        # read on the CPU (RNG states must stay CPU tensors); load_state_dict copies onto the device
         if isinstance(resume, bool):
-            state, path = self.store.load_latest(map_location=self.device)
+            state, path = self.store.load_latest(map_location="cpu")
         else:
             path = Path(resume)
-            state = load_checkpoint(path, map_location=self.device)
+            state = load_checkpoint(path, map_location="cpu")
         self.load_state_dict(state, path)
         logger.info(
             "resumed from %s at epoch %d, iteration %d (%d into the epoch)", path, self.epoch + 1, self.iteration,

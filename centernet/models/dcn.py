@@ -25,6 +25,7 @@ where both agree).
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -163,16 +164,27 @@ class DeformConv(nn.Module):
                 f"DeformConv: expected offset with {expected} and mask with {self.deformable_groups * num_taps} "
                 f"channels, got {tuple(offset.shape)} and {tuple(mask.shape)}"
             )
-        return deform_conv2d(
-            x,
-            offset,
-            self.weight,
-            self.bias,
-            stride=self.stride,
-            padding=self.padding,
-            dilation=self.dilation,
-            mask=mask,
+        # torchvision's CPU kernel has no bfloat16/half version and no CPU autocast rule: run it in float32
+        # outside autocast and return the input's dtype (what its CUDA autocast rule does)
+        device_type = x.device.type
+        no_autocast = (
+            torch.autocast(device_type, enabled=False)
+            if torch.amp.is_autocast_available(device_type)
+            else contextlib.nullcontext()  # e.g. the meta device
         )
+        with no_autocast:
+            bias = self.bias.float() if self.bias is not None else None
+            out = deform_conv2d(
+                x.float(),
+                offset.float(),
+                self.weight.float(),
+                bias,
+                stride=self.stride,
+                padding=self.padding,
+                dilation=self.dilation,
+                mask=mask.float(),
+            )
+        return out.to(x.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Deformable convolution with offsets and mask predicted from ``x`` itself.

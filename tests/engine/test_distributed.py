@@ -24,8 +24,10 @@ import pytest
 import torch
 
 from centernet.config import load_config
+from centernet.data.build import build_dataset
 from centernet.engine.build import build_criterion
 from centernet.engine.checkpoint import load_checkpoint
+from centernet.engine.evaluator import in_dataset_order
 from centernet.engine.trainer import Trainer
 from centernet.losses import CenterNetCriterion, build_heatmap_loss
 from centernet.targets import render_targets
@@ -159,3 +161,12 @@ def bin_counts(outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor
 def test_build_criterion_is_single_process_by_default(tiny_config: Callable[..., Path]) -> None:
     criterion = build_criterion(load_config(tiny_config()))
     assert criterion.all_reduce_sum is None and criterion.world_size == 1
+
+
+def test_merged_shards_come_back_in_dataset_order_once_per_image(tiny_config: Callable[..., Path]) -> None:
+    dataset = build_dataset(load_config(tiny_config()), "val")
+    ids = dataset.image_ids  # 4 images; rank 0 held positions 0 and 2, rank 1 positions 1 and 3
+    shard0 = [({"image_id": ids[i]}, i) for i in (0, 2)]
+    shard1 = [({"image_id": ids[i]}, i) for i in (1, 3)] + [({"image_id": ids[1]}, 99)]  # a stand-in repeat
+    merged = in_dataset_order(dataset, shard0 + shard1)  # type: ignore[arg-type]
+    assert [(meta["image_id"], value) for meta, value in merged] == [(ids[i], i) for i in range(4)]

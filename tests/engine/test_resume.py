@@ -25,9 +25,9 @@ import pytest
 import torch
 
 from centernet.config import load_config
-from centernet.engine.checkpoint import load_checkpoint
+from centernet.engine.checkpoint import load_checkpoint, save_checkpoint
 from centernet.engine.trainer import Trainer
-from tests.conftest import REPO
+from tests.conftest import REPO, TINY_CONFIG
 
 # 2 epochs x 3 iterations; checkpoints after iterations 2 (mid-epoch), 3 (epoch end), 4 (mid-epoch), 6
 OVERRIDES = [
@@ -84,10 +84,13 @@ def resume_cli(config: Path, work_dir: Path) -> subprocess.CompletedProcess[str]
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S)
 
 
-@pytest.fixture
-def straight_run(tiny_config: Callable[..., Path], tmp_path: Path) -> tuple[Path, Trainer]:
-    config = tiny_config()
-    trainer = Trainer(load_config(config, OVERRIDES), tmp_path / "straight", progress=False)
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory: pytest.TempPathFactory, tiny_shapes: Path) -> tuple[Path, Trainer]:
+    """The uninterrupted reference run (2 epochs, checkpoints at iterations 2, 3, 4 and 6)."""
+    root = tmp_path_factory.mktemp("straight")
+    config = root / "tiny.yaml"
+    config.write_text(TINY_CONFIG.format(base=REPO / "configs" / "shapes_resnet18.yaml", root=tiny_shapes))
+    trainer = Trainer(load_config(config, OVERRIDES), root / "straight", progress=False)
     trainer.fit()
     return config, trainer
 
@@ -141,3 +144,13 @@ def test_every_checkpoint_unreadable_is_an_error(tiny_config: Callable[..., Path
     (folder / "last.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match=r"no readable checkpoint in .*checkpoints: .*last\.pth"):
         Trainer(load_config(tiny_config(), OVERRIDES), tmp_path / "run", resume=True, progress=False)
+
+
+def test_checkpoint_of_another_architecture_is_refused_naming_the_file(
+    tiny_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    other = Trainer(load_config(tiny_config(), ["model.head.head_conv=8"]), tmp_path / "other", progress=False)
+    foreign = tmp_path / "foreign.pth"
+    save_checkpoint(other.state_dict(), foreign)
+    with pytest.raises(ValueError, match=r"cannot resume from .*foreign\.pth: Error\(s\) in loading state_dict"):
+        Trainer(load_config(tiny_config()), tmp_path / "run", resume=foreign, progress=False)

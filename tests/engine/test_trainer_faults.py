@@ -62,7 +62,7 @@ def test_skipped_step_leaves_weights_untouched_then_the_next_bad_one_stops(
     batch = next(iter(trainer.train_loader))
     before = {k: v.clone() for k, v in trainer.model.state_dict().items() if v.dtype.is_floating_point}
     losses = trainer.train_step(batch)
-    assert math.isnan(float(losses["loss"])) and trainer.skipped_steps == 1 and trainer.iteration == 1
+    assert math.isnan(float(losses["loss"].detach())) and trainer.skipped_steps == 1 and trainer.iteration == 1
     assert all(torch.equal(trainer.model.state_dict()[k], v) for k, v in before.items() if "running" not in k)
     with pytest.raises(FloatingPointError) as info:
         trainer.train_step(batch)
@@ -86,3 +86,13 @@ def test_skipped_steps_are_counted_and_logged(
     assert [r.get("skipped_steps", 0) for r in records if r["type"] == "train"] == [0, 1, 1, 1, 2, 2]
     assert all(bool(torch.isfinite(p).all()) for p in trainer.model.parameters())
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pth")["skipped_steps"] == 2
+
+
+def test_non_finite_weights_are_never_saved(tiny_config: Callable[..., Path], tmp_path: Path) -> None:
+    trainer = Trainer(load_config(tiny_config()), tmp_path / "run", progress=False)
+    with torch.no_grad():
+        trainer.model.head.heatmap[0].weight[0, 0, 0, 0] = float("inf")
+    expected = r"non-finite weights at epoch 1, iteration 0 \(head\.heatmap\.0\.weight and 0 more\); not saved"
+    with pytest.raises(FloatingPointError, match=expected):
+        trainer._save_checkpoints(None)
+    assert not (tmp_path / "run" / "checkpoints").exists()

@@ -85,3 +85,27 @@ def test_offline_imagenet_download_explains_the_local_file(monkeypatch: pytest.M
     with pytest.raises(RuntimeError, match=r"model\.backbone\.weights=/path/to/dla34-ba72cf86\.pth") as info:
         dla34(weights="imagenet")
     assert DLA34_IMAGENET_URL in str(info.value)
+
+
+def test_same_maps_as_timm_dla34_with_the_same_weights() -> None:
+    """timm's independent DLA-34 (same key names; it drops the two unused projections) gives the same maps."""
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    ours = dla34()
+    for module in ours.modules():  # non-trivial BatchNorm statistics and affine parameters
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.normal_(0, 0.1)
+            module.running_var.uniform_(0.5, 1.5)
+            torch.nn.init.uniform_(module.weight, 0.5, 1.5)
+            torch.nn.init.normal_(module.bias, std=0.1)
+    reference = timm.create_model("dla34", pretrained=False)
+    missing, unexpected = reference.load_state_dict(ours.state_dict(), strict=False)
+    assert sorted(missing) == ["fc.bias", "fc.weight"]
+    assert {k.split(".")[0] + "." + k.split(".")[1] for k in unexpected} == {"level3.project", "level4.project"}
+    images = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        maps = ours.eval()(images)
+        x = reference.eval().base_layer(images)
+        for index, ours_map in enumerate(maps):
+            x = getattr(reference, f"level{index}")(x)
+            assert torch.allclose(ours_map, x, atol=1e-5), index

@@ -243,3 +243,19 @@ def test_empty_batch_and_errors():
         DeformConv(3, 4, deformable_groups=2)
     with pytest.raises(ValueError, match=r"expected input \[B, 3, H, W\]"):
         m(torch.zeros(1, 2, 6, 7))
+
+
+def test_bfloat16_autocast_on_cpu_runs_in_float32() -> None:
+    """torchvision's CPU kernel lacks bfloat16: under autocast the layer computes in float32."""
+    torch.manual_seed(0)
+    layer = DeformConv(4, 6, 3, padding=1)
+    torch.nn.init.normal_(layer.conv_offset_mask.weight, std=0.1)  # non-trivial offsets and mask
+    x = torch.randn(2, 4, 7, 7)
+    expected = layer(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = layer(x)
+        out_bf16_input = layer(x.bfloat16())
+    assert out.dtype == torch.float32 and out_bf16_input.dtype == torch.bfloat16
+    # the offset/mask conv runs in bfloat16 under autocast: close to, not equal to, the float32 result
+    assert torch.allclose(out, expected, atol=5e-2)
+    assert torch.allclose(out_bf16_input.float(), expected, atol=1e-1)

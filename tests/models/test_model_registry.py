@@ -48,7 +48,9 @@ def test_empty_registry_error() -> None:
 
 
 def test_builtin_components_are_registered() -> None:
-    assert {"resnet18", "resnet34", "resnet50", "resnet101"} <= set(BACKBONES)
-    assert "deconv" in NECKS
+    assert {"resnet18", "resnet34", "resnet50", "resnet101", "efficientnet_lite0", "dla34", "hourglass104"} <= set(
+        BACKBONES
+    )
+    assert {"deconv", "deconv_lateral", "dcn_deconv", "ida_up", "identity"} <= set(NECKS)
     with pytest.raises(KeyError, match="resnet18, resnet34, resnet50"):
         BACKBONES["resnet19"]

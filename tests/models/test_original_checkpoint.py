@@ -14,6 +14,7 @@ from centernet.models import build_centernet
 from centernet.models.detector import CenterNet
 from centernet.models.original_checkpoint import LoadReport, load_original_centernet_checkpoint, map_original_key
 from tests.conftest import CHECKPOINT_KEYS_PATH
+from tests.models.test_backbone_hourglass import small_hourglass_detector
 
 OPTIONAL = ".num_batches_tracked"
 # architecture of the key file -> (our backbone, neck, neck channels, head_conv)
@@ -46,12 +47,6 @@ def _build(architecture: str, num_classes: int = 80) -> CenterNet:
         head_conv=head_conv,
         prior_prob=0.1,
     )
-
-
-@pytest.fixture(scope="module")
-def hourglass_model() -> CenterNet:
-    """Hourglass-104 (191M parameters) is built once for the tests that need it at full size."""
-    return _build("hourglass")
 
 
 def _write(path: Path, state: dict[str, torch.Tensor]) -> Path:
@@ -190,24 +185,33 @@ def test_head_width_mismatch_gets_a_hint(tmp_path: Path) -> None:
         load_original_centernet_checkpoint(model, _write(tmp_path / "dla.pth", _fake_state("dla_34")))
 
 
-def test_stacked_heads_skip_every_heatmap_layer(
-    hourglass_model: CenterNet, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    """A 20-class hourglass from the 80-class file: both stacks' final heatmap convs are skipped."""
-    state = _fake_state("hourglass", seed=4)
-    for stack in (0, 1):
-        for param in ("weight", "bias"):  # pretend the file has 20 classes: the 80-class model must skip them
-            key = f"hm.{stack}.1.{param}"
-            state[key] = state[key][:20]
-    before = {k: hourglass_model.state_dict()[k].clone() for k in STACKED_HEATMAP_FINAL}
+def _to_original_stacked(key: str) -> str:
+    """Our key of a stacked (hourglass) model -> the original's (the inverse of map_original_key)."""
+    if key.startswith("backbone."):
+        return key.removeprefix("backbone.")
+    _, stack, branch, index, param = key.split(".")
+    original = {"heatmap": "hm", "size": "wh", "offset": "reg"}[branch]
+    return f"{original}.{stack}.0.conv.{param}" if index == "0" else f"{original}.{stack}.1.{param}"
+
+
+def test_stacked_heads_skip_every_heatmap_layer(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A 3-class (small) hourglass from a 5-class original file: both stacks' final heatmap convs are skipped."""
+    torch.manual_seed(4)
+    source = small_hourglass_detector(num_classes=5)
+    state = {_to_original_stacked(k): v for k, v in source.state_dict().items() if not k.endswith(OPTIONAL)}
+    assert all(map_original_key(k) in source.state_dict() for k in state)  # the inverse round-trips
+    model = small_hourglass_detector(num_classes=3)
+    before = {k: model.state_dict()[k].clone() for k in STACKED_HEATMAP_FINAL}
     with caplog.at_level(logging.WARNING, logger="centernet.models.original_checkpoint"):
-        report = load_original_centernet_checkpoint(hourglass_model, _write(tmp_path / "voc.pth", state))
+        report = load_original_centernet_checkpoint(model, _write(tmp_path / "other.pth", state))
     assert report.skipped == tuple(sorted(STACKED_HEATMAP_FINAL))
-    ours = hourglass_model.state_dict()
+    ours = model.state_dict()
     for key in STACKED_HEATMAP_FINAL:
         assert torch.equal(ours[key], before[key])
-    assert torch.equal(ours["head.1.heatmap.0.weight"], state["hm.1.0.conv.weight"])
-    assert "20 heatmap classes, the model 80" in caplog.text
+    for key, value in source.state_dict().items():
+        if key not in STACKED_HEATMAP_FINAL and not key.endswith(OPTIONAL):
+            assert torch.equal(ours[key], value), key
+    assert "5 heatmap classes, the model 3" in caplog.text
 
 
 def test_empty_and_absent_files(tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """Every backbone and neck trains: two optimizer steps on CPU at 32 px reduce the real CenterNet loss.
 
-ResNet-34 and ResNet-101 are left out: they are ResNet-18 and ResNet-50 (same torchvision block types and
-code path) with more blocks. The hourglass runs as a reduced 2-level variant
+ResNet-34/50/101 are left out (the same torchvision trunk code as ResNet-18; their forward passes are
+tested in test_backbone_resnet.py). The hourglass runs as a reduced 2-level variant
 (``tests.models.test_backbone_hourglass.SMALL``): the full Hourglass-104 (191M parameters) takes about 10 s
 per forward/backward step at 128 px on a CPU.
 """
@@ -37,7 +37,7 @@ def _registered(backbone: str, neck: str, channels: tuple[int, ...]) -> Callable
 SMALL_NECK = (32, 32, 32)
 CASES: dict[str, Callable[[], CenterNet]] = {
     "resnet18+deconv": _registered("resnet18", "deconv", SMALL_NECK),
-    "resnet50+deconv_lateral": _registered("resnet50", "deconv_lateral", SMALL_NECK),
+    "resnet18+deconv_lateral": _registered("resnet18", "deconv_lateral", SMALL_NECK),
     "resnet18+dcn_deconv": _registered("resnet18", "dcn_deconv", SMALL_NECK),
     "efficientnet_lite0+deconv_lateral": _registered("efficientnet_lite0", "deconv_lateral", SMALL_NECK),
     "dla34+ida_up": _registered("dla34", "ida_up", (64, 128, 256, 512)),

@@ -65,6 +65,16 @@ def test_score_threshold_filters(checkpoint: Path, tmp_path: Path) -> None:
     assert json.loads((tmp_path / "out" / "detections.json").read_text()) == []
 
 
+def test_multi_scale_keep_resolution(checkpoint: Path, tmp_path: Path) -> None:
+    source = write_image(tmp_path / "photo.png", 40, 72)
+    assert run_demo(checkpoint, source, tmp_path / "out", "--scales", "0.5", "1.0", "--resize", "pad", "--flip") == 0
+    assert cv2.imread(str(tmp_path / "out" / "photo.jpg")).shape == (40, 72, 3)
+    records = check_records(tmp_path / "out", {"photo.png"})
+    assert 0 < len(records) <= 100  # merged passes, top-100 kept
+    scores = [r["score"] for r in records]
+    assert scores == sorted(scores, reverse=True)
+
+
 def test_folder_of_two_images(checkpoint: Path, tmp_path: Path) -> None:
     folder = tmp_path / "images"
     folder.mkdir()

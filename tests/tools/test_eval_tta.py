@@ -33,7 +33,7 @@ def config_and_checkpoint(tiny_config: Callable[..., Path], tmp_path: Path) -> t
 @pytest.mark.parametrize(
     "extra",
     [
-        ["--flip", "--scales", "0.75", "1.0", "1.25", "eval.merge=soft_nms"],
+        ["--flip", "--scales", "0.75", "1.25", "eval.merge=soft_nms"],
         ["--scales", "0.5,1.0", "eval.merge=nms", "eval.resize=pad"],
     ],
 )

@@ -42,17 +42,21 @@ def test_report_matches_the_library() -> None:
     assert sum(int(v.replace(",", "")) for k, v in rows.items() if k != "total") == info.parameters
 
 
-def test_markdown_row_and_num_classes() -> None:
-    result = run_tool("--config", "configs/centernet_dla34_coco_512.yaml", "--markdown", "--num-classes", "80")
-    assert result.returncode == 0, result.stderr
-    assert (
-        result.stdout.strip() == "| dla34 + ida_up | 19.68 M | 66.1 G | 4 | `configs/centernet_dla34_coco_512.yaml` |"
-    )
+def test_markdown_row_and_num_classes(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO)
+    config = "configs/centernet_dla34_coco_512.yaml"
+    assert model_info.main(["--config", config, "--markdown", "--num-classes", "80"]) == 0
+    assert capsys.readouterr().out.strip() == f"| dla34 + ida_up | 19.68 M | 66.1 G | 4 | `{config}` |"
+    assert model_info.main(["--config", config, "--num-classes", "7"]) == 0
+    assert "model: dla34 + ida_up, 7 classes, head_conv 256" in capsys.readouterr().out
 
 
-def test_bad_override_is_one_error_line() -> None:
-    result = run_tool("--config", "configs/centernet_dla34_coco_512.yaml", "model.neck.channels=[64,128]")
-    assert result.returncode == 1
-    errors = [line for line in result.stderr.splitlines() if " ERROR " in line]
+def test_bad_override_is_one_error_line(capsys: pytest.CaptureFixture[str]) -> None:
+    config = str(REPO / "configs" / "centernet_dla34_coco_512.yaml")
+    assert model_info.main(["--config", config, "model.neck.channels=[64,128]"]) == 1
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if " ERROR " in line]
     assert len(errors) == 1 and "ida_up neck: channels [64, 128] must be the backbone's last levels" in errors[0]
-    assert result.stdout == ""
+    assert captured.out == ""
+    assert model_info.main(["--config", config, "--num-classes", "0"]) == 1
+    assert "--num-classes must be >= 1, got 0" in capsys.readouterr().err
