@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -99,3 +100,17 @@ def test_input_size_and_head_count_are_checked() -> None:
         NECKS["identity"](feature_channels=(16,), channels=[64])
     with pytest.raises(ValueError, match="hourglass: expected depth >= 1 and depth \\+ 1 dims"):
         HourglassBackbone(depth=2, dims=(16, 16), modules=(1, 1, 1))
+
+
+def test_local_weights_round_trip_ignoring_heads(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    source = HourglassBackbone(**SMALL)  # type: ignore[arg-type]
+    state = {f"module.{k}": v for k, v in source.state_dict().items()}
+    state["module.hm.0.1.weight"] = torch.zeros(80, 16, 1, 1)  # an original checkpoint's head: ignored
+    torch.save({"state_dict": state}, tmp_path / "hg.pth")
+    torch.manual_seed(2)
+    loaded = HourglassBackbone(**SMALL, weights=str(tmp_path / "hg.pth"))  # type: ignore[arg-type]
+    for key, value in source.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    with pytest.raises(ValueError, match="there are no ImageNet weights"):
+        HourglassBackbone(**SMALL, weights="imagenet")  # type: ignore[arg-type]

@@ -36,7 +36,12 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from centernet.models.backbones.resnet import load_state_dict_checked, local_weights_file, read_state_dict_file
+from centernet.models.backbones.resnet import (
+    IMAGENET_WEIGHTS,
+    load_state_dict_checked,
+    local_weights_file,
+    read_state_dict_file,
+)
 from centernet.models.registry import BACKBONES
 
 logger = logging.getLogger(__name__)
@@ -150,6 +155,10 @@ class HourglassBackbone(nn.Module):
         stem_channels: channels of the 7x7 stem conv.
         weights: ``None`` or a local state_dict file (see the module docstring).
 
+    Raises:
+        ValueError: for inconsistent ``depth`` / ``dims`` / ``modules``, ``num_stacks < 1`` or
+            ``weights="imagenet"`` (none exist).
+
     Attributes:
         out_channels: ``cnv_dim``; stride: 4; size_divisor: ``4 * 2**depth``; num_stacks: stacks;
         feature_channels: ``(cnv_dim,) * num_stacks`` (one map per stack).
@@ -194,8 +203,14 @@ class HourglassBackbone(nn.Module):
         self.stride: int = STEM_STRIDE
         self.size_divisor: int = STEM_STRIDE * 2**depth
         self.feature_channels: tuple[int, ...] = (cnv_dim,) * num_stacks
+        if isinstance(weights, str) and weights == IMAGENET_WEIGHTS:
+            raise ValueError(
+                "hourglass: there are no ImageNet weights (the original starts from an ExtremeNet model); set "
+                "model.backbone.weights to null or a local state_dict file, or model.init_checkpoint to an "
+                "original CenterNet hourglass .pth"
+            )
         if weights is not None:
-            path = local_weights_file(weights, "a state_dict file of this hourglass (no ImageNet weights exist)")
+            path = local_weights_file(weights, "a state_dict file of this hourglass")
             load_state_dict_checked(self, read_state_dict_file(path), source=str(path), ignore_prefixes=_HEAD_PREFIXES)
             logger.info("loaded hourglass weights from %s", path)
 
