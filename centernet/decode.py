@@ -12,7 +12,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from centernet.utils.affine import apply_affine_to_boxes, get_affine_transform
@@ -158,7 +157,8 @@ def decode_detections(heatmap_logits: Tensor, size: Tensor, offset: Tensor, *, k
         raise ValueError(f"decode_detections: k must be >= 0, got {k}")
     batch, num_classes, height, width = heatmap_logits.shape
     k_class = min(k, height * width)
-    chunk = _CPU_CHUNK_ELEMENTS // max(height * width, 1) if heatmap_logits.device.type == "cpu" else batch * num_classes
+    on_cpu = heatmap_logits.device.type == "cpu"
+    chunk = _CPU_CHUNK_ELEMENTS // max(height * width, 1) if on_cpu else batch * num_classes
     class_scores, class_index = _class_topk(heatmap_logits.float(), k_class, chunk)  # [B, C, k_class]
     k_all = min(k, num_classes * k_class)
     scores, order = class_scores.view(batch, num_classes * k_class).topk(k_all, dim=1)  # [B, K]
