@@ -74,6 +74,11 @@ class MetricsLogger:
 
             self._tb = SummaryWriter(log_dir=str(work_dir / "tb"))
 
+    @property
+    def writer(self) -> Any:
+        """The TensorBoard ``SummaryWriter`` (None when TensorBoard is off)."""
+        return self._tb
+
     def log(self, record: dict[str, Any], *, step: int, prefix: str) -> None:
         """Append ``record`` to the JSONL file and its numeric entries as ``prefix/<key>`` scalars."""
         self._jsonl.write(json.dumps(_json_safe(record)) + "\n")

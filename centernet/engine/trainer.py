@@ -33,6 +33,7 @@ from centernet.engine.logging import MetricsLogger
 from centernet.engine.optim import build_optimizer, build_scheduler, scaled_lr
 from centernet.engine.sync_bn import convert_sync_batchnorm
 from centernet.engine.train_state import TrainStateMixin
+from centernet.engine.visual_logging import log_training_visuals, should_log_visuals
 from centernet.losses import GHMC
 from centernet.targets import render_targets
 from centernet.utils.env import cpu_has_fast_bf16, environment_info, seed_everything
@@ -228,6 +229,11 @@ class Trainer(TrainStateMixin):
         with autocast_context(device, self.amp):
             outputs = self.train_model(images)
         losses = self.criterion(outputs, targets)
+        if self.metrics_logger is not None and should_log_visuals(self.iteration, self.cfg.runtime.vis_interval):
+            last_stack = outputs[-1] if isinstance(outputs, list) else outputs  # stacked hourglass: the last one
+            log_training_visuals(self.metrics_logger.writer, step=self.iteration, batch=batch, outputs=last_stack,
+                                 targets=targets, channel_order=self.cfg.data.channel_order,
+                                 down_ratio=self.cfg.data.down_ratio)
         loss = torch.stack(list(losses.values())).sum()
         self.optimizer.zero_grad(set_to_none=True)
         skip = self.cfg.solver.skip_nonfinite_steps > 0 and any_rank(not bool(torch.isfinite(loss)), device)

@@ -33,7 +33,7 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, tiny_shapes: Path) -> 
     config = root / "tiny.yaml"
     config.write_text(TINY_CONFIG.format(base=REPO / "configs" / "shapes_resnet18.yaml", root=tiny_shapes))
     work_dir = root / "work"
-    Trainer(load_config(config), work_dir, progress=False).fit()
+    Trainer(load_config(config, ["runtime.vis_interval=4"]), work_dir, progress=False).fit()
     return config, work_dir
 
 
@@ -91,6 +91,11 @@ def test_tensorboard_events_hold_loss_terms_and_metrics(trained_run: tuple[Path,
     assert [e.step for e in events.Scalars("train/loss")] == [1, 2, 3, 4, 5, 6]
     final_ap = json.loads((work_dir / "eval" / "metrics.json").read_text())["AP"]
     assert events.Scalars("val/AP")[-1].value == pytest.approx(final_ap, abs=1e-6)
+    # runtime.vis_interval=4 over 6 iterations (counted from 0 before each step): images at steps 0 and 4
+    assert {"train/visual/0", "train/visual/1"} <= set(events.Tags()["images"])
+    visuals = events.Images("train/visual/0")
+    assert [image.step for image in visuals] == [0, 4]
+    assert visuals[0].height == 64 and visuals[0].width >= 3 * 64  # three 64-px panels side by side (+ gaps)
 
 
 def test_eval_tool_scores_predictions_like_pycocotools(trained_run: tuple[Path, Path], tmp_path: Path) -> None:
