@@ -34,6 +34,7 @@ from centernet.models.backbones.resnet import (
     local_weights_file,
     read_state_dict_file,
 )
+from centernet.models.init import init_conv_bn_
 from centernet.models.registry import BACKBONES
 
 logger = logging.getLogger(__name__)
@@ -217,17 +218,9 @@ class DLABackbone(nn.Module):
         self.stride: int = DLA_STRIDE
         self.feature_channels: tuple[int, ...] = tuple(channels)
         self.feature_strides: tuple[int, ...] = tuple(2**i for i in range(len(channels)))
-        self._init_random()
+        init_conv_bn_(self)
         if weights is not None:
             load_dla_weights(self, weights)
-
-    def _init_random(self) -> None:
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Run the trunk.

@@ -45,6 +45,7 @@ from centernet.models.backbones.resnet import (
     local_weights_file,
     read_state_dict_file,
 )
+from centernet.models.init import init_conv_bn_
 from centernet.models.registry import BACKBONES
 
 logger = logging.getLogger(__name__)
@@ -257,13 +258,9 @@ class EfficientNetLite(nn.Module):
 
     def _init_random(self) -> None:
         """TF EfficientNet initialisation: conv N(0, 2 / fan_out), BN 1 / 0, fc U(+-1 / sqrt(out))."""
+        init_conv_bn_(self)
         for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.Linear):
+            if isinstance(module, nn.Linear):
                 bound = 1.0 / math.sqrt(module.out_features)
                 nn.init.uniform_(module.weight, -bound, bound)
                 nn.init.zeros_(module.bias)
