@@ -20,7 +20,7 @@ BOXES = 6
 
 
 def training_step_factory(heatmap_loss: str, *, batch: int, size: int) -> Callable[[], object]:
-    """A full training step (targets + forward + loss + backward + Adam) of the demo model with a heatmap loss."""
+    """A full training step (targets + forward + loss + backward + Adam) of the shapes model with a heatmap loss."""
     torch.manual_seed(0)
     model = build_centernet(
         backbone="resnet18",
@@ -63,7 +63,7 @@ def run(ctx: Context) -> list[Row]:
     )
     return [
         make_row(
-            f"train step, heatmap loss (B={batch}, {size}px, demo model, bf16, {thread_label()})",
+            f"train step, heatmap loss (B={batch}, {size}px, shapes model, bf16, {thread_label()})",
             "ghm_c (ema)",
             "penalty_reduced_focal",
             "ms",

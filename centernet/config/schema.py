@@ -20,6 +20,7 @@ CENTERNET_SCALE_CHOICES = [0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3]
 class BackboneConfig:
     type: str = "resnet18"  # backbone registry name (resnet18/34/50/101, efficientnet_lite0, dla34, hourglass104)
     weights: str | None = None  # null = random init | imagenet | path to a local state_dict file
+    frozen_bn: bool = False  # backbone BatchNorm frozen at its loaded statistics and affine (FrozenBatchNorm2d)
 
 
 @dataclass
@@ -151,6 +152,7 @@ class SolverConfig:
     lr_gamma: float = 0.1
     warmup_iters: int = 0  # linear warmup length in iterations
     warmup_factor: float = 0.001  # lr multiplier at iteration 0 of the warmup
+    backbone_lr_mult: float = 1.0  # the backbone trains at lr * backbone_lr_mult (e.g. 0.1 keeps pretrained features)
     grad_clip: float | None = None  # max global gradient norm (null = no clipping)
     schedule: Literal["step", "cosine"] = "step"  # lr decay after the warmup: lr_steps drops | cosine to min_lr_factor
     min_lr_factor: float = 0.0  # cosine: final lr as a fraction of the base lr

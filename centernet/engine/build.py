@@ -8,6 +8,7 @@ import logging
 from centernet.config.schema import Config
 from centernet.losses import CenterNetCriterion, build_heatmap_loss
 from centernet.models import CenterNet, build_centernet
+from centernet.models.init import freeze_batch_norm_
 from centernet.models.original_checkpoint import load_original_centernet_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -31,6 +32,9 @@ def build_model(cfg: Config, num_classes: int) -> CenterNet:
             "initialised from %s: %d tensors loaded, %d skipped (%s)",
             model_cfg.init_checkpoint, len(report.loaded), len(report.skipped), ", ".join(report.skipped) or "none",
         )
+    if model_cfg.backbone.frozen_bn:
+        frozen = freeze_batch_norm_(model.backbone)
+        logger.info("froze %d BatchNorm layers of the backbone (model.backbone.frozen_bn)", frozen)
     if model.output_stride != cfg.data.down_ratio:
         raise ValueError(
             f"data.down_ratio={cfg.data.down_ratio} but model {model_cfg.backbone.type}+{model_cfg.neck.type} "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR
@@ -13,7 +14,7 @@ from centernet.config.schema import SolverConfig
 
 logger = logging.getLogger(__name__)
 
-OPTIMIZERS: dict[str, Callable[[list[torch.nn.Parameter], SolverConfig, float], torch.optim.Optimizer]] = {
+OPTIMIZERS: dict[str, Callable[[list[Any], SolverConfig, float], torch.optim.Optimizer]] = {
     "adam": lambda params, s, lr: torch.optim.Adam(params, lr=lr, weight_decay=s.weight_decay),
     "adamw": lambda params, s, lr: torch.optim.AdamW(params, lr=lr, weight_decay=s.weight_decay),
     "sgd": lambda params, s, lr: torch.optim.SGD(params, lr=lr, momentum=s.momentum, weight_decay=s.weight_decay),
@@ -35,11 +36,31 @@ def scaled_lr(solver: SolverConfig, global_batch_size: int) -> float:
 
 
 def build_optimizer(
-    params: Iterable[torch.nn.Parameter], solver: SolverConfig, *, lr: float | None = None
+    params: Iterable[torch.nn.Parameter],
+    solver: SolverConfig,
+    *,
+    lr: float | None = None,
+    backbone_params: Iterable[torch.nn.Parameter] = (),
 ) -> torch.optim.Optimizer:
-    """Create the optimizer named by ``solver.optimizer`` (adam | adamw | sgd) at ``lr`` (default ``solver.lr``)."""
+    """Create the optimizer named by ``solver.optimizer`` (adam | adamw | sgd) at ``lr`` (default ``solver.lr``).
+
+    Args:
+        params: every parameter to train (those with ``requires_grad=False`` are left out).
+        solver: the ``solver`` config section.
+        lr: the base learning rate (default ``solver.lr``).
+        backbone_params: the subset of ``params`` trained at ``lr * solver.backbone_lr_mult``: with a
+            multiplier other than 1 they form a second param group (the first one's lr is the logged one).
+    """
+    base_lr = solver.lr if lr is None else lr
     trainable = [p for p in params if p.requires_grad]
-    return OPTIMIZERS[solver.optimizer](trainable, solver, solver.lr if lr is None else lr)
+    if solver.backbone_lr_mult == 1.0:
+        return OPTIMIZERS[solver.optimizer](trainable, solver, base_lr)
+    backbone_ids = {id(p) for p in backbone_params}
+    groups = [
+        {"params": [p for p in trainable if id(p) not in backbone_ids]},
+        {"params": [p for p in trainable if id(p) in backbone_ids], "lr": base_lr * solver.backbone_lr_mult},
+    ]
+    return OPTIMIZERS[solver.optimizer](groups, solver, base_lr)
 
 
 def warmup_factor_at(iteration: int, *, warmup_iters: int, warmup_factor: float) -> float:

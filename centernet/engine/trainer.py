@@ -102,7 +102,10 @@ class Trainer(TrainStateMixin):
         self.normalizer.to(self.device)
         self.global_batch_size = cfg.data.batch_size * world
         self.base_lr = scaled_lr(cfg.solver, self.global_batch_size)
-        self.optimizer = build_optimizer(self.model.parameters(), cfg.solver, lr=self.base_lr)
+        self.optimizer = build_optimizer(
+            self.model.parameters(), cfg.solver, lr=self.base_lr,
+            backbone_params=self.model.get_submodule("backbone").parameters(),
+        )
         self.iters_per_epoch = len(self.train_loader)
         self.scheduler = build_scheduler(self.optimizer, cfg.solver, self.iters_per_epoch)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == "fp16")

@@ -43,3 +43,12 @@ def test_init_checkpoint_from_the_config(tiny_config: Callable[..., Path], tmp_p
     for key, value in model.state_dict().items():
         if not key.endswith("num_batches_tracked"):
             assert torch.equal(value, source.state_dict()[key]), key
+
+
+def test_frozen_bn_freezes_the_backbone_only(tiny_config: Callable[..., Path]) -> None:
+    from torchvision.ops import FrozenBatchNorm2d
+
+    model = build_model(load_config(tiny_config(), ["model.backbone.frozen_bn=true"]), num_classes=3)
+    backbone_norms = [type(m) for m in model.backbone.modules() if "BatchNorm" in type(m).__name__]
+    assert backbone_norms and set(backbone_norms) == {FrozenBatchNorm2d}
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.neck.modules())  # the neck still trains its BN

@@ -72,3 +72,29 @@ def test_linear_scaling_rule(reference: int | None, expected: float) -> None:
     assert scaled_lr(solver, global_batch_size=64) == pytest.approx(expected)
     optimizer = build_optimizer([torch.nn.Parameter(torch.zeros(1))], solver, lr=scaled_lr(solver, 64))
     assert optimizer.param_groups[0]["lr"] == pytest.approx(expected)
+
+
+def test_backbone_lr_mult_makes_a_scaled_second_group_that_follows_the_schedule() -> None:
+    solver = SolverConfig(lr=0.5, lr_steps=[1], lr_gamma=0.1, backbone_lr_mult=0.1)
+    model = torch.nn.ModuleDict({"backbone": torch.nn.Linear(2, 2), "head": torch.nn.Linear(2, 1)})
+    optimizer = build_optimizer(model.parameters(), solver, backbone_params=model["backbone"].parameters())
+    scheduler = build_scheduler(optimizer, solver, iters_per_epoch=2)
+    head_group, backbone_group = optimizer.param_groups
+    assert [id(p) for p in head_group["params"]] == [id(p) for p in model["head"].parameters()]
+    assert [id(p) for p in backbone_group["params"]] == [id(p) for p in model["backbone"].parameters()]
+    seen = []
+    for _ in range(3):
+        seen += [head_group["lr"], backbone_group["lr"]]
+        optimizer.step()
+        scheduler.step()
+    assert seen == pytest.approx([0.5, 0.05, 0.5, 0.05, 0.05, 0.005])  # (head, backbone); epoch 1 from iteration 2
+
+
+def test_backbone_lr_mult_of_one_keeps_a_single_group_in_model_order() -> None:
+    model = torch.nn.ModuleDict({"backbone": torch.nn.Linear(2, 2), "head": torch.nn.Linear(2, 1)})
+    model["head"].bias.requires_grad_(False)
+    backbone = model["backbone"].parameters()
+    optimizer = build_optimizer(model.parameters(), SolverConfig(lr=0.5), backbone_params=backbone)
+    assert len(optimizer.param_groups) == 1
+    expected = [id(p) for p in model.parameters() if p.requires_grad]
+    assert [id(p) for p in optimizer.param_groups[0]["params"]] == expected

@@ -6,8 +6,9 @@ import math
 
 import torch
 from torch import nn
+from torchvision.ops import FrozenBatchNorm2d
 
-from centernet.models.init import init_conv_bn_
+from centernet.models.init import freeze_batch_norm_, init_conv_bn_
 
 
 def test_conv_std_follows_fan_out_and_batchnorm_is_reset() -> None:
@@ -26,3 +27,23 @@ def test_conv_std_follows_fan_out_and_batchnorm_is_reset() -> None:
 
 def test_empty_module_is_a_no_op() -> None:
     init_conv_bn_(nn.Sequential())  # nothing to initialise, no error
+
+
+def test_frozen_batch_norm_computes_the_eval_mode_batch_norm_and_stops_learning() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Sequential(nn.BatchNorm2d(4, eps=1e-3), nn.ReLU()))
+    norm = model[1][0]
+    with torch.no_grad():
+        norm.running_mean.uniform_(-1, 1)
+        norm.running_var.uniform_(0.5, 2)
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.uniform_(-0.5, 0.5)
+    images = torch.randn(2, 3, 8, 8)
+    expected = model.eval()(images)
+    assert freeze_batch_norm_(model) == 1
+    assert isinstance(model[1][0], FrozenBatchNorm2d)
+    model.train()  # a frozen layer ignores train mode: no batch statistics, no running-stat update
+    assert torch.allclose(model(images), expected, atol=1e-6)
+    assert torch.allclose(model(images * 3), model.eval()(images * 3), atol=1e-6)
+    assert [name for name, _ in model.named_parameters()] == ["0.weight", "0.bias"]  # affine is not trained
+    assert freeze_batch_norm_(model) == 0  # idempotent
