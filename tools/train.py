@@ -35,7 +35,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. solver.lr=2.5e-4")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if isinstance(args.resume, str) and "=" in args.resume and not Path(args.resume).exists():
+        # `--resume KEY=VALUE ...`: argparse hands the first override to --resume's optional PATH
+        args.overrides.insert(0, args.resume)
+        args.resume = True
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
