@@ -45,6 +45,13 @@ def _check_bgr(image_bgr: np.ndarray, caller: str) -> None:
         raise ValueError(f"{caller}: image must be uint8, got dtype {image_bgr.dtype}")
 
 
+
+def _text_and_line_size(canvas: np.ndarray) -> tuple[float, int]:
+    """Font scale and line thickness for labels on ``canvas`` (uint8 ``[H, W, 3]``), growing with its short side."""
+    side = min(canvas.shape[:2])
+    font_scale = float(np.clip(side * FONT_SCALE_PER_PIXEL, MIN_FONT_SCALE, MAX_FONT_SCALE))
+    return font_scale, max(1, round(side * THICKNESS_PER_PIXEL))
+
 def draw_detections(
     image_bgr: np.ndarray,
     boxes: np.ndarray,
@@ -79,9 +86,7 @@ def draw_detections(
             f"draw_detections: boxes, scores and labels differ in length ({len(boxes)}, {len(scores)}, {len(labels)})"
         )
     canvas = image_bgr.copy()
-    side = min(canvas.shape[:2])
-    font_scale = float(np.clip(side * FONT_SCALE_PER_PIXEL, MIN_FONT_SCALE, MAX_FONT_SCALE))
-    thickness = max(1, round(side * THICKNESS_PER_PIXEL))
+    font_scale, thickness = _text_and_line_size(canvas)
     # Lowest score first so that the best boxes end up on top.
     for index in np.argsort(scores, kind="stable"):
         score, label = float(scores[index]), int(labels[index])
@@ -203,11 +208,9 @@ def draw_predictions_and_ground_truth(
         raise ValueError(f"draw_predictions_and_ground_truth: {len(pred)} boxes but {len(scores)} scores")
     shown = pred[scores >= score_thr]
     canvas = image_bgr.copy()
-    side = min(canvas.shape[:2])
-    thickness = max(1, round(side * THICKNESS_PER_PIXEL))
+    font_scale, thickness = _text_and_line_size(canvas)
     _draw_boxes(canvas, gt, GROUND_TRUTH_COLOUR, thickness + 1)
     _draw_boxes(canvas, shown, PREDICTION_COLOUR, thickness)
-    font_scale = float(np.clip(side * FONT_SCALE_PER_PIXEL, MIN_FONT_SCALE, MAX_FONT_SCALE))
     legend = [
         (f"ground truth ({len(gt)})", GROUND_TRUTH_COLOUR),
         (f"prediction, score >= {score_thr:g} ({len(shown)})", PREDICTION_COLOUR),
@@ -269,9 +272,7 @@ def draw_ground_truth(
             f"draw_ground_truth: boxes, labels and ignore differ in length ({len(boxes)}, {len(labels)}, {len(flags)})"
         )
     canvas = image_bgr.copy()
-    side = min(canvas.shape[:2])
-    font_scale = float(np.clip(side * FONT_SCALE_PER_PIXEL, MIN_FONT_SCALE, MAX_FONT_SCALE))
-    thickness = max(1, round(side * THICKNESS_PER_PIXEL))
+    font_scale, thickness = _text_and_line_size(canvas)
     for index, (box, label, is_ignore) in enumerate(zip(boxes, labels.tolist(), flags.tolist(), strict=True)):
         if not 0 <= label < len(class_names):
             raise ValueError(f"draw_ground_truth: box {index} has label {label}, expected 0..{len(class_names) - 1}")
