@@ -3,6 +3,9 @@
 :func:`decode_detections` reproduces the original ``ctdet_decode``: sigmoid, 3x3 max-pool peak
 keep, top-K per class then top-K overall, centre = peak cell + offset, box = centre -/+ size / 2.
 :func:`detections_to_image` is the original post-process: the inverse crop affine on the corners.
+:class:`GraphDecoder` is the same decoding written for graph export (ONNX / TorchScript): static K,
+``max_pool2d`` peak keep and no Python control flow on tensor shapes (the library decoder chunks over
+planes on CPU, which a trace would freeze to the export batch size); the tests check both agree.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from torch import Tensor
+import torch.nn.functional as F
+from torch import Tensor, nn
 
 from centernet.utils.affine import apply_affine_to_boxes, get_affine_transform
 
@@ -20,10 +24,12 @@ logger = logging.getLogger(__name__)
 
 # Peak keep: a cell is a peak when it equals the maximum of its PEAK_KERNEL x PEAK_KERNEL neighbourhood.
 PEAK_KERNEL = 3
-# Columns of a detection row.
+# The detection row every decoder, merge and evaluator shares: ``[x1, y1, x2, y2, score, class]``.
 DET_COLUMNS = ("x1", "y1", "x2", "y2", "score", "class")
-_NUM_COLUMNS = len(DET_COLUMNS)
-_NUM_BOX_COORDS = 4
+NUM_DET_COLUMNS = len(DET_COLUMNS)
+BOX_COORDS = 4  # rows[:, :BOX_COORDS] are the box corners
+SCORE_COLUMN = DET_COLUMNS.index("score")
+CLASS_COLUMN = DET_COLUMNS.index("class")
 # On CPU, decode this many heatmap cells at a time (cache-sized; accelerators take the whole batch).
 _CPU_CHUNK_ELEMENTS = 1 << 18
 
@@ -166,13 +172,21 @@ def decode_detections(heatmap_logits: Tensor, size: Tensor, offset: Tensor, *, k
     index = class_index.view(batch, num_classes * k_class).gather(1, order)  # [B, K] flat cell
     ys = torch.div(index, width, rounding_mode="floor").float()
     xs = (index % width).float()
-    off = _gather_map(offset.float(), index)  # [B, K, 2]
-    wh = _gather_map(size.float(), index)  # [B, K, 2]
-    cx, cy = xs + off[..., 0], ys + off[..., 1]
-    half_w, half_h = wh[..., 0] / 2, wh[..., 1] / 2
-    return torch.stack(
-        (cx - half_w, cy - half_h, cx + half_w, cy + half_h, scores, classes.float()), dim=-1
-    )
+    boxes = centre_size_boxes(xs, ys, _gather_map(offset.float(), index), _gather_map(size.float(), index))
+    return torch.cat((boxes, scores.unsqueeze(-1), classes.float().unsqueeze(-1)), dim=-1)
+
+
+def centre_size_boxes(xs: Tensor, ys: Tensor, offset: Tensor, size: Tensor) -> Tensor:
+    """Boxes ``[..., 4]`` (x1, y1, x2, y2) from peak cells ``xs, ys [...]`` and the offset/size read there.
+
+    Args:
+        xs, ys: peak cell columns and rows, float ``[B, K]``.
+        offset: ``[B, K, 2]`` sub-pixel centre offsets ``(dx, dy)``.
+        size: ``[B, K, 2]`` box ``(w, h)``.
+    """
+    cx, cy = xs + offset[..., 0], ys + offset[..., 1]
+    half_w, half_h = size[..., 0] / 2, size[..., 1] / 2
+    return torch.stack((cx - half_w, cy - half_h, cx + half_w, cy + half_h), dim=-1)
 
 
 def detections_to_image(
@@ -194,10 +208,10 @@ def detections_to_image(
     """
     if isinstance(dets, Tensor):
         dets = dets.detach().cpu().numpy()
-    dets = np.array(dets, dtype=np.float32, copy=True).reshape(-1, _NUM_COLUMNS)
+    dets = np.array(dets, dtype=np.float32, copy=True).reshape(-1, NUM_DET_COLUMNS)
     out_h, out_w = int(output_size[0]), int(output_size[1])
     inverse = get_affine_transform(center, scale, (out_w, out_h), inverse=True)
-    dets[:, :_NUM_BOX_COORDS] = apply_affine_to_boxes(dets[:, :_NUM_BOX_COORDS], inverse)
+    dets[:, :BOX_COORDS] = apply_affine_to_boxes(dets[:, :BOX_COORDS], inverse)
     return dets
 
 
@@ -221,7 +235,7 @@ def batch_detections_to_image(
     if isinstance(dets, Tensor):
         dets = dets.detach().cpu().numpy()
     dets = np.asarray(dets, dtype=np.float32)
-    if dets.ndim != 3 or dets.shape[-1] != _NUM_COLUMNS:
+    if dets.ndim != 3 or dets.shape[-1] != NUM_DET_COLUMNS:
         raise ValueError(f"batch_detections_to_image: dets must be [B, K, 6], got {dets.shape}")
     if len(centers) != len(dets) or len(scales) != len(dets):
         raise ValueError(
@@ -230,3 +244,40 @@ def batch_detections_to_image(
         )
     mapped = [detections_to_image(d, c, float(s), output_size) for d, c, s in zip(dets, centers, scales)]
     return np.stack(mapped) if mapped else np.zeros((0, *dets.shape[1:]), dtype=np.float32)
+
+
+class GraphDecoder(nn.Module):
+    """Top-``k`` decoding inside an exported graph (same results as :func:`decode_detections`).
+
+    Args:
+        k: detections per image (clamped to ``C * H * W`` for the export's map size).
+        output_stride: input pixels per output cell; boxes are multiplied by it (input grid).
+    """
+
+    def __init__(self, k: int, output_stride: int) -> None:
+        super().__init__()
+        if k < 1:
+            raise ValueError(f"GraphDecoder: k must be >= 1, got {k}")
+        self.k = int(k)
+        self.output_stride = float(output_stride)
+
+    def forward(self, heatmap: Tensor, size: Tensor, offset: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Args: ``heatmap [B, C, H, W]`` logits, ``size``/``offset`` ``[B, 2, H, W]``.
+
+        Returns:
+            ``boxes [B, K, 4]`` xyxy on the input grid, ``scores [B, K]``, ``classes [B, K]`` int64.
+        """
+        _, num_classes, height, width = heatmap.shape
+        heat = heatmap.float().sigmoid()
+        pooled = F.max_pool2d(heat, PEAK_KERNEL, stride=1, padding=(PEAK_KERNEL - 1) // 2)
+        heat = heat * (pooled == heat).to(heat.dtype)
+        k_class = min(self.k, int(height) * int(width))
+        class_scores, class_index = heat.flatten(2).topk(k_class, dim=2)  # [B, C, k_class]
+        k_all = min(self.k, int(num_classes) * k_class)
+        scores, order = class_scores.flatten(1).topk(k_all, dim=1)  # [B, K]
+        classes = torch.div(order, k_class, rounding_mode="floor")
+        index = class_index.flatten(1).gather(1, order)  # [B, K] flat cells
+        ys = torch.div(index, width, rounding_mode="floor").to(heat.dtype)
+        xs = (index % width).to(heat.dtype)
+        boxes = centre_size_boxes(xs, ys, _gather_map(offset.float(), index), _gather_map(size.float(), index))
+        return boxes * self.output_stride, scores, classes

@@ -18,8 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from centernet.config import Config, ConfigError, config_to_dict, load_config
-from centernet.engine.ablation import (
+from centernet.ablation import (
     CSV_FILE,
     MARKDOWN_FILE,
     PLOT_FILE,
@@ -32,6 +31,7 @@ from centernet.engine.ablation import (
     run_status,
     write_reports,
 )
+from centernet.config import Config, ConfigError, config_to_dict, load_config
 from centernet.engine.logging import LOG_FORMAT, setup_logging
 from centernet.engine.trainer import Trainer
 from centernet.utils.errors import one_line_error

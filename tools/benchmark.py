@@ -36,10 +36,10 @@ from centernet.config import ConfigError, load_config
 from centernet.config.schema import Config
 from centernet.data.build import build_dataset
 from centernet.decode import decode_detections, detections_to_image
-from centernet.engine.build import build_model
-from centernet.engine.inference import autocast_context
 from centernet.engine.logging import setup_logging
-from centernet.engine.predictor import Detector
+from centernet.inference.predictor import Detector
+from centernet.models.build import build_model
+from centernet.utils.amp import autocast_context
 from centernet.utils.errors import one_line_error
 from centernet.utils.image_files import collect_image_paths, read_bgr
 

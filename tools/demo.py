@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from centernet.config import ConfigError, load_config
 from centernet.engine.logging import setup_logging
-from centernet.engine.predictor import Detections, Detector
+from centernet.inference.predictor import Detections, Detector
 from centernet.utils.errors import one_line_error
 from centernet.utils.image_files import IMAGE_EXTENSIONS, image_files_in, read_bgr
 from centernet.utils.visualize import DEFAULT_SCORE_THR, draw_detections, overlay_heatmap

@@ -20,13 +20,13 @@ import torch
 
 from centernet.config import ConfigError, load_config
 from centernet.data.build import build_dataset, build_loader
-from centernet.engine.build import build_model
+from centernet.data.normalize import ImageNormalizer
 from centernet.engine.checkpoint import load_checkpoint, model_state_from_checkpoint
-from centernet.engine.evaluator import detections_for_dataset, evaluate_model, score_detections
-from centernet.engine.inference import ImageNormalizer
 from centernet.engine.logging import setup_logging
-from centernet.engine.tta import MultiScalePredictor, build_tta, run_tta_inference
 from centernet.evaluation import load_detections
+from centernet.inference.evaluator import detections_for_dataset, evaluate_model, score_detections
+from centernet.inference.tta import MultiScalePredictor, build_tta, run_tta_inference
+from centernet.models.build import build_model
 from centernet.utils.env import select_device
 from centernet.utils.errors import one_line_error
 

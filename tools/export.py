@@ -27,17 +27,10 @@ import torch
 
 from centernet.config import ConfigError, load_config
 from centernet.data.build import build_dataset
-from centernet.engine.export import (
-    BOX_TOLERANCE,
-    DEFORM_CONV_MODES,
-    EXPORTERS,
-    ExportableDetector,
-    compare_detections,
-    export_detector,
-    load_exported,
-)
 from centernet.engine.logging import setup_logging
-from centernet.engine.predictor import DEFAULT_TOPK, Detector
+from centernet.export.exporter import DEFORM_CONV_MODES, EXPORTERS, ExportableDetector, export_detector
+from centernet.export.verify import BOX_TOLERANCE, compare_detections, load_exported
+from centernet.inference.predictor import DEFAULT_TOPK, Detector
 from centernet.utils.errors import one_line_error
 from centernet.utils.image_files import collect_image_paths, read_bgr
 

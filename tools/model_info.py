@@ -20,8 +20,8 @@ import torch
 from centernet.config import ConfigError, load_config
 from centernet.config.schema import Config, VocDatasetConfig
 from centernet.data.voc import VOC_CLASSES
-from centernet.engine.build import build_model
 from centernet.engine.logging import setup_logging
+from centernet.models.build import build_model
 from centernet.models.complexity import ModelComplexity, measure_complexity
 from centernet.utils.errors import one_line_error
 

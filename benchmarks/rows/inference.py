@@ -13,8 +13,8 @@ from benchmarks.synthetic import IMAGE_SIZE, textured_image
 from benchmarks.trainer_setup import BASE_CONFIG
 from centernet.config import load_config
 from centernet.decode import decode_detections
-from centernet.engine.build import build_model
-from centernet.engine.predictor import Detector
+from centernet.inference.predictor import Detector
+from centernet.models.build import build_model
 
 FULL: dict[str, Any] = {"input": 512, "image_size": IMAGE_SIZE, "repeats": 15}
 QUICK: dict[str, Any] = {"input": 64, "image_size": (80, 60), "repeats": 2}

@@ -12,6 +12,8 @@ from typing import Any
 import torch
 from torch.utils.data import default_collate
 
+from centernet.decode import BOX_COORDS
+
 logger = logging.getLogger(__name__)
 
 #: Label of padding slots in the collated ``labels`` tensor.
@@ -19,7 +21,6 @@ PAD_LABEL = -1
 #: Keys every sample dict must carry.
 SAMPLE_KEYS = ("image", "boxes", "labels", "ignore", "meta")
 
-_BOX_COORDS = 4
 _NUM_CHANNELS = 3
 _IMAGE_DIMS = 3  # [C, H, W]
 # Set once per process when objects beyond ``max_objects`` were first dropped (warn only once).
@@ -39,8 +40,8 @@ def _check_sample(index: int, sample: dict[str, Any]) -> tuple[torch.Tensor, tor
         raise ValueError(f"collate: sample {index} 'image' must be a torch.uint8 [3, H, W] tensor, got {desc}")
     boxes = torch.as_tensor(sample["boxes"], dtype=torch.float32)
     if boxes.numel() == 0:
-        boxes = boxes.reshape(0, _BOX_COORDS)
-    if boxes.dim() != 2 or boxes.shape[1] != _BOX_COORDS:
+        boxes = boxes.reshape(0, BOX_COORDS)
+    if boxes.dim() != 2 or boxes.shape[1] != BOX_COORDS:
         raise ValueError(f"collate: sample {index} 'boxes' must be [N, 4] xyxy, got {tuple(boxes.shape)}")
     labels = torch.as_tensor(sample["labels"], dtype=torch.int64).reshape(-1)
     ignore = torch.as_tensor(sample["ignore"], dtype=torch.bool).reshape(-1)
@@ -102,7 +103,7 @@ def collate_detection_batch(samples: list[dict[str, Any]], max_objects: int | No
 
     batch_size = len(samples)
     num_slots = max(len(boxes) for boxes, _, _ in checked)
-    boxes_out = torch.zeros((batch_size, num_slots, _BOX_COORDS), dtype=torch.float32)
+    boxes_out = torch.zeros((batch_size, num_slots, BOX_COORDS), dtype=torch.float32)
     labels_out = torch.full((batch_size, num_slots), PAD_LABEL, dtype=torch.int64)
     valid_out = torch.zeros((batch_size, num_slots), dtype=torch.bool)
     ignore_out = torch.zeros((batch_size, num_slots), dtype=torch.bool)

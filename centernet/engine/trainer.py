@@ -22,20 +22,22 @@ from tqdm import tqdm
 
 from centernet.config import Config, save_config
 from centernet.data.build import EpochIndexSampler, build_dataset, build_loader
-from centernet.engine.build import build_criterion, build_model
+from centernet.data.normalize import ImageNormalizer
 from centernet.engine.checkpoint import CheckpointStore, load_checkpoint, save_checkpoint
 from centernet.engine.distributed import all_reduce_sum, any_rank, init_distributed
 from centernet.engine.ema import ModelEMA
-from centernet.engine.evaluator import evaluate_model
 from centernet.engine.guards import allow_skipped_step, check_finite_losses, check_finite_weights
-from centernet.engine.inference import ImageNormalizer, autocast_context
 from centernet.engine.logging import MetricsLogger
 from centernet.engine.optim import build_optimizer, build_scheduler, scaled_lr
 from centernet.engine.sync_bn import convert_sync_batchnorm
 from centernet.engine.train_state import TrainStateMixin
 from centernet.engine.visual_logging import log_training_visuals, should_log_visuals
+from centernet.inference.evaluator import evaluate_model
 from centernet.losses import GHMC
+from centernet.losses.build import build_criterion
+from centernet.models.build import build_model
 from centernet.targets import render_targets
+from centernet.utils.amp import autocast_context
 from centernet.utils.env import cpu_has_fast_bf16, environment_info, seed_everything
 
 logger = logging.getLogger(__name__)

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from centernet.decode import NUM_DET_COLUMNS
 from centernet.evaluation.io import validate_detection_records
 from centernet.evaluation.pr_curves import PR_CURVE_IOUS, PRCurves, extract_pr_curves
 
@@ -46,7 +47,6 @@ PER_CLASS_MAX_DETS = 100
 UNDEFINED = -1.0  # COCOeval's marker for "no ground truth to evaluate against"
 BBOX_DECIMALS = 2  # 1/100 pixel, as the original CenterNet writes its results
 SCORE_DECIMALS = 5
-DET_COLUMNS = 6  # x1, y1, x2, y2, score, label
 PERCENT = 100.0
 
 GroundTruth = Any  # a pycocotools/faster_coco_eval COCO object, a dataset dict, or a JSON path
@@ -80,9 +80,9 @@ def detections_to_coco_records(
     dets = np.asarray(dets, dtype=np.float64)
     if dets.size == 0:
         return []
-    if dets.ndim != 2 or dets.shape[1] != DET_COLUMNS:
+    if dets.ndim != 2 or dets.shape[1] != NUM_DET_COLUMNS:
         raise ValueError(
-            f"image {image_id} ({file_name}): dets must have shape [K, {DET_COLUMNS}] "
+            f"image {image_id} ({file_name}): dets must have shape [K, {NUM_DET_COLUMNS}] "
             f"(x1, y1, x2, y2, score, label), got {list(dets.shape)}"
         )
     num_classes = len(label_to_category_id)

@@ -11,7 +11,8 @@ from centernet.models.dcn import DeformConv
 from centernet.models.detector import CenterNet, build_centernet
 from centernet.models.heads import OUTPUT_NAMES, CenterNetHead, prior_bias
 from centernet.models.necks import DeconvNeck
-from centernet.models.registry import BACKBONES, NECKS, Registry, UnknownNameError
+from centernet.models.registry import BACKBONES, NECKS
+from centernet.utils.registry import Registry, UnknownNameError
 
 __all__ = [
     "BACKBONES",

@@ -21,6 +21,9 @@ interpolated with zeros outside the image, multiplied by the mask.
 Deviation from the original: ``conv_offset_mask`` also gets ``dilation`` (the original omitted it, which
 gives a shape mismatch for any dilation > 1 with the matching padding; CenterNet only uses dilation 1,
 where both agree).
+
+:class:`GridSampleDeformConv` computes the same layer with ``grid_sample`` and a matrix product, for
+export to runtimes without a deformable-convolution operator (:func:`exportable_deform_convs`).
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ import contextlib
 import math
 
 import torch
-from torch import nn
+import torch.nn.functional as F
+from torch import Tensor, nn
 from torchvision.ops import deform_conv2d
 
 OFFSET_MASK_CHANNELS_PER_TAP = 3
@@ -208,3 +212,77 @@ class DeformConv(nn.Module):
             f"padding={self.padding}, dilation={self.dilation}, deformable_groups={self.deformable_groups}, "
             f"bias={self.bias is not None}"
         )
+
+
+def _sample_taps(x: Tensor, offset: Tensor, conv: DeformConv, out_hw: tuple[int, int]) -> Tensor:
+    """Bilinearly sample ``x`` at every kernel tap of every output position (zeros outside the image).
+
+    Returns:
+        ``[B, in_channels, kh * kw, H', W']`` samples, taps in ``i * kw + j`` order.
+    """
+    batch, channels, height, width = x.shape
+    kh, kw = conv.kernel_size
+    groups = conv.deformable_groups
+    out_h, out_w = out_hw
+    dtype, device = x.dtype, x.device
+    base_y = torch.arange(out_h, dtype=dtype, device=device) * conv.stride[0] - conv.padding[0]  # [H']
+    base_x = torch.arange(out_w, dtype=dtype, device=device) * conv.stride[1] - conv.padding[1]  # [W']
+    tap_i = torch.arange(kh, dtype=dtype, device=device).repeat_interleave(kw) * conv.dilation[0]  # [T]
+    tap_j = torch.arange(kw, dtype=dtype, device=device).repeat(kh) * conv.dilation[1]
+    offset = offset.reshape(batch, groups, kh * kw, 2, out_h, out_w)
+    ys = (tap_i.view(-1, 1, 1) + base_y.view(1, -1, 1)) + offset[:, :, :, 0]  # [B, G, T, H', W'] rows
+    xs = (tap_j.view(-1, 1, 1) + base_x.view(1, 1, -1)) + offset[:, :, :, 1]  # [B, G, T, H', W'] columns
+    # grid_sample with align_corners=True maps -1..1 onto pixel centres 0..size-1 and reads zeros for
+    # corners outside the map, as deform_conv2d does (maps need H, W >= 2 for the scaling to be exact).
+    grid_x = xs * (2.0 / max(width - 1, 1)) - 1.0
+    grid_y = ys * (2.0 / max(height - 1, 1)) - 1.0
+    grid = torch.stack((grid_x, grid_y), dim=-1)  # [B, G, T, H', W', 2]
+    grid = grid.reshape(batch * groups, kh * kw * out_h, out_w, 2)
+    x_groups = x.reshape(batch * groups, channels // groups, height, width)
+    sampled = F.grid_sample(x_groups, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    return sampled.reshape(batch, channels, kh * kw, out_h, out_w)
+
+
+class GridSampleDeformConv(nn.Module):
+    """A :class:`DeformConv` computed with ``grid_sample`` + a matrix product (same parameters, same output).
+
+    Args:
+        conv: the module to wrap; its parameters are shared, not copied.
+    """
+
+    def __init__(self, conv: DeformConv) -> None:
+        super().__init__()
+        self.conv = conv
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Args: ``x [B, in_channels, H, W]``. Returns ``[B, out_channels, H', W']``."""
+        conv = self.conv
+        offset, mask = conv.offsets_and_mask(x)  # [B, 2GT, H', W'], [B, GT, H', W']
+        batch, _, out_h, out_w = mask.shape
+        taps = conv.kernel_size[0] * conv.kernel_size[1]
+        samples = _sample_taps(x, offset, conv, (out_h, out_w))  # [B, Cin, T, H', W']
+        groups = conv.deformable_groups
+        mask = mask.reshape(batch, groups, 1, taps, out_h, out_w)
+        samples = samples.reshape(batch, groups, conv.in_channels // groups, taps, out_h, out_w) * mask
+        columns = samples.reshape(batch, conv.in_channels * taps, out_h * out_w)  # channel-major, tap-minor
+        weight = conv.weight.reshape(conv.out_channels, conv.in_channels * taps)
+        out = torch.matmul(weight, columns).reshape(batch, conv.out_channels, out_h, out_w)
+        if conv.bias is not None:
+            out = out + conv.bias.view(1, -1, 1, 1)
+        return out
+
+
+def exportable_deform_convs(module: nn.Module) -> int:
+    """Replace every :class:`DeformConv` inside ``module`` by a :class:`GridSampleDeformConv` (in place).
+
+    Returns:
+        The number of modules replaced.
+    """
+    replaced = 0
+    for name, child in list(module.named_children()):
+        if isinstance(child, DeformConv):
+            setattr(module, name, GridSampleDeformConv(child))
+            replaced += 1
+        else:
+            replaced += exportable_deform_convs(child)
+    return replaced

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from centernet.decode import BOX_COORDS
+
 #: Hue step between consecutive classes, as a fraction of the colour wheel (golden-ratio spacing
 #: keeps neighbouring class ids far apart in hue for any number of classes).
 GOLDEN_RATIO_CONJUGATE = 0.618033988749895
@@ -27,7 +29,6 @@ LABEL_PADDING = 2
 DEFAULT_SCORE_THR = 0.3
 DEFAULT_ALPHA = 0.5
 _TEXT_COLOUR = (255, 255, 255)
-_BOX_COORDS = 4
 
 
 def class_colour(label: int) -> tuple[int, int, int]:
@@ -78,7 +79,7 @@ def draw_detections(
         ValueError: bad image, mismatched lengths, or a label outside ``class_names``.
     """
     _check_bgr(image_bgr, "draw_detections")
-    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, _BOX_COORDS)
+    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, BOX_COORDS)
     scores = np.asarray(scores, dtype=np.float32).reshape(-1)
     labels = np.asarray(labels).reshape(-1).astype(np.int64)
     if not len(boxes) == len(scores) == len(labels):
@@ -160,7 +161,7 @@ _TEXT_LINE_GAP = 4
 
 
 def _draw_boxes(canvas: np.ndarray, boxes: np.ndarray, colour: tuple[int, int, int], thickness: int) -> None:
-    for x1, y1, x2, y2 in np.asarray(boxes, dtype=np.float32).reshape(-1, _BOX_COORDS).tolist():
+    for x1, y1, x2, y2 in np.asarray(boxes, dtype=np.float32).reshape(-1, BOX_COORDS).tolist():
         cv2.rectangle(canvas, (round(x1), round(y1)), (round(x2), round(y2)), colour, thickness)
 
 
@@ -201,8 +202,8 @@ def draw_predictions_and_ground_truth(
         (drawn thinner, on top) in :data:`PREDICTION_COLOUR`.
     """
     _check_bgr(image_bgr, "draw_predictions_and_ground_truth")
-    gt = np.asarray(gt_boxes, dtype=np.float32).reshape(-1, _BOX_COORDS)
-    pred = np.asarray(pred_boxes, dtype=np.float32).reshape(-1, _BOX_COORDS)
+    gt = np.asarray(gt_boxes, dtype=np.float32).reshape(-1, BOX_COORDS)
+    pred = np.asarray(pred_boxes, dtype=np.float32).reshape(-1, BOX_COORDS)
     scores = np.asarray(pred_scores, dtype=np.float32).reshape(-1)
     if len(pred) != len(scores):
         raise ValueError(f"draw_predictions_and_ground_truth: {len(pred)} boxes but {len(scores)} scores")
@@ -264,7 +265,7 @@ def draw_ground_truth(
         uint8 ``[H, W, 3]`` annotated copy of ``image_bgr``.
     """
     _check_bgr(image_bgr, "draw_ground_truth")
-    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, _BOX_COORDS)
+    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, BOX_COORDS)
     labels = np.asarray(labels).reshape(-1).astype(np.int64)
     flags = np.zeros(len(boxes), dtype=bool) if ignore is None else np.asarray(ignore, dtype=bool).reshape(-1)
     if not len(boxes) == len(labels) == len(flags):

@@ -25,11 +25,11 @@ import torch
 
 from centernet.config import load_config
 from centernet.data.build import build_dataset
-from centernet.engine.build import build_criterion
 from centernet.engine.checkpoint import load_checkpoint
-from centernet.engine.evaluator import in_dataset_order
 from centernet.engine.trainer import Trainer
+from centernet.inference.evaluator import in_dataset_order
 from centernet.losses import CenterNetCriterion, build_heatmap_loss
+from centernet.losses.build import build_criterion
 from centernet.targets import render_targets
 from tests.conftest import REPO
 

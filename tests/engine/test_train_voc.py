@@ -12,8 +12,8 @@ import pytest
 
 from centernet.config import load_config
 from centernet.data.build import build_dataset
-from centernet.engine.evaluator import score_detections
 from centernet.engine.trainer import Trainer
+from centernet.inference.evaluator import score_detections
 
 
 def coco_to_voc_tree(coco_root: Path, split: str, voc_root: Path) -> list[str]:

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from centernet.config import load_config
-from centernet.engine.build import build_model
+from centernet.models.build import build_model
 from tests.conftest import REPO
 
 CONFIGS = sorted(p for p in (REPO / "configs").rglob("*.yaml") if "_base_" not in p.parts)

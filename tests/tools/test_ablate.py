@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from centernet.ablation import config_differences
 from centernet.config import config_to_dict, load_config
-from centernet.engine.ablation import config_differences
 from centernet.engine.checkpoint import load_checkpoint
 from centernet.engine.trainer import Trainer
 from tests.conftest import REPO, load_script

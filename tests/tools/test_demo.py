@@ -11,7 +11,7 @@ import pytest
 
 from centernet.utils.visualize import class_colour, draw_detections, overlay_heatmap
 from tests.conftest import load_script
-from tests.engine.test_predictor import CLASS_NAMES, tiny_config, write_checkpoint
+from tests.inference.test_predictor import CLASS_NAMES, tiny_config, write_checkpoint
 
 demo = load_script("tools/demo.py")
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from centernet.config import load_config
-from centernet.engine.build import build_model
 from centernet.engine.checkpoint import save_checkpoint
+from centernet.models.build import build_model
 from tests.conftest import load_script
 
 eval_tool = load_script("tools/eval.py")

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from centernet.decode import BOX_COORDS
+
 #: Half-size (pixels) of the band along each image edge where the random-crop centre is not drawn.
 CROP_BORDER = 128
 #: Crop-scale multipliers of the original random crop (``np.arange(0.6, 1.4, 0.1)``).
@@ -25,7 +27,6 @@ SHIFT_JITTER = 0.1
 SHIFT_CLIP_SIGMAS = 2.0
 
 _NUM_CHANNELS = 3
-_BOX_COORDS = 4
 
 
 @dataclass
@@ -76,11 +77,11 @@ def check_image(image: np.ndarray) -> tuple[int, int]:
 def check_boxes(boxes: np.ndarray | None) -> np.ndarray:
     """Validate boxes and return them as a new ``[N, 4]`` float32 array (``None`` -> ``[0, 4]``)."""
     if boxes is None:
-        return np.zeros((0, _BOX_COORDS), dtype=np.float32)
+        return np.zeros((0, BOX_COORDS), dtype=np.float32)
     arr = np.asarray(boxes, dtype=np.float32)
     if arr.size == 0:
-        return np.zeros((0, _BOX_COORDS), dtype=np.float32)
-    if arr.ndim != 2 or arr.shape[1] != _BOX_COORDS:
+        return np.zeros((0, BOX_COORDS), dtype=np.float32)
+    if arr.ndim != 2 or arr.shape[1] != BOX_COORDS:
         raise ValueError(f"boxes must be [N, 4] xyxy, got shape {arr.shape}")
     return arr
 

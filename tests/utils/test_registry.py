@@ -1,11 +1,11 @@
-"""Tests for centernet.models.registry."""
+"""Tests for centernet.utils.registry."""
 
 from __future__ import annotations
 
 import pytest
 
 from centernet.models import BACKBONES, NECKS
-from centernet.models.registry import Registry, UnknownNameError
+from centernet.utils.registry import Registry, UnknownNameError
 
 
 def test_register_and_lookup_round_trip() -> None:

@@ -20,12 +20,8 @@ import numpy as np
 import torch
 from torchvision.ops import batched_nms
 
-from centernet.models.registry import Registry
-
-_BOX_COORDS = 4
-_SCORE_COLUMN = 4
-_CLASS_COLUMN = 5
-_NUM_COLUMNS = 6
+from centernet.decode import BOX_COORDS, CLASS_COLUMN, NUM_DET_COLUMNS, SCORE_COLUMN
+from centernet.utils.registry import Registry
 
 
 def box_iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -35,7 +31,7 @@ def box_iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         float64 ``[N]``.
     """
     box = np.asarray(box, dtype=np.float64)
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, _BOX_COORDS)
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, BOX_COORDS)
     inter_w = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0.0, None)
     inter_h = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0.0, None)
     inter = inter_w * inter_h
@@ -67,7 +63,7 @@ def soft_nms_gaussian(
     if sigma <= 0:
         raise ValueError(f"soft_nms_gaussian: sigma must be > 0, got {sigma}")
     current = np.asarray(scores, dtype=np.float64).reshape(-1).copy()
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, _BOX_COORDS)
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, BOX_COORDS)
     remaining = np.flatnonzero(current >= score_threshold)
     keep: list[int] = []
     kept_scores: list[float] = []
@@ -122,9 +118,9 @@ def _merge_nms(rows: np.ndarray, settings: MergeSettings) -> np.ndarray:
     """Class-aware hard NMS (torchvision ``batched_nms``); returns the kept rows, best first."""
     tensor = torch.from_numpy(rows)
     keep = batched_nms(
-        tensor[:, :_BOX_COORDS].double(),
-        tensor[:, _SCORE_COLUMN].double(),
-        tensor[:, _CLASS_COLUMN].long(),
+        tensor[:, :BOX_COORDS].double(),
+        tensor[:, SCORE_COLUMN].double(),
+        tensor[:, CLASS_COLUMN].long(),
         settings.nms_iou,
     )
     return rows[keep.numpy()]
@@ -134,16 +130,16 @@ def _merge_nms(rows: np.ndarray, settings: MergeSettings) -> np.ndarray:
 def _merge_soft_nms(rows: np.ndarray, settings: MergeSettings) -> np.ndarray:
     """Gaussian soft-NMS class by class; returns the kept rows with decayed scores."""
     merged = []
-    for label in np.unique(rows[:, _CLASS_COLUMN]):
-        class_rows = rows[rows[:, _CLASS_COLUMN] == label]
+    for label in np.unique(rows[:, CLASS_COLUMN]):
+        class_rows = rows[rows[:, CLASS_COLUMN] == label]
         keep, scores = soft_nms_gaussian(
-            class_rows[:, :_BOX_COORDS],
-            class_rows[:, _SCORE_COLUMN],
+            class_rows[:, :BOX_COORDS],
+            class_rows[:, SCORE_COLUMN],
             sigma=settings.soft_nms_sigma,
             score_threshold=settings.soft_nms_score_thr,
         )
         kept = class_rows[keep].copy()
-        kept[:, _SCORE_COLUMN] = scores
+        kept[:, SCORE_COLUMN] = scores
         merged.append(kept)
     return np.concatenate(merged) if merged else rows[:0]
 
@@ -158,9 +154,9 @@ def merge_detections(rows: np.ndarray, settings: MergeSettings) -> np.ndarray:
     Returns:
         float32 ``[K, 6]``, ``K <= settings.topk``, sorted by score (best first; ties keep input order).
     """
-    rows = np.asarray(rows, dtype=np.float32).reshape(-1, _NUM_COLUMNS)
+    rows = np.asarray(rows, dtype=np.float32).reshape(-1, NUM_DET_COLUMNS)
     if not len(rows):
         return rows.copy()
     merged = MERGE_METHODS[settings.method](rows, settings)
-    order = np.argsort(-merged[:, _SCORE_COLUMN], kind="stable")[: settings.topk]
+    order = np.argsort(-merged[:, SCORE_COLUMN], kind="stable")[: settings.topk]
     return np.ascontiguousarray(merged[order], dtype=np.float32)

@@ -1,13 +1,11 @@
-"""Builders that turn the ``model`` and ``loss`` config sections into modules."""
+"""Build the detector that the ``model`` config section describes (the one place that reads it)."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 
 from centernet.config.schema import Config
-from centernet.losses import CenterNetCriterion, build_heatmap_loss
-from centernet.models import CenterNet, build_centernet
+from centernet.models.detector import CenterNet, build_centernet
 from centernet.models.init import freeze_batch_norm_
 from centernet.models.original_checkpoint import load_original_centernet_checkpoint
 
@@ -41,15 +39,3 @@ def build_model(cfg: Config, num_classes: int) -> CenterNet:
             f"has output stride {model.output_stride}"
         )
     return model
-
-
-def build_criterion(cfg: Config) -> CenterNetCriterion:
-    """The loss of ``cfg.loss``: the heatmap loss picked by ``loss.heatmap.type`` plus L1 size/offset."""
-    heatmap_params = {k: v for k, v in dataclasses.asdict(cfg.loss.heatmap).items() if k not in ("type", "weight")}
-    heatmap_loss = build_heatmap_loss(cfg.loss.heatmap.type, **heatmap_params)
-    return CenterNetCriterion(
-        heatmap_loss,
-        heatmap_weight=cfg.loss.heatmap.weight,
-        size_weight=cfg.loss.size.weight,
-        offset_weight=cfg.loss.offset.weight,
-    )

@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from centernet.config import Config, config_to_dict
-from centernet.decode import decode_detections
-from centernet.engine.build import build_model
+from centernet.decode import GraphDecoder, decode_detections
 from centernet.engine.checkpoint import save_checkpoint
-from centernet.engine.export import GraphDecoder, GridSampleDeformConv, compare_detections, load_exported
-from centernet.models.dcn import DeformConv
+from centernet.export.verify import compare_detections, load_exported
+from centernet.models.build import build_model
+from centernet.models.dcn import DeformConv, GridSampleDeformConv
 from tests.conftest import load_script
-from tests.engine.test_predictor import CLASS_NAMES, random_image, tiny_config
+from tests.inference.test_predictor import CLASS_NAMES, random_image, tiny_config
 
 export_tool = load_script("tools/export.py")
 

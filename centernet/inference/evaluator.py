@@ -11,9 +11,8 @@ import torch
 from torch import nn
 
 from centernet.data.base import DetectionDataset
+from centernet.data.normalize import ImageNormalizer
 from centernet.engine.distributed import all_gather_objects, broadcast_object, is_distributed
-from centernet.engine.inference import ImageNormalizer, run_inference
-from centernet.engine.preview import PREDICTIONS_FILENAME, write_predictions_preview
 from centernet.evaluation import (
     PR_CURVES_FILENAME,
     coco_records_to_voc_detections,
@@ -24,6 +23,8 @@ from centernet.evaluation import (
     plot_pr_curves,
     write_eval_outputs,
 )
+from centernet.inference.preview import PREDICTIONS_FILENAME, write_predictions_preview
+from centernet.inference.runner import run_inference
 
 logger = logging.getLogger(__name__)
 

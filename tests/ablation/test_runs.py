@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from matplotlib.image import imread
 
-from centernet.engine.ablation import (
+from centernet.ablation import (
     PLOT_DPI,
     PLOT_SIZE_INCHES,
     RunSpec,
@@ -204,7 +204,7 @@ def test_collect_run_errors_and_tolerated_damage(
     spec = make_run(tmp_path, "cut", 0, metrics=metrics(0.1), records=[train(1, 3.0)])
     with (spec.run_dir / "metrics.jsonl").open("a") as handle:
         handle.write('{"type": "train", "epoch": 2, "lo\n')  # a line cut short by a killed run
-    caplog.set_level(logging.WARNING, logger="centernet.engine.ablation")
+    caplog.set_level(logging.WARNING, logger="centernet.ablation.runs")
     monkeypatch.setattr(logging.getLogger("centernet"), "propagate", True)  # setup_logging() turns it off
     assert collect_run(spec).final_loss == 3.0
     assert "metrics.jsonl:2 is not a JSON object" in caplog.text

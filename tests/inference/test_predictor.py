@@ -11,12 +11,12 @@ import torch
 from torch import nn
 
 from centernet.config import Config, config_to_dict, load_config
+from centernet.data.normalize import ImageNormalizer
 from centernet.data.transforms import ValTransform
 from centernet.decode import decode_detections, detections_to_image
-from centernet.engine.build import build_model
 from centernet.engine.checkpoint import load_checkpoint, save_checkpoint
-from centernet.engine.inference import ImageNormalizer
-from centernet.engine.predictor import Detections, Detector
+from centernet.inference.predictor import Detections, Detector
+from centernet.models.build import build_model
 
 REPO = Path(__file__).resolve().parents[2]
 CLASS_NAMES = ["circle", "square", "triangle", "cross", "ellipse"]

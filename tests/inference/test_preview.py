@@ -1,4 +1,4 @@
-"""Tests for centernet.engine.preview: predictions.png from a real COCO-format set on disk."""
+"""Tests for centernet.inference.preview: predictions.png from a real COCO-format set on disk."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from centernet.data.coco import CocoDetection
-from centernet.engine.preview import write_predictions_preview
+from centernet.inference.preview import write_predictions_preview
 from centernet.utils.visualize import GROUND_TRUTH_COLOUR, PREDICTION_COLOUR
 
 

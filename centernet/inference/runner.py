@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -11,45 +9,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from centernet.data.normalize import ImageNormalizer
 from centernet.decode import decode_detections, detections_to_image
-
-AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-class ImageNormalizer(nn.Module):
-    """uint8 images ``[B, 3, H, W]`` → float ``(x / 255 - mean) / std`` on the images' device.
-
-    Args:
-        mean: per-channel mean as fractions of 255, in the images' channel order.
-        std: per-channel standard deviation as fractions of 255.
-    """
-
-    scale: torch.Tensor
-    shift: torch.Tensor
-
-    def __init__(self, mean: Sequence[float], std: Sequence[float], *, channels_last: bool = False) -> None:
-        super().__init__()
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        scale = 1.0 / (255.0 * torch.tensor(std, dtype=torch.float32))
-        self.register_buffer("scale", scale.view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("shift", (-torch.tensor(mean) / torch.tensor(std)).view(1, 3, 1, 1), persistent=False)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Args: images (uint8 ``[B, 3, H, W]``). Returns float32 ``[B, 3, H, W]``."""
-        return torch.addcmul(self.shift, images.float(), self.scale).contiguous(memory_format=self.memory_format)
-
-
-def autocast_context(device: torch.device, amp: str) -> Any:
-    """``torch.autocast`` for ``runtime.amp`` (fp16 / bf16), or a no-op context for ``off``.
-
-    Raises:
-        ValueError: fp16 asked for on a CPU (use bf16 there).
-    """
-    if amp == "off":
-        return nullcontext()
-    if amp == "fp16" and device.type == "cpu":
-        raise ValueError("runtime.amp=fp16 needs a CUDA device; use runtime.amp=bf16 on CPU")
-    return torch.autocast(device_type=device.type, dtype=AMP_DTYPES[amp])
+from centernet.utils.amp import autocast_context
 
 
 def predict_maps(model: nn.Module, images: torch.Tensor, *, flip: bool = False) -> dict[str, torch.Tensor]:

@@ -13,7 +13,7 @@ input with one affine warp, as the original CenterNet ``pre_process`` does:
 
 Each pass is decoded (top-K, with the flip merge of :func:`predict_maps` when asked), mapped back
 through the inverse affine and divided by ``s``; with several scales the detections of all passes are
-merged class by class (:func:`centernet.engine.merge.merge_detections`) and the best K kept.
+merged class by class (:func:`centernet.inference.merge.merge_detections`) and the best K kept.
 """
 
 from __future__ import annotations
@@ -31,18 +31,19 @@ from tqdm import tqdm
 
 from centernet.config.schema import Config
 from centernet.data.base import DetectionDataset
+from centernet.data.normalize import ImageNormalizer
 from centernet.data.transforms.color import check_channel_order, to_channel_order
 from centernet.data.transforms.geometry import check_image, warp_image
-from centernet.decode import decode_detections, detections_to_image
-from centernet.engine.inference import ImageNormalizer, autocast_context, predict_maps
-from centernet.engine.merge import MergeSettings, merge_detections
+from centernet.decode import BOX_COORDS, decode_detections, detections_to_image
+from centernet.inference.merge import MergeSettings, merge_detections
+from centernet.inference.runner import predict_maps
 from centernet.utils.affine import get_affine_transform
+from centernet.utils.amp import autocast_context
 
 logger = logging.getLogger(__name__)
 
 RESIZE_MODES = ("fixed", "pad")
 DEFAULT_SIZE_DIVISOR = 32  # the backbone stride: pad-mode inputs are multiples of it
-_BOX_COORDS = 4
 
 
 def padded_size(size: int, divisor: int = DEFAULT_SIZE_DIVISOR) -> int:
@@ -164,7 +165,7 @@ def scaled_detections_to_image(dets: np.ndarray | torch.Tensor, prepared: Scaled
         float32 ``[K, 6]``: the inverse crop affine, then boxes divided by the test scale.
     """
     mapped = detections_to_image(dets, prepared.center, prepared.side, output_size)
-    mapped[:, :_BOX_COORDS] /= prepared.scale
+    mapped[:, :BOX_COORDS] /= prepared.scale
     return mapped
 
 
@@ -233,7 +234,7 @@ def run_tta_inference(
 
     Returns:
         One ``(meta, detections)`` pair per image (``meta`` has ``image_id`` and ``file_name``), as
-        :func:`centernet.engine.inference.run_inference` returns.
+        :func:`centernet.inference.runner.run_inference` returns.
     """
     results: list[tuple[dict[str, Any], np.ndarray]] = []
     for index in tqdm(range(len(dataset)), desc="eval (tta)", disable=not progress, leave=False, dynamic_ncols=True):

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from centernet.config import load_config
-from centernet.engine.build import build_model
+from centernet.models.build import build_model
 
 OUR_TO_ORIGINAL = {
     "backbone.": "",

@@ -20,22 +20,28 @@ import torch
 from torch import nn
 
 from centernet.config import Config, config_from_dict
+from centernet.data.normalize import ImageNormalizer
 from centernet.data.transforms import TransformedSample, ValTransform
-from centernet.decode import decode_detections, detections_to_image
-from centernet.engine.build import build_model
+from centernet.decode import (
+    BOX_COORDS,
+    CLASS_COLUMN,
+    NUM_DET_COLUMNS,
+    SCORE_COLUMN,
+    decode_detections,
+    detections_to_image,
+)
 from centernet.engine.checkpoint import load_checkpoint, model_state_from_checkpoint
-from centernet.engine.inference import ImageNormalizer, autocast_context, predict_maps
-from centernet.engine.merge import MergeSettings
-from centernet.engine.tta import MultiScalePredictor, TestTimeAugmentation, build_tta
+from centernet.inference.merge import MergeSettings
+from centernet.inference.runner import predict_maps
+from centernet.inference.tta import MultiScalePredictor, TestTimeAugmentation, build_tta
+from centernet.models.build import build_model
 from centernet.utils.affine import get_affine_transform
+from centernet.utils.amp import autocast_context
 from centernet.utils.env import cpu_has_fast_bf16, select_device
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_TOPK = 100
-_BOX_COORDS = 4
-_SCORE_COLUMN = 4
-_CLASS_COLUMN = 5
 
 
 @dataclass
@@ -66,11 +72,11 @@ class Detections:
     @classmethod
     def from_rows(cls, rows: np.ndarray, class_names: Sequence[str]) -> Detections:
         """Build from ``[K, 6]`` rows ``[x1, y1, x2, y2, score, class]`` (as :func:`detections_to_image` returns)."""
-        rows = np.asarray(rows, dtype=np.float32).reshape(-1, _CLASS_COLUMN + 1)
+        rows = np.asarray(rows, dtype=np.float32).reshape(-1, NUM_DET_COLUMNS)
         return cls(
-            boxes=np.ascontiguousarray(rows[:, :_BOX_COORDS]),
-            scores=np.ascontiguousarray(rows[:, _SCORE_COLUMN]),
-            labels=rows[:, _CLASS_COLUMN].round().astype(np.int64),
+            boxes=np.ascontiguousarray(rows[:, :BOX_COORDS]),
+            scores=np.ascontiguousarray(rows[:, SCORE_COLUMN]),
+            labels=rows[:, CLASS_COLUMN].round().astype(np.int64),
             class_names=tuple(class_names),
         )
 
@@ -92,7 +98,7 @@ class Detector:
         topk: detections kept per image.
         category_ids: optional dataset category id of each class (``label_to_category_id``).
         scales: test scales; anything but ``(1.0,)`` (or ``resize="pad"``) runs
-            :class:`~centernet.engine.tta.MultiScalePredictor` image by image.
+            :class:`~centernet.inference.tta.MultiScalePredictor` image by image.
         resize: ``fixed`` (warp into ``input_size``) | ``pad`` (keep the resolution, pad to a multiple of 32).
         merge: how several scales are merged (default: Gaussian soft-NMS, keeping ``topk``).
     """
@@ -170,7 +176,7 @@ class Detector:
             flip: flip test-time augmentation.
             topk: detections kept per image.
             scales: test scales (several: merged as the config's ``eval.merge`` and its thresholds say).
-            resize: ``fixed`` | ``pad`` (see :mod:`centernet.engine.tta`).
+            resize: ``fixed`` | ``pad`` (see :mod:`centernet.inference.tta`).
 
         Raises:
             FileNotFoundError: no file at ``path``.

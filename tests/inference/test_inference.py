@@ -6,7 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from centernet.engine.inference import ImageNormalizer, autocast_context, predict_maps
+from centernet.data.normalize import ImageNormalizer
+from centernet.inference.runner import predict_maps
+from centernet.utils.amp import autocast_context
 
 
 class RampModel(nn.Module):

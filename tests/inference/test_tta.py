@@ -10,20 +10,20 @@ import pytest
 import torch
 from torch import nn
 
+from centernet.data.normalize import ImageNormalizer
 from centernet.data.transforms import ValTransform
-from centernet.engine.build import build_model
-from centernet.engine.inference import ImageNormalizer
-from centernet.engine.merge import MergeSettings, merge_detections, soft_nms_gaussian
-from centernet.engine.predictor import Detector
-from centernet.engine.tta import (
+from centernet.inference.merge import MergeSettings, merge_detections, soft_nms_gaussian
+from centernet.inference.predictor import Detector
+from centernet.inference.tta import (
     MultiScalePredictor,
     TestTimeAugmentation,
     padded_size,
     prepare_scaled_input,
     scaled_detections_to_image,
 )
+from centernet.models.build import build_model
 from centernet.utils.affine import apply_affine_to_boxes, get_affine_transform
-from tests.engine.test_predictor import CLASS_NAMES, random_image, tiny_config
+from tests.inference.test_predictor import CLASS_NAMES, random_image, tiny_config
 
 CPU = torch.device("cpu")
 
