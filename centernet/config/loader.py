@@ -44,10 +44,38 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
         ConfigError: unknown key, wrong type, bad override, unreadable YAML (the message names the
             file or the dotted key). FileNotFoundError for a missing file.
     """
-    merged = dataclasses.asdict(Config())
-    merged = merge_dicts(merged, _load_with_bases(Path(path), chain=()), reset_on_type_change=TAGGED_UNIONS)
-    merged = merge_dicts(merged, parse_overrides(overrides), reset_on_type_change=TAGGED_UNIONS)
-    return config_from_dict(merged, source=str(path))
+    from_files = merge_dicts(
+        dataclasses.asdict(Config()), _load_with_bases(Path(path), chain=()), reset_on_type_change=TAGGED_UNIONS
+    )
+    return apply_overrides(from_files, overrides, source=str(path))
+
+
+def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str], *, source: str) -> Config:
+    """Validate ``data`` (a nested config dict read from ``source``) with ``overrides`` applied.
+
+    An error caused by the overrides is blamed on the command line (naming the override), one caused
+    by ``data`` on ``source``.
+    """
+    overrides = list(overrides)
+    if not overrides:
+        return config_from_dict(data, source=source)
+    try:
+        parsed = parse_overrides(overrides)
+    except ConfigError as error:
+        raise ConfigError(f"command line: {error}") from None
+    try:
+        return config_from_dict(merge_dicts(dict(data), parsed, reset_on_type_change=TAGGED_UNIONS), source="")
+    except ConfigError as error:
+        config_from_dict(data, source=source)  # raises when the error is the file's own
+        raise ConfigError(f"{_blamed_overrides(str(error), overrides)} (on top of {source}): {error}") from None
+
+
+def _blamed_overrides(message: str, overrides: list[str]) -> str:
+    """``command-line override 'k=v'`` for the overrides whose key the error message names."""
+    named = [item for item in overrides if item.partition("=")[0].strip() in message]
+    if not named:
+        return f"command-line overrides {' '.join(overrides)!r}"
+    return f"command-line override{'s' if len(named) > 1 else ''} {', '.join(repr(item) for item in named)}"
 
 
 def config_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Config:
@@ -56,7 +84,7 @@ def config_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Config:
     try:
         return _convert(Config, complete, key="")
     except ConfigError as error:
-        raise ConfigError(f"{source}: {error}") from None
+        raise ConfigError(f"{source}: {error}" if source else str(error)) from None
 
 
 def config_to_dict(config: Config) -> dict[str, Any]:
