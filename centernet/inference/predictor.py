@@ -12,14 +12,13 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
 import torch
 from torch import nn
 
-from centernet.config import Config, config_from_dict
+from centernet.config import Config
 from centernet.data.normalize import ImageNormalizer
 from centernet.data.transforms import TransformedSample, ValTransform
 from centernet.decode import (
@@ -30,11 +29,10 @@ from centernet.decode import (
     decode_detections,
     detections_to_image,
 )
-from centernet.engine.checkpoint import load_checkpoint, model_state_from_checkpoint
 from centernet.inference.merge import MergeSettings
 from centernet.inference.runner import predict_maps
+from centernet.inference.trained_model import load_trained_model
 from centernet.inference.tta import MultiScalePredictor, TestTimeAugmentation, build_tta
-from centernet.models.build import build_model
 from centernet.utils.affine import get_affine_transform
 from centernet.utils.amp import autocast_context
 from centernet.utils.env import cpu_has_fast_bf16, select_device
@@ -101,6 +99,7 @@ class Detector:
             :class:`~centernet.inference.tta.MultiScalePredictor` image by image.
         resize: ``fixed`` (warp into ``input_size``) | ``pad`` (keep the resolution, pad to a multiple of 32).
         merge: how several scales are merged (default: Gaussian soft-NMS, keeping ``topk``).
+        config: the experiment config the model was built from, when known (kept as ``self.config``).
     """
 
     def __init__(
@@ -121,6 +120,7 @@ class Detector:
         scales: Sequence[float] = (1.0,),
         resize: str = "fixed",
         merge: MergeSettings | None = None,
+        config: Config | None = None,
     ) -> None:
         if topk < 1:
             raise ValueError(f"Detector: topk must be >= 1, got {topk}")
@@ -129,6 +129,7 @@ class Detector:
                 f"Detector: {len(category_ids)} category_ids for {len(class_names)} class_names"
             )
         self.class_names = tuple(class_names)
+        self.config = config
         self.category_ids = None if category_ids is None else tuple(int(i) for i in category_ids)
         self.device = device
         self.amp = amp
@@ -184,25 +185,11 @@ class Detector:
                 weights that do not fit the configured model (the message names the file).
         """
         torch_device = select_device(device)
-        state = load_checkpoint(path, map_location="cpu")
-        cfg = config if config is not None else _stored_config(state, path)
-        class_names = _stored_class_names(state, path)
-        # The checkpoint replaces every weight: never fetch pretrained backbone weights here.
-        model_cfg = dataclasses.replace(
-            cfg.model, backbone=dataclasses.replace(cfg.model.backbone, weights=None)
-        )
-        model = build_model(dataclasses.replace(cfg, model=model_cfg), len(class_names))
-        try:
-            model.load_state_dict(model_state_from_checkpoint(state, path))
-        except RuntimeError as error:
-            raise ValueError(
-                f"checkpoint {path} does not fit the configured model "
-                f"({cfg.model.backbone.type}+{cfg.model.neck.type}, {len(class_names)} classes): "
-                f"{str(error).splitlines()[0]}"
-            ) from error
+        trained = load_trained_model(path, config, device=torch_device)
+        cfg = trained.config
         return cls(
-            model,
-            class_names=class_names,
+            trained.model,
+            class_names=trained.class_names,
             input_size=cfg.data.input_size,
             channel_order=cfg.data.channel_order,
             mean=cfg.data.mean,
@@ -212,10 +199,11 @@ class Detector:
             channels_last=cfg.runtime.channels_last,
             flip=flip,
             topk=topk,
-            category_ids=state.get("label_to_category_id"),
+            category_ids=trained.category_ids,
             scales=scales,
             resize=resize,
             merge=build_tta(cfg).merge,
+            config=cfg,
         )
 
     @property
@@ -303,27 +291,6 @@ class Detector:
         with autocast_context(self.device, self.amp):
             maps = predict_maps(self.model, inputs, flip=self.flip)
         return samples, maps
-
-
-def _stored_config(state: dict[str, Any], path: str | Path) -> Config:
-    """The config saved in a checkpoint, validated."""
-    raw = state.get("config")
-    if not isinstance(raw, dict):
-        raise ValueError(
-            f"checkpoint {path} has no 'config' entry (keys: {sorted(state)}); pass the experiment config"
-        )
-    return config_from_dict(raw, source=f"{path} ['config']")
-
-
-def _stored_class_names(state: dict[str, Any], path: str | Path) -> list[str]:
-    """The class names saved in a checkpoint."""
-    names = state.get("class_names")
-    if not isinstance(names, list | tuple) or not names or not all(isinstance(n, str) for n in names):
-        raise ValueError(
-            f"checkpoint {path} has no usable 'class_names' entry (expected a non-empty list of strings, "
-            f"keys: {sorted(state)})"
-        )
-    return list(names)
 
 
 def _usable_amp(amp: str, device: torch.device) -> str:
