@@ -22,9 +22,12 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml Makefile
 	touch $@
 
 # Tree crowns: cut the deepforest sample images into tiles (once), train, evaluate on the two val images.
+# Run again, it reports the finished run's metrics (an interrupted run resumes); train afresh with
+# `make demo TRAIN_FLAGS=--overwrite` (the earlier run is moved to work_dirs/<name>.old-<timestamp>).
+TRAIN_FLAGS ?= --auto-resume
 demo: $(BIN)/.installed
 	$(BIN)/python datasets/prepare_trees.py --out $(TREES)
-	$(BIN)/python tools/train.py --config $(CONFIG)
+	$(BIN)/python tools/train.py --config $(CONFIG) $(TRAIN_FLAGS)
 	@echo "metrics:     $(RUN_DIR)/eval/metrics.json"
 	@echo "predictions: $(RUN_DIR)/eval/predictions.png (green: ground truth, magenta: predictions)"
 	@echo "PR curves:   $(RUN_DIR)/eval/pr_curves.png"
@@ -33,7 +36,7 @@ demo: $(BIN)/.installed
 # The synthetic shapes set: a quick example without real data (ResNet-18 from scratch).
 demo-shapes: $(BIN)/.installed
 	$(BIN)/python datasets/make_shapes.py --out $(SHAPES)
-	$(BIN)/python tools/train.py --config $(SHAPES_CONFIG)
+	$(BIN)/python tools/train.py --config $(SHAPES_CONFIG) $(TRAIN_FLAGS)
 
 # pytest exits with 5 when it collects no tests: report it as the failure it is here.
 test: $(BIN)/.installed

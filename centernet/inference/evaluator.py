@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,7 @@ def score_detections(
     metric: str,
     backend: str,
     out_dir: Path | None,
+    provenance: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Metrics of ``records`` against ``dataset``; writes ``metrics.json``/``detections.json`` to ``out_dir``
     (and ``predictions.png``, the first val images with ground truth and predictions; for the COCO metric
@@ -65,6 +67,8 @@ def score_detections(
         metric: ``coco`` (COCO mAP over the trained categories) | ``voc07`` (11-point AP) | ``voc`` (area AP).
         backend: COCO evaluation backend (``pycocotools`` | ``faster_coco_eval``).
         out_dir: where to write the two JSON files (None: do not write).
+        provenance: what produced the detections (checkpoint, epoch, test-time options), written into
+            ``metrics.json`` next to the metrics (not returned).
     """
     if metric == "coco":
         ground_truth = getattr(dataset, "coco", None)
@@ -83,7 +87,7 @@ def score_detections(
         metrics = _score_voc(dataset, records, use_07_metric=metric == "voc07")
     logger.info("evaluation on %d images:\n%s", len(dataset), format_metrics_table(metrics))
     if out_dir is not None:
-        write_eval_outputs(out_dir, metrics, records)
+        write_eval_outputs(out_dir, {**metrics, **(provenance or {})}, records)
         write_predictions_preview(dataset, records, out_dir / PREDICTIONS_FILENAME)
     return metrics
 
@@ -120,6 +124,7 @@ def evaluate_model(
     backend: str,
     out_dir: Path | None,
     progress: bool = True,
+    provenance: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run the model over ``loader`` and score it (see :func:`score_detections`).
 
@@ -134,7 +139,8 @@ def evaluate_model(
     if is_distributed() and torch.distributed.get_rank() != 0:
         return broadcast_object(None)
     records = detections_for_dataset(dataset, results)
-    metrics = score_detections(dataset, records, metric=metric, backend=backend, out_dir=out_dir)
+    metrics = score_detections(dataset, records, metric=metric, backend=backend, out_dir=out_dir,
+                               provenance=provenance)
     return broadcast_object(metrics)
 
 
