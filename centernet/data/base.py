@@ -157,6 +157,11 @@ class DetectionDataset(Dataset):
         )
         return image
 
+    def image_names(self, index: int) -> tuple[str, ...]:
+        """The names a detections file may use for image ``index`` instead of its integer id (subclasses:
+        the annotated ``file_name``, its last part, and for VOC the image id string such as ``000001``)."""
+        return ()
+
     def load_raw(self, index: int) -> RawSample:
         """Load one image and its annotations without any transform (implemented by subclasses)."""
         raise NotImplementedError(f"{type(self).__name__} must implement load_raw")

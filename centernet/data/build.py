@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterator, Sized
 from typing import Literal, cast
 
@@ -17,6 +18,7 @@ from centernet.data.transforms import TrainTransform, ValTransform
 from centernet.data.voc import VOCDetection
 
 Split = Literal["train", "val"]
+MIN_BATCHES_PER_WORKER = 4  # evaluation batches that justify starting one spawned loader worker
 
 
 def build_transform(cfg: Config, split: Split) -> TrainTransform | ValTransform:
@@ -128,6 +130,16 @@ def init_loader_worker(worker_id: int) -> None:
     cv2.setNumThreads(1)
 
 
+def eval_workers(workers: int, batches: int) -> int:
+    """Loader workers worth starting for ``batches`` evaluation batches.
+
+    A spawned worker takes seconds to start (it imports torch), which only pays off when it has several
+    batches to load: at most one worker per :data:`MIN_BATCHES_PER_WORKER` batches, so a tiny val set
+    (the two images of the trees demo) loads in the main process.
+    """
+    return max(0, min(workers, batches // MIN_BATCHES_PER_WORKER))
+
+
 def build_loader(
     cfg: Config,
     dataset: Dataset,
@@ -157,6 +169,7 @@ def build_loader(
     else:
         sampler = ShardSampler(len(cast(Sized, dataset)), rank=rank, world_size=world_size)
         batch_size = cfg.eval.batch_size or cfg.data.batch_size
+        workers = eval_workers(workers, math.ceil(len(sampler) / batch_size))
     return DataLoader(
         dataset,
         batch_size=batch_size,

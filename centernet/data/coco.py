@@ -211,6 +211,11 @@ class CocoDetection(DetectionDataset):
             np.asarray(ignore, dtype=bool),
         )
 
+    def image_names(self, index: int) -> tuple[str, ...]:
+        """The annotated ``file_name`` of image ``index`` and its last part (``a/b.jpg`` and ``b.jpg``)."""
+        file_name = str(self.coco.imgs[self.image_ids[self._check_index(index)]]["file_name"])
+        return tuple(dict.fromkeys((file_name, Path(file_name).name)))
+
     def load_raw(self, index: int) -> RawSample:
         """Load one image and its annotations without any transform.
 

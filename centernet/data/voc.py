@@ -287,6 +287,11 @@ class VOCDetection(DetectionDataset):
             logger.warning("%s: %d annotation file(s) lack <size>; the decoded image size is used", self._source,
                            unsized)
 
+    def image_names(self, index: int) -> tuple[str, ...]:
+        """The image id string of the split file (``000001``), the image file name and ``file_name``."""
+        record = self.records[self._check_index(index)]
+        return tuple(dict.fromkeys((record.name, record.image_path.name, record.file_name)))
+
     def load_raw(self, index: int) -> RawSample:
         """Load one image and its annotations without any transform.
 
