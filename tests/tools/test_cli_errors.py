@@ -99,6 +99,8 @@ def test_eval_tool_rejects_a_checkpoint_of_another_model(
     assert code == 1
     errors = [line for line in capsys.readouterr().err.splitlines() if " ERROR " in line]
     assert len(errors) == 1 and "foreign.pth" in errors[0] and "does not fit" in errors[0]
+    assert "1 unexpected keys (first: conv.weight)" in errors[0] and "missing keys (first: backbone." in errors[0]
+    assert "the checkpoint stores no config" in errors[0]
 
 
 TOOLS_WITH_A_MISSING_CONFIG = {
