@@ -5,7 +5,7 @@ record in ``metrics.jsonl``, two starts in ``run.log``, replaced checkpoints), s
 refuses it unless the user says what to do: ``--resume`` (continue it), ``--work-dir`` (another folder),
 ``--overwrite`` (move the old run aside to ``<folder>.old-<timestamp>``; nothing is deleted) or
 ``--auto-resume`` (report a finished run, resume an interrupted one, start otherwise; what ``make demo``
-uses). See ``docs/failures.md``.
+uses). See ``docs/training.md``.
 """
 
 from __future__ import annotations

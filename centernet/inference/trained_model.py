@@ -153,12 +153,16 @@ def _class_names(trained: TrainedCheckpoint, expected: Sequence[str] | None) -> 
 
 def describe_models(trained: TrainedCheckpoint, cfg: Config, class_names: Sequence[str]) -> str:
     """``checkpoint: <backbone>+<neck>, N classes; config: ...`` (the stored config's model next to ``cfg``'s)."""
-    ours = f"{_architecture(config_to_dict(cfg))}, {len(class_names)} classes"
+    ours = f"{_architecture(config_to_dict(cfg))}, {_classes(len(class_names))}"
     stored = trained.stored_config
     if stored is None:
         return f"the config builds {ours} (the checkpoint stores no config)"
-    theirs = f"{_architecture(stored)}, {len(trained.class_names or [])} classes"
+    theirs = f"{_architecture(stored)}, {_classes(len(trained.class_names or []))}"
     return f"the checkpoint holds {theirs}, the config builds {ours}"
+
+
+def _classes(count: int) -> str:
+    return f"{count} class" if count == 1 else f"{count} classes"
 
 
 def _architecture(config: Mapping[str, Any]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,11 @@ def test_evaluation_folder_names_the_test_options(run_dir: Path) -> None:
     metrics = json.loads((run_dir / "eval_last_scales0.5-1_nms_pad" / "metrics.json").read_text())
     assert metrics["scales"] == [0.5, 1.0] and metrics["resize"] == "pad" and metrics["merge"] == "nms"
     assert metrics["overrides"] == ["eval.merge=nms", "eval.resize=pad"]
+
+
+def test_make_demo_reruns_with_auto_resume() -> None:
+    """`make demo` a second time reports the finished run (tools/train.py --auto-resume, tested above)."""
+    dry_run = subprocess.run(["make", "-n", "demo"], cwd=REPO, capture_output=True, text=True, timeout=60, check=True)
+    train_lines = [line for line in dry_run.stdout.splitlines() if "tools/train.py" in line]
+    command = ".venv/bin/python tools/train.py --config configs/trees_efficientnet_lite0.yaml --auto-resume"
+    assert train_lines == [command]
