@@ -21,7 +21,7 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from centernet.config import ConfigError
 from centernet.engine.logging import setup_logging
@@ -43,6 +43,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 )
 """The exceptions a tool reports as one line; anything else is a bug and keeps its traceback."""
 
+_ActionT = TypeVar("_ActionT", bound=argparse.Action)
 _OVERRIDE_PATTERN = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*=")
 
 
@@ -63,11 +64,11 @@ class ToolArgumentParser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
         self._greedy: dict[str, argparse.Action] = {}
 
-    def add_argument(self, *name_or_flags: Any, **kwargs: Any) -> argparse.Action:
-        action = super().add_argument(*name_or_flags, **kwargs)
+    def _add_action(self, action: _ActionT) -> _ActionT:
+        # every add_argument ends here, also those of argument groups and mutually exclusive groups
         if action.option_strings and action.nargs in ("?", "*", "+"):
             self._greedy[action.dest] = action
-        return action
+        return super()._add_action(action)
 
     def parse_tool_args(self, argv: Sequence[str] | None = None) -> argparse.Namespace:
         """Parse ``argv`` (default ``sys.argv[1:]``), then give swallowed overrides back to ``overrides``."""

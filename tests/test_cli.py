@@ -18,7 +18,7 @@ logger = logging.getLogger("centernet.tests.cli")
 def tool_parser():
     parser = default_argument_parser("a tool")
     parser.add_argument("--resume", nargs="?", const=True, default=None)
-    parser.add_argument("--scales", nargs="+")
+    parser.add_mutually_exclusive_group().add_argument("--scales", nargs="+")  # options of groups count too
     parser.add_argument("--output")
     return parser
 

@@ -137,3 +137,12 @@ def test_plot_logs_reports_a_missing_run_in_one_line(tmp_path: Path, capsys: pyt
     assert plot_logs.main([str(tmp_path / "no_run"), "--output", str(tmp_path / "c.png")]) == 1
     errors = [line for line in capsys.readouterr().err.splitlines() if " ERROR " in line]
     assert len(errors) == 1 and "no_run" in errors[0]
+
+
+def test_scoring_a_detections_file_needs_a_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    detections = tmp_path / "dets.json"
+    detections.write_text("[]")
+    assert eval_tool.main(["--predictions", str(detections)]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if " ERROR " in line]
+    assert len(errors) == 1 and "--predictions needs --config" in errors[0]
+    assert not (tmp_path / "eval_dets").exists()
