@@ -137,7 +137,7 @@ def train_run(spec: RunSpec, cfg: Config, status: RunStatus, *, progress: bool) 
     finished = False
     try:
         with run_log(spec.run_dir):
-            trainer = Trainer(cfg, spec.run_dir, resume=True if resume else None, progress=progress)
+            trainer = Trainer.from_config(cfg, spec.run_dir, resume=True if resume else None, progress=progress)
             if status.completed_epochs < epochs:
                 trainer.fit()
             else:  # trained, but stopped before the final evaluation was written

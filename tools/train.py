@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(work_dir if is_main else None, level=logging.INFO if is_main else logging.WARNING)
     try:
         cfg = load_config(args.config, args.overrides)
-        trainer = Trainer(cfg, work_dir, resume=args.resume, progress=not args.no_progress)
+        trainer = Trainer.from_config(cfg, work_dir, resume=args.resume, progress=not args.no_progress)
         trainer.fit()
     except (ConfigError, FileNotFoundError, ValueError, FloatingPointError, OSError) as error:
         logger.error("%s", one_line_error(error))

@@ -5,6 +5,7 @@ Heatmap losses (registry :data:`HEATMAP_LOSSES`, built by :func:`build_heatmap_l
 ``bce``; all take logits and compute in float32.
 """
 
+from centernet.losses.base import EpochStatistics, HeatmapLoss
 from centernet.losses.bce import BCEHeatmapLoss, binary_cross_entropy
 from centernet.losses.criterion import CenterNetCriterion
 from centernet.losses.focal import (
@@ -22,6 +23,8 @@ __all__ = [
     "HEATMAP_LOSSES",
     "BCEHeatmapLoss",
     "CenterNetCriterion",
+    "EpochStatistics",
+    "HeatmapLoss",
     "PenaltyReducedFocalLoss",
     "SigmoidFocalLoss",
     "binary_cross_entropy",
