@@ -123,7 +123,8 @@ def test_truncated_newest_checkpoint_falls_back_to_the_previous_one(
 ) -> None:
     config, straight = straight_run
     work_dir = tmp_path / "run"
-    shutil.copytree(straight.work_dir / "checkpoints", work_dir / "checkpoints")
+    assert straight.store is not None
+    shutil.copytree(straight.store.folder, work_dir / "checkpoints")
     newest = work_dir / "checkpoints" / "iter_000000006.pth"
     for path in (newest, work_dir / "checkpoints" / "last.pth"):  # one file (hard link) in a run folder
         path.write_bytes(path.read_bytes()[:1000])
