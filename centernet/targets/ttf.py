@@ -4,10 +4,10 @@ Every object draws an elliptical Gaussian whose radii follow the box height and 
 output cell inside the (``beta``) Gaussian of a box regresses that box's input-pixel corners, with a weight
 that spreads the box's share (``log(area)`` by default) over its cells by their Gaussian value. Where the
 areas of several boxes overlap, the smallest box wins. The semantics reproduce TTFNet's own target code
-(``tests/reference/README.md``, ``ttfnet_golden.npz``); like :mod:`centernet.targets.centernet` the
-rendering is vectorised over the batch: every window pixel of every object is enumerated once, the
-heatmap is merged with ``scatter_reduce(amax)`` and the overwrite order becomes a per-cell ``amax`` of
-the objects' drawing ranks.
+(the tests compare with targets it produced). Like :mod:`centernet.targets.centernet`, the rendering is
+vectorised over the batch: every window pixel of every object is enumerated once, the heatmap is merged
+with ``scatter_reduce(amax)`` and the overwrite order becomes a per-cell ``amax`` of the objects' drawing
+ranks.
 """
 
 from __future__ import annotations
@@ -171,6 +171,8 @@ def _draw_box_targets(
     kept_value = torch.where(windows.keep, windows.value, 0.0)
     value_sum = torch.zeros(batch * slots, dtype=torch.float32, device=device)
     value_sum.index_add_(0, windows.owner, kept_value)  # a box's weights are normalised over all its cells
+    # Every drawn box has its centre cell (value 1) on the grid, so its sum is >= 1; the clamp only keeps
+    # the 0/0 of undrawn slots finite.
     weight = kept_value * area_weight.flatten()[windows.owner] / value_sum[windows.owner].clamp_min(_GAUSSIAN_EPS)
     box_target = torch.full((cells + 1, 4), _NO_BOX, dtype=torch.float32, device=device)
     box_target[winner_cell] = boxes.reshape(-1, 4)[windows.owner]
