@@ -21,7 +21,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
-from centernet.config.schema import Config
+from centernet.config.schema import Config, cross_key_error
 
 BASE_KEY = "_base_"
 
@@ -54,9 +54,13 @@ def config_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Config:
     """Validate a plain nested dict (e.g. a config stored in a checkpoint) into a :class:`Config`."""
     complete = merge_dicts(dataclasses.asdict(Config()), dict(data), reset_on_type_change=TAGGED_UNIONS)
     try:
-        return _convert(Config, complete, key="")
+        config = _convert(Config, complete, key="")
     except ConfigError as error:
         raise ConfigError(f"{source}: {error}") from None
+    problem = cross_key_error(config)
+    if problem is not None:
+        raise ConfigError(f"{source}: {problem}")
+    return config
 
 
 def config_to_dict(config: Config) -> dict[str, Any]:
