@@ -16,6 +16,7 @@ import torch
 from centernet.config import ConfigError, load_config
 from centernet.data.build import build_dataset, build_transform
 from centernet.data.transforms.albumentations_chain import AlbumentationsChain
+from tests.conftest import REPO
 from tests.data.test_build import epoch_batches
 
 HEIGHT, WIDTH = 40, 60
@@ -194,6 +195,19 @@ def test_labels_and_ignore_regions_follow_their_boxes(
     source = cv2.imread(str(img_dir / "a.png"))
     expected_pixels = cv2.cvtColor(source[:32, :32][:, ::-1], cv2.COLOR_BGR2RGB)
     np.testing.assert_array_equal(sample["image"].permute(1, 2, 0).numpy(), expected_pixels)
+
+
+def test_the_documented_example_loads(tmp_path: Path) -> None:
+    text = (REPO / "docs" / "augmentation.md").read_text()
+    example = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "example.yaml"
+    path.write_text(example)
+    transform = build_transform(load_config(path), "train")
+    assert transform.albumentations is not None
+    assert [type(t).__name__ for t in transform.albumentations.transforms] == [
+        "RandomRotate90", "VerticalFlip", "HueSaturationValue", "RandomBrightnessContrast"
+    ]
+    assert (transform.albumentations.min_visibility, transform.albumentations.min_area) == (0.3, 16.0)
 
 
 def test_no_chain_when_the_list_is_empty(tiny_config: Callable[..., Path]) -> None:
