@@ -161,6 +161,11 @@ class DetectionDataset(Dataset):
         """Load one image and its annotations without any transform (implemented by subclasses)."""
         raise NotImplementedError(f"{type(self).__name__} must implement load_raw")
 
+    def image_targets(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(boxes float32 [N, 4] xyxy, labels int64 [N], ignore bool [N])`` of one image, as ``load_raw``
+        gives them but without reading the image (implemented by subclasses)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement image_targets")
+
     def report_bad_sample(self, error: Exception) -> None:
         """Raise ``error`` (``on_bad_sample: error``) or record it and warn (``skip``)."""
         if self.on_bad_sample == "error":
