@@ -10,7 +10,7 @@ checks what a single key's type cannot: value ranges and keys that must agree wi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]  # RGB, fractions of 255
 IMAGENET_STD = [0.229, 0.224, 0.225]
@@ -84,6 +84,12 @@ class DataConfig:
 
 
 @dataclass
+class AlbumentationsBboxConfig:
+    min_visibility: float = 0.0  # drop a box (or ignore region) keeping less than this fraction of its area
+    min_area: float = 0.0  # drop a box (or ignore region) smaller than this many pixels after a transform
+
+
+@dataclass
 class AugmentConfig:
     random_crop: bool = True  # the original random crop (scale choice + random centre)
     scale_choices: list[float] = field(default_factory=lambda: list(CENTERNET_SCALE_CHOICES))
@@ -92,6 +98,10 @@ class AugmentConfig:
     flip_prob: float = 0.5  # horizontal flip probability
     color_jitter: bool = True  # brightness / contrast / saturation jitter
     pca_lighting_std: float = 0.1  # AlexNet-style PCA lighting noise (0 disables)
+    # albumentations transforms run on the uint8 image before the crop/scale/flip warp, e.g.
+    # [{type: RandomRotate90, p: 0.5}, {type: HueSaturationValue, hue_shift_limit: 10}] (docs/augmentation.md)
+    albumentations: list[dict[str, Any]] = field(default_factory=list)
+    albumentations_bbox: AlbumentationsBboxConfig = field(default_factory=AlbumentationsBboxConfig)
 
 
 @dataclass
@@ -204,6 +214,8 @@ class EvalConfig:
     soft_nms_score_thr: float = 0.001  # merge: soft_nms drops detections whose decayed score falls below this
     backend: Literal["pycocotools", "faster_coco_eval"] = "pycocotools"
     batch_size: int = 0  # 0 = data.batch_size
+    score_threshold: float = 0.3  # precision/recall/F1 counted on detections scoring at least this
+    pr_iou: float = 0.4  # precision/recall: a detection matches a ground-truth box at IoU above this
 
 
 @dataclass

@@ -211,6 +211,11 @@ class CocoDetection(DetectionDataset):
             np.asarray(ignore, dtype=bool),
         )
 
+    def image_targets(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(boxes float32 [N, 4] xyxy, labels int64 [N], ignore bool [N])`` of one image (copies)."""
+        boxes, labels, ignore = self._targets[self._check_index(index)]
+        return boxes.copy(), labels.copy(), ignore.copy()
+
     def load_raw(self, index: int) -> RawSample:
         """Load one image and its annotations without any transform.
 

@@ -97,3 +97,11 @@ def test_eval_tool_rejects_a_checkpoint_of_another_model(
     assert code == 1
     errors = [line for line in capsys.readouterr().err.splitlines() if " ERROR " in line]
     assert len(errors) == 1 and "foreign.pth" in errors[0] and "does not fit" in errors[0]
+
+
+def test_unknown_albumentations_transform(
+    tiny_config: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    line = run_train(tiny_config(), tmp_path, capsys, "augment.albumentations=[{type: RandomRotate9, p: 0.5}]")
+    assert "tiny.yaml: augment.albumentations[0].type: 'RandomRotate9' is not an albumentations transform" in line
+    assert "did you mean 'RandomRotate90'" in line
