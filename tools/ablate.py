@@ -43,6 +43,7 @@ from centernet.cli import (
 )
 from centernet.config import Config, config_to_dict, load_config
 from centernet.engine.logging import LOG_FORMAT
+from centernet.engine.run_dir import complete_run
 from centernet.engine.trainer import Trainer
 
 logger = logging.getLogger("centernet.tools.ablate")
@@ -140,14 +141,8 @@ def train_run(spec: RunSpec, cfg: Config, status: RunStatus, *, progress: bool) 
     finished = False
     try:
         with run_log(spec.run_dir):
-            trainer = Trainer(cfg, spec.run_dir, resume=True if resume else None, progress=progress)
-            if status.completed_epochs < epochs:
-                trainer.fit()
-            else:  # trained, but stopped before the final evaluation was written
-                try:
-                    trainer.evaluate()
-                finally:
-                    trainer.metrics_logger.close()
+            trainer = Trainer.from_config(cfg, spec.run_dir, resume=True if resume else None, progress=progress)
+            complete_run(trainer)  # also a run trained but stopped before its final evaluation
         finished = True
     finally:
         info = record_run_time(spec.run_dir, time.perf_counter() - started, finished=finished, resumed=resume)

@@ -3,8 +3,9 @@
 python tools/browse_dataset.py --config CFG [--split train|val] [--num 8] [--output DIR] [--epoch 0]
                                [--zoom 1] [KEY=VALUE ...]
 
-For each of the first --num samples of the split (with that split's transform: the random crop, flip and
-colour augmentation for train, drawn exactly as training epoch --epoch draws them) writes
+For each of the first --num samples of the split (with that split's transform: for train the
+augment.albumentations chain, then the random crop, flip and colour augmentation, drawn exactly as training
+epoch --epoch draws them) writes
 <output>/<index>_<image stem>.jpg with two panels: the network input with its ground-truth boxes (class
 colours; ignore regions grey) and the rendered target heatmap (centernet.targets.render_targets with
 target.radius / target.min_overlap, maximum over classes) blended over the input, regions masked out of

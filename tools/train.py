@@ -19,7 +19,7 @@ from pathlib import Path
 from centernet.cli import default_argument_parser, is_main_process, run_tool, setup_tool_logging
 from centernet.config import Config, load_config
 from centernet.engine.distributed import destroy_distributed
-from centernet.engine.run_dir import RunDirPlan, finished_run_summary, plan_run_dir
+from centernet.engine.run_dir import RunDirPlan, complete_run, finished_run_summary, plan_run_dir
 from centernet.engine.trainer import Trainer
 
 logger = logging.getLogger("centernet.tools.train")
@@ -70,16 +70,8 @@ def train(args: argparse.Namespace) -> int:
 
 
 def fit(cfg: Config, work_dir: Path, plan: RunDirPlan, *, progress: bool) -> None:
-    """Train; a resumed run that had completed its epochs but not its final evaluation only evaluates."""
-    trainer = Trainer(cfg, work_dir, resume=plan.resume, progress=progress)
-    if trainer.epoch < cfg.solver.epochs:
-        trainer.fit()
-        return
-    try:
-        trainer.evaluate()
-    finally:
-        if trainer.metrics_logger is not None:
-            trainer.metrics_logger.close()
+    trainer = Trainer.from_config(cfg, work_dir, resume=plan.resume, progress=progress)
+    complete_run(trainer)
 
 
 def main(argv: list[str] | None = None) -> int:

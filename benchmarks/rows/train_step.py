@@ -58,7 +58,8 @@ def run(ctx: Context) -> list[Row]:
     peak_fp32 = matmul_peak(p["matmul"], torch.float32)
     peak_bf16 = matmul_peak(p["matmul"], torch.bfloat16)
     size, count = p["input"], p["batch"]
-    model_name = f"ResNet-18 + deconv neck, C={trainer.num_classes}, {size}px, B={count}, fp32, {thread_label()}"
+    num_classes = len(trainer.metadata["class_names"])
+    model_name = f"ResNet-18 + deconv neck, C={num_classes}, {size}px, B={count}, fp32, {thread_label()}"
     return [
         make_row(
             f"train step overhead, {model_name}",

@@ -21,7 +21,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
-from centernet.config.schema import Config
+from centernet.config.schema import Config, cross_key_error
 
 BASE_KEY = "_base_"
 
@@ -82,9 +82,27 @@ def config_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Config:
     """Validate a plain nested dict (e.g. a config stored in a checkpoint) into a :class:`Config`."""
     complete = merge_dicts(dataclasses.asdict(Config()), dict(data), reset_on_type_change=TAGGED_UNIONS)
     try:
-        return _convert(Config, complete, key="")
+        config = _convert(Config, complete, key="")
+        _check_albumentations(config)
     except ConfigError as error:
         raise ConfigError(f"{source}: {error}" if source else str(error)) from None
+    problem = cross_key_error(config)
+    if problem is not None:
+        raise ConfigError(f"{source}: {problem}" if source else problem)
+    return config
+
+
+def _check_albumentations(config: Config) -> None:
+    """Build ``augment.albumentations`` once, so that a bad transform name or argument fails at load time."""
+    if not config.augment.albumentations:
+        return
+    # imported here: albumentations is slow to import and only needed when the list is used
+    from centernet.data.transforms.albumentations_chain import albumentations_from_config
+
+    try:
+        albumentations_from_config(config.augment)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
 
 
 def config_to_dict(config: Config) -> dict[str, Any]:
@@ -208,7 +226,11 @@ def _join(key: str, name: str) -> str:
 
 def _convert(annotation: Any, value: Any, key: str) -> Any:
     """Check ``value`` against a type annotation of the schema and return the typed value."""
+    if annotation is Any:  # free-form values (arguments of albumentations transforms), checked later
+        return value
     origin = get_origin(annotation)
+    if origin is dict:
+        return _convert_mapping(annotation, value, key)
     if origin in (Union, types.UnionType):
         return _convert_union(get_args(annotation), value, key)
     if origin is Literal:
@@ -244,6 +266,17 @@ def _convert(annotation: Any, value: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected a string, got {type(value).__name__} {value!r}")
         return value
     raise TypeError(f"schema annotation {annotation!r} of {key} is not supported")
+
+
+def _convert_mapping(annotation: Any, value: Any, key: str) -> dict[str, Any]:
+    """A ``dict[str, X]`` field: a mapping with string keys whose values are checked against ``X``."""
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__} {value!r}")
+    _, value_type = get_args(annotation)
+    for name in value:
+        if not isinstance(name, str):
+            raise ConfigError(f"{key}: keys must be strings, got {type(name).__name__} {name!r}")
+    return {name: _convert(value_type, item, _join(key, name)) for name, item in value.items()}
 
 
 def _yaml11_float(value: Any) -> Any:

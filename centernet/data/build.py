@@ -27,6 +27,11 @@ def build_transform(cfg: Config, split: Split) -> TrainTransform | ValTransform:
     if split == "val":
         return ValTransform(input_size=input_size, channel_order=cfg.data.channel_order)
     aug = cfg.augment
+    albumentations = None
+    if aug.albumentations:  # imported only then: albumentations is slow to import
+        from centernet.data.transforms.albumentations_chain import albumentations_from_config
+
+        albumentations = albumentations_from_config(aug)
     return TrainTransform(
         input_size=input_size,
         scale_choices=tuple(aug.scale_choices),
@@ -37,6 +42,7 @@ def build_transform(cfg: Config, split: Split) -> TrainTransform | ValTransform:
         color_jitter=aug.color_jitter,
         pca_lighting_std=aug.pca_lighting_std,
         channel_order=cfg.data.channel_order,
+        albumentations=albumentations,
     )
 
 

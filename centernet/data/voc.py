@@ -292,6 +292,12 @@ class VOCDetection(DetectionDataset):
         record = self.records[self._check_index(index)]
         return tuple(dict.fromkeys((record.name, record.image_path.name, record.file_name)))
 
+    def image_targets(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(boxes float32 [N, 4] 0-based xyxy, labels int64 [N], ignore bool [N] (= difficult))`` of one
+        image (copies)."""
+        annotation = self.records[self._check_index(index)].annotation
+        return annotation.boxes.copy(), annotation.labels.copy(), annotation.difficult.copy()
+
     def load_raw(self, index: int) -> RawSample:
         """Load one image and its annotations without any transform.
 

@@ -14,10 +14,13 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from centernet.engine.checkpoint import load_checkpoint
 from centernet.utils.output_dirs import existing_results, move_aside
+
+if TYPE_CHECKING:
+    from centernet.engine.trainer import Trainer
 
 logger = logging.getLogger(__name__)
 
@@ -102,3 +105,11 @@ def finished_run_summary(work_dir: Path) -> str:
     metrics: dict[str, Any] = json.loads(path.read_text())
     shown = [f"{key} {metrics[key]:.4f}" for key in SUMMARY_KEYS if isinstance(metrics.get(key), int | float)]
     return f"{', '.join(shown) or 'no metrics'} ({path})"
+
+
+def complete_run(trainer: Trainer) -> dict[str, Any] | None:
+    """Train the epochs left; a resumed run that completed its epochs but not its final evaluation (stopped
+    in between) only evaluates. Returns the latest metrics."""
+    if trainer.epoch >= trainer.max_epochs:
+        trainer.evaluate()
+    return trainer.fit()  # with no epoch left, fit only runs the hooks that close the logs

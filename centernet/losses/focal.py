@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
+from centernet.losses.base import POSITIVE_TARGET, HeatmapLoss
 from centernet.losses.masking import check_heatmap_inputs, expand_mask, safe_denominator
-
-POSITIVE_TARGET = 1.0  # heatmap value marking an object centre (the Gaussian peak)
 
 
 def penalty_reduced_focal_loss(
@@ -22,6 +21,7 @@ def penalty_reduced_focal_loss(
     *,
     alpha: float = 2.0,
     beta: float = 4.0,
+    normaliser: Tensor | None = None,
 ) -> Tensor:
     """CornerNet/CenterNet penalty-reduced focal loss on heatmap logits.
 
@@ -41,6 +41,8 @@ def penalty_reduced_focal_loss(
             0 = ignored. None counts every element.
         alpha: focusing exponent on ``(1 - p)`` (positives) and ``p`` (negatives).
         beta: penalty-reduction exponent on ``(1 - target)`` around centres.
+        normaliser: FloatTensor[] to divide by instead of this batch's ``num_pos`` (e.g. the count
+            all-reduced over DDP ranks); a zero normaliser divides by 1, like ``num_pos == 0``.
 
     Returns:
         FloatTensor[] (float32 scalar).
@@ -57,7 +59,7 @@ def penalty_reduced_focal_loss(
     neg = (y < POSITIVE_TARGET).float() * m
     pos_term = (log_p * one_minus_p.pow(alpha) * pos).sum()
     neg_term = (log_1mp * p.pow(alpha) * (1.0 - y).pow(beta) * neg).sum()
-    num_pos = pos.sum()
+    num_pos = pos.sum() if normaliser is None else normaliser
     # With no positives pos_term is 0 and the divisor 1: the loss is -neg_term, as in the original.
     return -(pos_term + neg_term) / safe_denominator(num_pos)
 
@@ -69,6 +71,7 @@ def sigmoid_focal_loss(
     *,
     alpha: float = 0.25,
     gamma: float = 2.0,
+    normaliser: Tensor | None = None,
 ) -> Tensor:
     """RetinaNet focal loss ``-alpha_t (1 - p_t)^gamma log(p_t)`` on heatmap logits.
 
@@ -82,6 +85,7 @@ def sigmoid_focal_loss(
         mask: optional Tensor[B, C, H, W] or [B, 1, H, W]; 1 = counts, 0 = ignored.
         alpha: weight of positives in [0, 1] (negatives get ``1 - alpha``); negative = no balancing.
         gamma: focusing exponent.
+        normaliser: FloatTensor[] to divide by instead of this batch's ``num_pos`` (clamped to >= 1).
 
     Returns:
         FloatTensor[] (float32 scalar).
@@ -95,11 +99,11 @@ def sigmoid_focal_loss(
     loss = ce * one_minus_pt.pow(gamma)
     if alpha >= 0:
         loss = loss * (alpha * y + (1.0 - alpha) * (1.0 - y))
-    num_pos = (y * m).sum()
+    num_pos = (y * m).sum() if normaliser is None else normaliser
     return (loss * m).sum() / num_pos.clamp_min(1.0)
 
 
-class PenaltyReducedFocalLoss(nn.Module):
+class PenaltyReducedFocalLoss(HeatmapLoss):
     """Module form of :func:`penalty_reduced_focal_loss` (registry name ``penalty_reduced_focal``).
 
     Args:
@@ -112,15 +116,19 @@ class PenaltyReducedFocalLoss(nn.Module):
         self.alpha = float(alpha)
         self.beta = float(beta)
 
-    def forward(self, logits: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
+    def forward(
+        self, logits: Tensor, target: Tensor, mask: Tensor | None = None, normaliser: Tensor | None = None
+    ) -> Tensor:
         """See :func:`penalty_reduced_focal_loss`; returns FloatTensor[]."""
-        return penalty_reduced_focal_loss(logits, target, mask, alpha=self.alpha, beta=self.beta)
+        return penalty_reduced_focal_loss(
+            logits, target, mask, alpha=self.alpha, beta=self.beta, normaliser=normaliser
+        )
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}, beta={self.beta}"
 
 
-class SigmoidFocalLoss(nn.Module):
+class SigmoidFocalLoss(HeatmapLoss):
     """Module form of :func:`sigmoid_focal_loss` (registry name ``focal``).
 
     Args:
@@ -133,9 +141,11 @@ class SigmoidFocalLoss(nn.Module):
         self.alpha = float(alpha)
         self.gamma = float(gamma)
 
-    def forward(self, logits: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
+    def forward(
+        self, logits: Tensor, target: Tensor, mask: Tensor | None = None, normaliser: Tensor | None = None
+    ) -> Tensor:
         """See :func:`sigmoid_focal_loss`; returns FloatTensor[]."""
-        return sigmoid_focal_loss(logits, target, mask, alpha=self.alpha, gamma=self.gamma)
+        return sigmoid_focal_loss(logits, target, mask, alpha=self.alpha, gamma=self.gamma, normaliser=normaliser)
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}, gamma={self.gamma}"

@@ -33,7 +33,7 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, tiny_shapes: Path) -> 
     config = root / "tiny.yaml"
     config.write_text(TINY_CONFIG.format(base=REPO / "configs" / "shapes_resnet18.yaml", root=tiny_shapes))
     work_dir = root / "work"
-    Trainer(load_config(config, ["runtime.vis_interval=4"]), work_dir, progress=False).fit()
+    Trainer.from_config(load_config(config, ["runtime.vis_interval=4"]), work_dir, progress=False).fit()
     return config, work_dir
 
 
@@ -139,10 +139,10 @@ def test_eval_tool_on_checkpoint_reproduces_training_eval(trained_run: tuple[Pat
 
 def test_resume_after_an_epoch_ends_with_the_same_weights(tiny_config: Callable[..., Path], tmp_path: Path) -> None:
     config = tiny_config()
-    straight = Trainer(load_config(config), tmp_path / "straight", progress=False)
+    straight = Trainer.from_config(load_config(config), tmp_path / "straight", progress=False)
     straight.fit()
-    Trainer(load_config(config, ["solver.epochs=1"]), tmp_path / "split", progress=False).fit()
-    resumed = Trainer(load_config(config), tmp_path / "split", resume=True, progress=False)
+    Trainer.from_config(load_config(config, ["solver.epochs=1"]), tmp_path / "split", progress=False).fit()
+    resumed = Trainer.from_config(load_config(config), tmp_path / "split", resume=True, progress=False)
     assert resumed.epoch == 1 and resumed.iteration == 3
     resumed.fit()
     a, b = straight.model.state_dict(), resumed.model.state_dict()

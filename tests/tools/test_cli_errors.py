@@ -146,3 +146,11 @@ def test_scoring_a_detections_file_needs_a_config(tmp_path: Path, capsys: pytest
     errors = [line for line in capsys.readouterr().err.splitlines() if " ERROR " in line]
     assert len(errors) == 1 and "--predictions needs --config" in errors[0]
     assert not (tmp_path / "eval_dets").exists()
+
+
+def test_unknown_albumentations_transform(
+    tiny_config: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    line = run_train(tiny_config(), tmp_path, capsys, "augment.albumentations=[{type: RandomRotate9, p: 0.5}]")
+    assert "tiny.yaml: augment.albumentations[0].type: 'RandomRotate9' is not an albumentations transform" in line
+    assert "did you mean 'RandomRotate90'" in line
