@@ -53,7 +53,8 @@ def test_elliptical_heatmap_alone_is_valid(empty: Path) -> None:
         ([*TTF, "model.head.ltrb_scale=0"], r"model\.head\.ltrb_scale: 0\.0 is not > 0"),
         (
             ["model.head.box=ltrb"],
-            r"x\.yaml: model\.head\.box/target\.box/loss\.box\.type: ltrb/center/l1 do not go together; "
+            r"command-line override 'model\.head\.box=ltrb' \(on top of .*x\.yaml\): "
+            r"model\.head\.box/target\.box/loss\.box\.type: ltrb/center/l1 do not go together; "
             r"use size_offset/center/l1 \(CenterNet\) or ltrb/gaussian_area/giou \(TTFNet\)$",
         ),
         (TTF[1:], r"size_offset/gaussian_area/giou do not go together"),

@@ -152,5 +152,6 @@ def test_unknown_albumentations_transform(
     tiny_config: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     line = run_train(tiny_config(), tmp_path, capsys, "augment.albumentations=[{type: RandomRotate9, p: 0.5}]")
-    assert "tiny.yaml: augment.albumentations[0].type: 'RandomRotate9' is not an albumentations transform" in line
+    assert "command-line override 'augment.albumentations=[{type: RandomRotate9, p: 0.5}]'" in line
+    assert "tiny.yaml): augment.albumentations[0].type: 'RandomRotate9' is not an albumentations transform" in line
     assert "did you mean 'RandomRotate90'" in line
