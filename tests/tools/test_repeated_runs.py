@@ -120,3 +120,14 @@ def test_make_demo_reruns_with_auto_resume() -> None:
     train_lines = [line for line in dry_run.stdout.splitlines() if "tools/train.py" in line]
     command = ".venv/bin/python tools/train.py --config configs/trees_efficientnet_lite0.yaml --auto-resume"
     assert train_lines == [command]
+
+
+def test_auto_resume_finishes_a_run_stopped_before_its_final_evaluation(config: Path, tmp_path: Path) -> None:
+    work_dir = tmp_path / "run"
+    assert train_tool.main(["--config", str(config), "--work-dir", str(work_dir), "--no-progress"]) == 0
+    (work_dir / "eval" / "metrics.json").unlink()  # as if stopped between the last checkpoint and the evaluation
+    checkpoint = (work_dir / "checkpoints" / "last.pth").read_bytes()
+    assert train_tool.main(["--config", str(config), "--work-dir", str(work_dir), "--auto-resume",
+                            "--no-progress"]) == 0
+    assert 0.0 <= json.loads((work_dir / "eval" / "metrics.json").read_text())["AP"] <= 1.0
+    assert (work_dir / "checkpoints" / "last.pth").read_bytes() == checkpoint  # nothing trained again
