@@ -1,7 +1,11 @@
 """Evaluate a trained CenterNet checkpoint, or score an existing detections file, on the val set.
 
 python tools/eval.py --config CFG --checkpoint PTH [--flip] [--scales 0.5 1.0 1.5] [--out-dir DIR] [KEY=VALUE ...]
-python tools/eval.py --config CFG --predictions DETECTIONS.json [--out-dir DIR]
+python tools/eval.py --config CFG --predictions DETECTIONS.json [--out-dir DIR] [--val-set NAME]
+
+With several named val sets (data.val as a list) every set is evaluated, each into <out-dir>/<name>/;
+--val-set NAME evaluates one (a --predictions file belongs to one set: name it when there are several).
+Precision/recall/F1 use eval.score_threshold and eval.pr_iou (docs/evaluation.md).
 
 Test-time augmentation: --flip (heatmap and size of the mirrored pass averaged in, offset of the plain
 pass); --scales runs one pass per scale and merges them per class (eval.merge=soft_nms | nms, with
@@ -19,7 +23,7 @@ from pathlib import Path
 import torch
 
 from centernet.config import ConfigError, load_config
-from centernet.data.build import build_dataset, build_loader
+from centernet.data.build import build_loader, build_val_datasets
 from centernet.data.normalize import ImageNormalizer
 from centernet.engine.checkpoint import load_checkpoint, model_state_from_checkpoint
 from centernet.engine.logging import setup_logging
@@ -59,9 +63,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--scales", nargs="+", default=None,
                         help="test scales, e.g. 0.5 1.0 1.5 (several: multi-scale test merged with eval.merge)")
     parser.add_argument("--out-dir", help="where metrics.json/detections.json go (default: <work dir>/eval)")
+    parser.add_argument("--val-set", help="evaluate only this named set of data.val (default: all)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
     return parser.parse_args(argv)
+
+
+def _set_dir(out_dir: Path, name: str | None) -> Path:
+    """A named val set's outputs go to ``out_dir/<name>``; a single unnamed set's to ``out_dir``."""
+    return out_dir if name is None else out_dir / name
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,11 +87,17 @@ def main(argv: list[str] | None = None) -> int:
             overrides += [*trailing, f"eval.scales={scales}"]
         cfg = load_config(args.config, overrides)
         tta = build_tta(cfg)
-        dataset = build_dataset(cfg, "val")
+        sets = build_val_datasets(cfg, args.val_set)
+        dataset = sets[0][1]
+        thresholds = {"score_threshold": cfg.eval.score_threshold, "pr_iou": cfg.eval.pr_iou}
         if args.predictions:
+            if len(sets) > 1:
+                names = ", ".join(str(name) for name, _ in sets)
+                raise ValueError(f"--predictions {args.predictions}: data.val has several sets ({names}); "
+                                 "name its set with --val-set")
             score_detections(
                 dataset, load_detections(args.predictions), metric=cfg.eval.metric, backend=cfg.eval.backend,
-                out_dir=out_dir,
+                out_dir=_set_dir(out_dir, sets[0][0]), **thresholds,
             )
             return 0
         device = select_device(cfg.runtime.device)
@@ -101,24 +117,27 @@ def main(argv: list[str] | None = None) -> int:
                         list(tta.scales), tta.flip, tta.resize, tta.merge.method)
             predictor = MultiScalePredictor(model, normalizer, tta, input_size=cfg.data.input_size,
                                             channel_order=cfg.data.channel_order, device=device, amp=cfg.runtime.amp)
-            results = run_tta_inference(predictor, dataset, progress=not args.no_progress)
-            score_detections(dataset, detections_for_dataset(dataset, results), metric=cfg.eval.metric,
-                             backend=cfg.eval.backend, out_dir=out_dir)
+            for name, dataset in sets:
+                results = run_tta_inference(predictor, dataset, progress=not args.no_progress)
+                score_detections(dataset, detections_for_dataset(dataset, results), metric=cfg.eval.metric,
+                                 backend=cfg.eval.backend, out_dir=_set_dir(out_dir, name), **thresholds)
             return 0
-        evaluate_model(
-            model,
-            dataset,
-            build_loader(cfg, dataset, "val", pin_memory=device.type == "cuda"),
-            normalizer,
-            device=device,
-            topk=cfg.eval.topk,
-            flip=cfg.eval.flip,
-            amp=cfg.runtime.amp,
-            metric=cfg.eval.metric,
-            backend=cfg.eval.backend,
-            out_dir=out_dir,
-            progress=not args.no_progress,
-        )
+        for name, dataset in sets:
+            evaluate_model(
+                model,
+                dataset,
+                build_loader(cfg, dataset, "val", pin_memory=device.type == "cuda"),
+                normalizer,
+                device=device,
+                topk=cfg.eval.topk,
+                flip=cfg.eval.flip,
+                amp=cfg.runtime.amp,
+                metric=cfg.eval.metric,
+                backend=cfg.eval.backend,
+                out_dir=_set_dir(out_dir, name),
+                progress=not args.no_progress,
+                **thresholds,
+            )
     except (ConfigError, FileNotFoundError, ValueError, OSError) as error:
         logger.error("%s", one_line_error(error))
         return 1

@@ -38,6 +38,7 @@ from centernet.models.build import build_model
 from centernet.utils.affine import get_affine_transform
 from centernet.utils.amp import autocast_context
 from centernet.utils.env import cpu_has_fast_bf16, select_device
+from centernet.utils.visualize import DEFAULT_SCORE_THR
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +102,8 @@ class Detector:
             :class:`~centernet.inference.tta.MultiScalePredictor` image by image.
         resize: ``fixed`` (warp into ``input_size``) | ``pad`` (keep the resolution, pad to a multiple of 32).
         merge: how several scales are merged (default: Gaussian soft-NMS, keeping ``topk``).
+        score_threshold: the default lowest score for callers that keep only confident detections
+            (``detector(image).above(detector.score_threshold)``); calls return all ``topk`` regardless.
     """
 
     def __init__(
@@ -121,6 +124,7 @@ class Detector:
         scales: Sequence[float] = (1.0,),
         resize: str = "fixed",
         merge: MergeSettings | None = None,
+        score_threshold: float = DEFAULT_SCORE_THR,
     ) -> None:
         if topk < 1:
             raise ValueError(f"Detector: topk must be >= 1, got {topk}")
@@ -134,6 +138,7 @@ class Detector:
         self.amp = amp
         self.flip = flip
         self.topk = topk
+        self.score_threshold = float(score_threshold)
         self.transform = ValTransform(input_size=input_size, channel_order=channel_order)
         self.normalizer_mean = tuple(float(v) for v in mean)  # fractions of 255, in ``channel_order``
         self.normalizer_std = tuple(float(v) for v in std)
@@ -159,6 +164,7 @@ class Detector:
         topk: int = DEFAULT_TOPK,
         scales: Sequence[float] = (1.0,),
         resize: str = "fixed",
+        score_threshold: float | None = None,
     ) -> Detector:
         """Rebuild the detector saved in a training checkpoint.
 
@@ -177,6 +183,8 @@ class Detector:
             topk: detections kept per image.
             scales: test scales (several: merged as the config's ``eval.merge`` and its thresholds say).
             resize: ``fixed`` | ``pad`` (see :mod:`centernet.inference.tta`).
+            score_threshold: the detector's ``score_threshold``; ``None`` = the checkpoint's
+                ``score_threshold`` (the F1-best threshold of its evaluation, docs/evaluation.md), else 0.3.
 
         Raises:
             FileNotFoundError: no file at ``path``.
@@ -216,6 +224,7 @@ class Detector:
             scales=scales,
             resize=resize,
             merge=build_tta(cfg).merge,
+            score_threshold=_stored_score_threshold(state) if score_threshold is None else score_threshold,
         )
 
     @property
@@ -313,6 +322,12 @@ def _stored_config(state: dict[str, Any], path: str | Path) -> Config:
             f"checkpoint {path} has no 'config' entry (keys: {sorted(state)}); pass the experiment config"
         )
     return config_from_dict(raw, source=f"{path} ['config']")
+
+
+def _stored_score_threshold(state: dict[str, Any]) -> float:
+    """The checkpoint's ``score_threshold`` (its evaluation's F1-best one), else ``DEFAULT_SCORE_THR``."""
+    value = state.get("score_threshold")
+    return float(value) if isinstance(value, int | float) else DEFAULT_SCORE_THR
 
 
 def _stored_class_names(state: dict[str, Any], path: str | Path) -> list[str]:

@@ -70,7 +70,8 @@ def test_run_writes_every_documented_output(trained_run: tuple[Path, Path]) -> N
     assert set(metrics) == COCO_KEYS | PR_KEYS and metrics["metric"] == "coco"
     assert 0.0 <= metrics["AP"] <= 1.0
     assert metrics["precision_recall"]["score_threshold"] == 0.3 and metrics["precision_recall"]["iou_threshold"] == 0.4
-    values = [v for k, v in metrics.items() if k not in ("metric", "per_class", "precision_recall")] + list(metrics["per_class"].values())
+    values = [v for k, v in metrics.items() if k not in ("metric", "per_class", "precision_recall")]
+    values += list(metrics["per_class"].values())
     assert all(v is None or 0.0 <= v <= 1.0 for v in values)
     dets = json.loads((work_dir / "eval" / "detections.json").read_text())
     assert len(dets) == 4 * 100  # 4 val images x top-100
