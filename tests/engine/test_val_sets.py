@@ -165,3 +165,14 @@ def test_bad_set_names_are_one_line_errors(tiny_config: Callable[..., Path]) -> 
         load_config(tiny_config(), ["data.val=[{name: a, type: coco}]", "eval.best_metric=other/AP"])
     with pytest.raises(ConfigError, match=r"eval.best_metric: 'a/AP' names a set, but data.val is a single"):
         load_config(tiny_config(), ["eval.best_metric=a/AP"])
+
+
+def test_trees_config_validates_in_domain_first_then_cross_site() -> None:
+    from tests.conftest import REPO
+
+    prepare_trees = load_script("datasets/prepare_trees.py")
+    cfg = load_config(REPO / "configs" / "trees_efficientnet_lite0.yaml")
+    assert isinstance(cfg.data.val, list)
+    assert [(s.name, Path(s.ann_file).name) for s in cfg.data.val] == [
+        ("yell", f"instances_{prepare_trees.HOLDOUT_SPLIT}.json"), ("cross_site", "instances_val.json")]
+    assert cfg.eval.best_metric == "yell/AP"
