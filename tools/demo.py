@@ -1,7 +1,7 @@
 """Run a trained CenterNet on an image, a folder of images or a video, and save annotated copies.
 
 python tools/demo.py --checkpoint PTH --input (IMAGE | FOLDER | VIDEO) --output DIR
-                     [--config CFG] [--score-thr 0.3] [--show-heatmap] [--flip] [--scales 1.0 ...]
+                     [--config CFG] [--score-thr THR] [--show-heatmap] [--flip] [--scales 1.0 ...]
                      [--resize fixed|pad] [--device auto]
 
 The model, input size and normalisation come from the config stored in the checkpoint; --config
@@ -13,7 +13,9 @@ Writes <output>/<name>.jpg per image (with --show-heatmap also <name>_heatmap.jp
 "category_name", "category_id", "label"}] for the detections scoring at least --score-thr, in
 original-image pixels (tools/eval.py --predictions scores it against a val set by file_name). An output
 folder that already holds detections.json is refused unless --overwrite. In a folder, an unreadable image
-is skipped with a warning and the others are still written; the exit code is then 1.
+is skipped with a warning and the others are still written; the exit code is then 1. Without --score-thr
+the threshold is the checkpoint's score_threshold (the F1-best threshold of the evaluation that wrote it),
+or 0.3 for checkpoints without one.
 """
 
 from __future__ import annotations
@@ -51,8 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", required=True, help="trained checkpoint (checkpoints/best.pth of a run)")
     parser.add_argument("--input", required=True, help="an image, a folder of images or a video (.mp4/.avi/...)")
     parser.add_argument("--output", required=True, help="folder for the annotated files and detections.json")
-    parser.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier run in --output")
-    parser.add_argument("--score-thr", type=float, default=DEFAULT_SCORE_THR, help="lowest score drawn and saved")
+    parser.add_argument("--score-thr", type=float, default=None,
+                        help=f"lowest score drawn and saved (default: the checkpoint's F1-best threshold, "
+                             f"else {DEFAULT_SCORE_THR})")
     parser.add_argument("--show-heatmap", action="store_true", help="also save the centre heatmap overlay")
     parser.add_argument("--flip", action="store_true", help="flip test-time augmentation")
     parser.add_argument("--scales", type=float, nargs="+", default=[1.0],
@@ -222,7 +225,8 @@ def run_demo(args: argparse.Namespace) -> int:
     check_output(out_dir, input_path, kind, args.overwrite)
     config = load_config(args.config) if args.config else None
     detector = Detector.from_checkpoint(args.checkpoint, config=config, device=args.device, flip=args.flip,
-                                        scales=args.scales, resize=args.resize)
+                                        scales=args.scales, resize=args.resize, score_threshold=args.score_thr)
+    args.score_thr = detector.score_threshold
     out_dir.mkdir(parents=True, exist_ok=True)
     unreadable: list[Path] = []
     if kind == "video":

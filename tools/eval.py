@@ -1,7 +1,11 @@
 """Evaluate a trained CenterNet checkpoint, or score an existing detections file, on the val set.
 
 python tools/eval.py --checkpoint PTH [--config CFG] [--flip] [--scales 0.5 1.0 1.5] [--out-dir DIR] [KEY=VALUE ...]
-python tools/eval.py --config CFG --predictions DETECTIONS.json [--out-dir DIR]
+python tools/eval.py --config CFG --predictions DETECTIONS.json [--out-dir DIR] [--val-set NAME]
+
+With several named val sets (data.val as a list) every set is evaluated, each into <out-dir>/<name>/;
+--val-set NAME evaluates one (a --predictions file belongs to one set: name it when there are several).
+Precision/recall/F1 use eval.score_threshold and eval.pr_iou (docs/evaluation.md).
 
 The config (model, val set) is the one stored in the checkpoint unless --config names another; KEY=VALUE
 overrides apply to either. Test-time augmentation: --flip (heatmap and size of the mirrored pass averaged
@@ -29,7 +33,7 @@ import torch
 
 from centernet.cli import default_argument_parser, run_tool, setup_tool_logging
 from centernet.config import Config, load_config
-from centernet.data.build import build_dataset, build_loader
+from centernet.data.build import build_loader, build_val_datasets
 from centernet.data.normalize import ImageNormalizer
 from centernet.evaluation import load_detections
 from centernet.evaluation.io import METRICS_FILENAME
@@ -67,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="test scales, e.g. 0.5 1.0 1.5 (several: multi-scale test merged with eval.merge)")
     parser.add_argument("--out-dir", help="output folder (default: eval_<checkpoint>_<options> beside the run)")
     parser.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier evaluation")
+    parser.add_argument("--val-set", help="evaluate only this named set of data.val (default: all)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return parser
 
@@ -150,17 +155,30 @@ def evaluate(args: argparse.Namespace) -> None:
         raise ValueError("--predictions needs --config (whose val annotations the detections are scored against)")
     tta = build_tta(cfg)
     out_dir = Path(args.out_dir) if args.out_dir else default_out_dir(args, tta)
-    check_out_dir(out_dir, args.overwrite)
-    dataset = build_dataset(cfg, "val")
+    sets = build_val_datasets(cfg, args.val_set)
+    for name, _ in sets:
+        check_out_dir(_set_dir(out_dir, name), args.overwrite)
     if checkpoint is None:
+        if len(sets) > 1:
+            names = ", ".join(str(name) for name, _ in sets)
+            raise ValueError(f"--predictions {args.predictions}: data.val has several sets ({names}); "
+                             "name its set with --val-set")
+        name, dataset = sets[0]
         records = resolve_records(load_detections(args.predictions, ids_required=False), dataset, args.predictions)
-        score_detections(dataset, records, metric=cfg.eval.metric, backend=cfg.eval.backend, out_dir=out_dir,
-                         provenance=provenance(args, cfg, tta, None))
+        score_detections(dataset, records, out_dir=_set_dir(out_dir, name),
+                         provenance=provenance(args, cfg, tta, None), **scoring_options(cfg))
         return
     device = select_device(cfg.runtime.device)
-    trained = load_trained_model(checkpoint, cfg, device=device, class_names=dataset.class_names)
+    trained = load_trained_model(checkpoint, cfg, device=device, class_names=sets[0][1].class_names)
     record = provenance(args, cfg, tta, trained)
-    run_model(trained, dataset, tta, device, out_dir, record, progress=not args.no_progress)
+    for name, dataset in sets:
+        run_model(trained, dataset, tta, device, _set_dir(out_dir, name), record, progress=not args.no_progress)
+
+
+def scoring_options(cfg: Config) -> dict[str, Any]:
+    """The metric, backend and precision/recall thresholds of ``cfg.eval``."""
+    return {"metric": cfg.eval.metric, "backend": cfg.eval.backend, "score_threshold": cfg.eval.score_threshold,
+            "pr_iou": cfg.eval.pr_iou}
 
 
 def run_model(trained: TrainedModel, dataset: Any, tta: TestTimeAugmentation, device: torch.device, out_dir: Path,
@@ -168,7 +186,7 @@ def run_model(trained: TrainedModel, dataset: Any, tta: TestTimeAugmentation, de
     cfg = trained.config
     model = trained.model.to(memory_format=torch.channels_last if cfg.runtime.channels_last else torch.preserve_format)
     normalizer = ImageNormalizer(cfg.data.mean, cfg.data.std, channels_last=cfg.runtime.channels_last).to(device)
-    scoring = {"metric": cfg.eval.metric, "backend": cfg.eval.backend, "out_dir": out_dir, "provenance": record}
+    scoring = {"out_dir": out_dir, "provenance": record, **scoring_options(cfg)}
     if tta.is_plain:
         loader = build_loader(cfg, dataset, "val", pin_memory=device.type == "cuda")
         evaluate_model(model, dataset, loader, normalizer, device=device, topk=cfg.eval.topk, flip=cfg.eval.flip,
@@ -180,6 +198,11 @@ def run_model(trained: TrainedModel, dataset: Any, tta: TestTimeAugmentation, de
                                     channel_order=cfg.data.channel_order, device=device, amp=cfg.runtime.amp)
     results = run_tta_inference(predictor, dataset, progress=progress)
     score_detections(dataset, detections_for_dataset(dataset, results), **scoring)
+
+
+def _set_dir(out_dir: Path, name: str | None) -> Path:
+    """A named val set's outputs go to ``out_dir/<name>``; a single unnamed set's to ``out_dir``."""
+    return out_dir if name is None else out_dir / name
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -293,6 +293,10 @@ def _convert_union(options: tuple[Any, ...], value: Any, key: str) -> Any:
     if value is None and type(None) in options:
         return None
     options = tuple(o for o in options if o is not type(None))
+    lists = [o for o in options if get_origin(o) is list]
+    if lists and isinstance(value, list | tuple):  # e.g. data.val: one set or a list of named sets
+        return _convert(lists[0], value, key)
+    options = tuple(o for o in options if get_origin(o) is not list)
     if len(options) == 1:
         return _convert(options[0], value, key)
     # A tagged union of dataclasses: the ``type`` value picks the variant.

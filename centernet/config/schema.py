@@ -68,9 +68,23 @@ DatasetConfig = CocoDatasetConfig | VocDatasetConfig
 
 
 @dataclass
+class NamedCocoDatasetConfig(CocoDatasetConfig):
+    name: str = ""  # a validation set's name: an identifier, unique in data.val (docs/evaluation.md)
+
+
+@dataclass
+class NamedVocDatasetConfig(VocDatasetConfig):
+    name: str = ""  # a validation set's name: an identifier, unique in data.val (docs/evaluation.md)
+
+
+NamedDatasetConfig = NamedCocoDatasetConfig | NamedVocDatasetConfig
+
+
+@dataclass
 class DataConfig:
     train: DatasetConfig = field(default_factory=CocoDatasetConfig)
-    val: DatasetConfig = field(default_factory=CocoDatasetConfig)
+    # one val set, or a list of named sets [{name: yell, type: coco, ...}, ...] all evaluated each time
+    val: DatasetConfig | list[NamedDatasetConfig] = field(default_factory=CocoDatasetConfig)
     classes: list[str] | None = None  # null = all categories (VOC: the 20 VOC classes); a list restricts and orders
     input_size: list[int] = field(default_factory=lambda: [512, 512])  # network input (height, width)
     down_ratio: int = 4  # output stride of the model
@@ -188,6 +202,7 @@ class SolverConfig:
     lr_steps: list[int] = field(default_factory=lambda: [90, 120])  # epochs at which lr *= lr_gamma
     lr_gamma: float = 0.1
     warmup_iters: int = 0  # linear warmup length in iterations
+    min_iters: int = 0  # floor of optimisation steps: fewer -> more epochs, schedule stretched (docs/schedules.md)
     warmup_factor: float = 0.001  # lr multiplier at iteration 0 of the warmup
     backbone_lr_mult: float = 1.0  # the backbone trains at lr * backbone_lr_mult (e.g. 0.1 keeps pretrained features)
     grad_clip: float | None = None  # max global gradient norm (null = no clipping)
@@ -216,6 +231,7 @@ class EvalConfig:
     batch_size: int = 0  # 0 = data.batch_size
     score_threshold: float = 0.3  # precision/recall/F1 counted on detections scoring at least this
     pr_iou: float = 0.4  # precision/recall: a detection matches a ground-truth box at IoU above this
+    best_metric: str = ""  # metric ranking best.pth, e.g. AP50 or yell/AP; "" = AP (coco) / mAP (voc) of the first set
 
 
 @dataclass
@@ -255,9 +271,13 @@ BOX_SETUPS = {
 def cross_key_error(config: Config) -> str | None:
     """A one-line description of what is wrong beyond single key types, or None when the config is valid.
 
-    Checks that ``target.alpha``, ``target.beta`` lie in (0, 1], ``model.head.ltrb_scale`` > 0, and that
-    the box head, box targets and box loss form one of :data:`BOX_SETUPS`.
+    Checks the names of the ``data.val`` sets and ``eval.best_metric`` (:func:`val_set_error`), that
+    ``target.alpha``, ``target.beta`` lie in (0, 1], ``model.head.ltrb_scale`` > 0, and that the box head,
+    box targets and box loss form one of :data:`BOX_SETUPS`.
     """
+    problem = val_set_error(config)
+    if problem is not None:
+        return problem
     for key, value in (("target.alpha", config.target.alpha), ("target.beta", config.target.beta)):
         if not 0.0 < value <= 1.0:
             return f"{key}: {value} is not in (0, 1]"
@@ -267,4 +287,32 @@ def cross_key_error(config: Config) -> str | None:
     if setup not in BOX_SETUPS:
         valid = " or ".join(f"{'/'.join(keys)} ({name})" for keys, name in BOX_SETUPS.items())
         return f"model.head.box/target.box/loss.box.type: {'/'.join(setup)} do not go together; use {valid}"
+    return None
+
+
+def val_set_names(config: Config) -> list[str] | None:
+    """The names of the ``data.val`` sets, or ``None`` for a single unnamed set."""
+    val = config.data.val
+    return [item.name for item in val] if isinstance(val, list) else None
+
+
+def val_set_error(config: Config) -> str | None:
+    """One line on what is wrong with the ``data.val`` names or ``eval.best_metric``, or None."""
+    names = val_set_names(config)
+    best = config.eval.best_metric
+    if names is None:
+        if "/" in best:
+            return f"eval.best_metric: {best!r} names a set, but data.val is a single unnamed set; use e.g. AP"
+        return None
+    if not names:
+        return "data.val: the list of named val sets is empty; give at least one {name: ..., type: ...}"
+    for index, name in enumerate(names):
+        if not name.isidentifier():
+            return f"data.val[{index}].name: {name!r} is not an identifier (letters, digits, _; e.g. yell)"
+        if name in names[:index]:
+            return f"data.val[{index}].name: {name!r} is used twice; val set names must be unique"
+    if best:
+        set_name, sep, key = best.partition("/")
+        if not sep or not key or set_name not in names:
+            return f"eval.best_metric: {best!r} is not <set>/<metric> with a set of data.val ({', '.join(names)})"
     return None

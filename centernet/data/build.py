@@ -10,7 +10,7 @@ from typing import Literal, cast
 import cv2
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
-from centernet.config.schema import CocoDatasetConfig, Config, VocDatasetConfig
+from centernet.config.schema import CocoDatasetConfig, Config, DatasetConfig, VocDatasetConfig
 from centernet.data.base import DetectionDataset
 from centernet.data.coco import CocoDetection
 from centernet.data.collate import make_collate
@@ -46,13 +46,43 @@ def build_transform(cfg: Config, split: Split) -> TrainTransform | ValTransform:
     )
 
 
-def build_dataset(cfg: Config, split: Split) -> DetectionDataset:
-    """The ``data.<split>`` dataset (COCO or VOC format) with the transform of that split."""
-    section = getattr(cfg.data, split)
+def val_set_sections(cfg: Config) -> list[tuple[str | None, DatasetConfig]]:
+    """``(name, section)`` of each validation set: ``[(None, data.val)]`` for a single unnamed set."""
+    if isinstance(cfg.data.val, list):
+        return [(section.name, section) for section in cfg.data.val]
+    return [(None, cfg.data.val)]
+
+
+def build_val_datasets(cfg: Config, only: str | None = None) -> list[tuple[str | None, DetectionDataset]]:
+    """``(name, dataset)`` of each validation set (see :func:`val_set_sections`), or of the set named ``only``.
+
+    Raises:
+        ValueError: ``only`` is not the name of a set (or is given for a single unnamed set).
+    """
+    sections = val_set_sections(cfg)
+    if only is not None:
+        names = [name for name, _ in sections if name is not None]
+        if only not in names:
+            known = f"one of {', '.join(names)}" if names else "unused: data.val is a single unnamed set"
+            raise ValueError(f"--val-set {only!r} is not a set of data.val ({known})")
+        sections = [(name, section) for name, section in sections if name == only]
+    return [(name, build_dataset(cfg, "val", section=section, name=name)) for name, section in sections]
+
+
+def build_dataset(cfg: Config, split: Split, *, section: DatasetConfig | None = None,
+                  name: str | None = None) -> DetectionDataset:
+    """The ``data.<split>`` dataset (COCO or VOC format) with the transform of that split.
+
+    With several named val sets, ``build_dataset(cfg, "val")`` is the first one; ``section`` (and its
+    ``name``, for messages) builds another (see :func:`build_val_datasets`).
+    """
+    if section is None:
+        name, section = val_set_sections(cfg)[0] if split == "val" else (None, cfg.data.train)
+    where = f"data.{split}" if name is None else f"data.{split}[{name}]"
     transform = build_transform(cfg, split)
     if isinstance(section, VocDatasetConfig):
         if not section.root or not section.split:
-            raise ValueError(f"data.{split}: root and split must both be set for type 'voc'")
+            raise ValueError(f"{where}: root and split must both be set for type 'voc'")
         years = None if section.years is None else [str(year) for year in section.years]
         voc = VOCDetection(
             section.root,
@@ -66,7 +96,7 @@ def build_dataset(cfg: Config, split: Split) -> DetectionDataset:
         return voc
     assert isinstance(section, CocoDatasetConfig)
     if not section.ann_file or not section.img_dir:
-        raise ValueError(f"data.{split}: ann_file and img_dir must both be set for type 'coco'")
+        raise ValueError(f"{where}: ann_file and img_dir must both be set for type 'coco'")
     return CocoDetection(
         section.ann_file,
         section.img_dir,

@@ -17,8 +17,9 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from centernet.config import Config, config_to_dict, save_config
+from centernet.config.schema import val_set_names
 from centernet.data.base import DetectionDataset
-from centernet.data.build import build_dataset, build_loader
+from centernet.data.build import build_dataset, build_loader, build_val_datasets
 from centernet.data.normalize import ImageNormalizer
 from centernet.engine.checkpoint import CheckpointStore
 from centernet.engine.distributed import DistContext, all_reduce_sum, init_distributed
@@ -32,7 +33,7 @@ from centernet.engine.hooks import (
     VisualLoggingHook,
 )
 from centernet.engine.logging import MetricsLogger
-from centernet.engine.optim import build_optimizer, build_scheduler, scaled_lr
+from centernet.engine.optim import TrainingPlan, build_optimizer, build_scheduler, plan_training, scaled_lr
 from centernet.engine.sync_bn import convert_sync_batchnorm
 from centernet.engine.targets import CenterNetTargets
 from centernet.engine.trainer import Trainer
@@ -82,7 +83,17 @@ def _place_model(cfg: Config, model: nn.Module, dist: DistContext) -> tuple[nn.M
     return model, DistributedDataParallel(model, device_ids=device_ids)
 
 
-def _build_hooks(cfg: Config, trainer: Trainer, evaluate: Any, metrics_logger: MetricsLogger | None) -> list[HookBase]:
+def best_metric_key(cfg: Config) -> str:
+    """The metrics key ranking ``best.pth``: ``eval.best_metric``, else AP / mAP (of the first named set)."""
+    if cfg.eval.best_metric:
+        return cfg.eval.best_metric
+    names = val_set_names(cfg)
+    plain = BEST_METRIC[cfg.eval.metric]
+    return plain if names is None else f"{names[0]}/{plain}"
+
+
+def _build_hooks(cfg: Config, trainer: Trainer, evaluate: Any, metrics_logger: MetricsLogger | None,
+                 plan: TrainingPlan) -> list[HookBase]:
     """The default hooks, in calling order: loss statistics, logging, images, evaluation, checkpoints."""
     hooks: list[HookBase] = []
     heatmap_loss = getattr(trainer.criterion, "heatmap_loss", None)
@@ -93,8 +104,10 @@ def _build_hooks(cfg: Config, trainer: Trainer, evaluate: Any, metrics_logger: M
     hooks.append(TrainLoggingHook(cfg.runtime.log_interval, metrics_logger, extra=extra))
     hooks.append(VisualLoggingHook(cfg.runtime.vis_interval, metrics_logger, channel_order=cfg.data.channel_order,
                                    down_ratio=cfg.data.down_ratio))
-    hooks.append(EvalHook(evaluate, cfg.eval.interval, metrics_logger))
-    hooks.append(CheckpointHook(BEST_METRIC[cfg.eval.metric], cfg.runtime.checkpoint_interval))
+    hooks.append(EvalHook(evaluate, plan.eval_interval, metrics_logger, sets=val_set_names(cfg)))
+    best = best_metric_key(cfg)
+    set_prefix = best.rpartition("/")[0] + "/" if "/" in best else ""
+    hooks.append(CheckpointHook(best, cfg.runtime.checkpoint_interval, threshold_key=f"{set_prefix}best_f1_threshold"))
     return hooks
 
 
@@ -103,10 +116,12 @@ def build_trainer(cfg: Config, work_dir: Path, *, resume: bool | str | Path | No
     """See :meth:`Trainer.from_config`."""
     dist = _setup_runtime(cfg)
     train_set = _build_train_set(cfg)
-    val_set = build_dataset(cfg, "val")
+    val_sets = build_val_datasets(cfg)
     pin = dist.device.type == "cuda"
     train_loader = build_loader(cfg, train_set, "train", rank=dist.rank, world_size=dist.world_size, pin_memory=pin)
-    val_loader = build_loader(cfg, val_set, "val", rank=dist.rank, world_size=dist.world_size, pin_memory=pin)
+    val_loaders = [build_loader(cfg, val_set, "val", rank=dist.rank, world_size=dist.world_size, pin_memory=pin)
+                   for _, val_set in val_sets]
+    plan = plan_training(cfg.solver, len(train_loader), cfg.eval.interval)
     num_classes = len(train_set.class_names)
     model, train_model = _place_model(cfg, build_model(cfg, num_classes), dist)
     reduce = all_reduce_sum if dist.distributed else None
@@ -119,11 +134,12 @@ def build_trainer(cfg: Config, work_dir: Path, *, resume: bool | str | Path | No
     ema = None
     if cfg.solver.ema:
         ema = ModelEMA(model, decay=cfg.solver.ema_decay, warmup_iters=cfg.solver.ema_warmup_iters)
+    scheduler = build_scheduler(optimizer, plan.apply(cfg.solver), len(train_loader))
     trainer = Trainer(
-        model, criterion, train_loader, optimizer, build_scheduler(optimizer, cfg.solver, len(train_loader)),
+        model, criterion, train_loader, optimizer, scheduler,
         targets=CenterNetTargets(num_classes=num_classes, down_ratio=cfg.data.down_ratio,
                                  radius_formula=cfg.target.radius, min_overlap=cfg.target.min_overlap),
-        normalizer=normalizer, max_epochs=cfg.solver.epochs, train_model=train_model, dist=dist,
+        normalizer=normalizer, max_epochs=plan.epochs, train_model=train_model, dist=dist,
         amp=cfg.runtime.amp, scaler=torch.amp.GradScaler(dist.device.type, enabled=cfg.runtime.amp == "fp16"),
         ema=ema, grad_clip=cfg.solver.grad_clip, skip_nonfinite_steps=cfg.solver.skip_nonfinite_steps,
         store=CheckpointStore(work_dir / "checkpoints", keep=cfg.runtime.keep_checkpoints),
@@ -137,20 +153,28 @@ def build_trainer(cfg: Config, work_dir: Path, *, resume: bool | str | Path | No
     metrics_logger = _prepare_work_dir(cfg, work_dir, dist) if dist.is_main else None
 
     def evaluate() -> dict[str, Any]:
-        return evaluate_model(
-            ema.module if ema is not None else model, val_set, val_loader, normalizer, device=dist.device,
-            topk=cfg.eval.topk, flip=cfg.eval.flip, amp=cfg.runtime.amp, metric=cfg.eval.metric,
-            backend=cfg.eval.backend, out_dir=work_dir / "eval" if dist.is_main else None, progress=trainer.progress,
-        )
+        """Every val set in turn (each sharded under DDP); named sets give ``<set>/<metric>`` keys."""
+        metrics: dict[str, Any] = {}
+        for (name, val_set), val_loader in zip(val_sets, val_loaders, strict=True):
+            out_dir = work_dir / "eval" if name is None else work_dir / "eval" / name
+            result = evaluate_model(
+                ema.module if ema is not None else model, val_set, val_loader, normalizer, device=dist.device,
+                topk=cfg.eval.topk, flip=cfg.eval.flip, amp=cfg.runtime.amp, metric=cfg.eval.metric,
+                backend=cfg.eval.backend, out_dir=out_dir if dist.is_main else None, progress=trainer.progress,
+                score_threshold=cfg.eval.score_threshold, pr_iou=cfg.eval.pr_iou,
+            )
+            metrics.update(result if name is None else {f"{name}/{key}": value for key, value in result.items()})
+        return metrics
 
-    trainer.register_hooks(_build_hooks(cfg, trainer, evaluate, metrics_logger))
+    trainer.register_hooks(_build_hooks(cfg, trainer, evaluate, metrics_logger, plan))
+    val_sizes = ", ".join(f"{len(val_set)}" if name is None else f"{name} {len(val_set)}" for name, val_set in val_sets)
     logger.info(
-        "training %s on %s x %d: %d train / %d val images, %d classes, %d epochs x %d iterations, "
-        "global batch %d, lr %.3g (solver.lr %.3g, reference batch %s)",
-        cfg.model.backbone.type, dist.device, dist.world_size, len(train_set), len(val_set), num_classes,
-        cfg.solver.epochs, len(train_loader), trainer.global_batch_size, base_lr, cfg.solver.lr,
-        cfg.solver.reference_batch_size or "not set",
+        "training %s on %s x %d: %d train / %s val images, %d classes, global batch %d, "
+        "lr %.3g (solver.lr %.3g, reference batch %s)",
+        cfg.model.backbone.type, dist.device, dist.world_size, len(train_set), val_sizes, num_classes,
+        trainer.global_batch_size, base_lr, cfg.solver.lr, cfg.solver.reference_batch_size or "not set",
     )
+    logger.info("plan: %s", plan.describe())
     return trainer
 
 

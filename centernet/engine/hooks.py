@@ -208,17 +208,23 @@ class VisualLoggingHook(HookBase):
 class EvalHook(HookBase):
     """Evaluate every ``interval`` epochs and after the last one; rank 0 logs the scalar metrics.
 
+    With named val sets the metrics keys are ``<set>/<metric>``; each set gets its own ``metrics.jsonl``
+    record (``{"type": "val", "set": name, ...}`` with the plain metric names) and TensorBoard scalars
+    ``val/<set>/<metric>`` (docs/evaluation.md).
+
     Args:
         evaluate: runs the evaluation (all ranks) and returns the metrics.
         interval: epochs between evaluations (0 = only after the last epoch).
         metrics_logger: ``None`` on ranks other than 0.
+        sets: the names of the val sets, or ``None`` for one unnamed set.
     """
 
     def __init__(self, evaluate: Callable[[], dict[str, Any]], interval: int,
-                 metrics_logger: MetricsLogger | None) -> None:
+                 metrics_logger: MetricsLogger | None, sets: list[str] | None = None) -> None:
         self.evaluate = evaluate
         self.interval = interval
         self.metrics_logger = metrics_logger
+        self.sets = sets
 
     def after_epoch(self) -> None:
         trainer = self.trainer
@@ -230,9 +236,15 @@ class EvalHook(HookBase):
         trainer = self.trainer
         metrics = self.evaluate()
         if self.metrics_logger is not None:
-            scalars = {k: v for k, v in metrics.items() if isinstance(v, float)}
-            self.metrics_logger.log({"type": "val", "epoch": trainer.epoch, "iter": trainer.iteration, **scalars},
-                                    step=trainer.iteration, prefix="val")
+            head = {"type": "val", "epoch": trainer.epoch, "iter": trainer.iteration}
+            if self.sets is None:
+                scalars = {k: v for k, v in metrics.items() if isinstance(v, float)}
+                self.metrics_logger.log({**head, **scalars}, step=trainer.iteration, prefix="val")
+            for name in self.sets or ():
+                start = f"{name}/"
+                scalars = {k[len(start):]: v for k, v in metrics.items()
+                           if k.startswith(start) and isinstance(v, float)}
+                self.metrics_logger.log({**head, "set": name, **scalars}, step=trainer.iteration, prefix=f"val/{name}")
         trainer.last_metrics = metrics
         return metrics
 
@@ -240,14 +252,20 @@ class EvalHook(HookBase):
 class CheckpointHook(HookBase):
     """``last.pth`` after every epoch and every ``interval`` iterations; ``best.pth`` when ``metric`` improves.
 
+    Every evaluation's F1-best score threshold (``threshold_key`` of the metrics, when present) is stored
+    as the checkpoint key ``score_threshold`` from then on, so ``best.pth`` keeps the one of its own
+    evaluation; inference uses it as the default threshold (docs/evaluation.md).
+
     Args:
-        metric: the key of the evaluation metrics that ranks checkpoints (``AP`` / ``mAP``).
+        metric: the key of the evaluation metrics that ranks checkpoints (``AP`` / ``mAP``, ``yell/AP``).
         interval: iterations between mid-epoch checkpoints (0 = only at epoch ends).
+        threshold_key: the metrics key of the score threshold to store (``best_f1_threshold``, ``yell/...``).
     """
 
-    def __init__(self, metric: str, interval: int = 0) -> None:
+    def __init__(self, metric: str, interval: int = 0, threshold_key: str = "best_f1_threshold") -> None:
         self.metric = metric
         self.interval = interval
+        self.threshold_key = threshold_key
 
     def after_step(self) -> None:
         trainer = self.trainer
@@ -266,6 +284,11 @@ class CheckpointHook(HookBase):
         """
         trainer = self.trainer
         value = None if metrics is None else metrics.get(self.metric)
+        if metrics is not None and self.metric not in metrics:
+            known = ", ".join(k for k, v in metrics.items() if isinstance(v, float))
+            raise ValueError(f"eval.best_metric: {self.metric!r} is not an evaluation metric (known: {known})")
+        if metrics is not None and isinstance(metrics.get(self.threshold_key), float):
+            trainer.metadata["score_threshold"] = float(metrics[self.threshold_key])
         is_best = value is not None and value > trainer.best_metric
         if value is not None and is_best:
             trainer.best_metric = float(value)

@@ -96,6 +96,8 @@ class TrainStateMixin:
             self.best_metric = float(state["best_metric"])
         except (KeyError, RuntimeError, ValueError, TypeError) as error:
             raise ValueError(f"cannot resume from {path}: {str(error).splitlines()[0]}") from error
+        if "score_threshold" in state:  # the latest evaluation's, kept in later checkpoints
+            self.metadata["score_threshold"] = float(state["score_threshold"])
         self.epoch_iter = int(state.get("epoch_iter", 0))
         self.skipped_steps = int(state.get("skipped_steps", 0))
         self.skipped_samples = int(state.get("skipped_samples", 0))

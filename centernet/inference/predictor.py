@@ -12,6 +12,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -36,6 +37,7 @@ from centernet.inference.tta import MultiScalePredictor, TestTimeAugmentation, b
 from centernet.utils.affine import get_affine_transform
 from centernet.utils.amp import autocast_context
 from centernet.utils.env import cpu_has_fast_bf16, select_device
+from centernet.utils.visualize import DEFAULT_SCORE_THR
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +102,8 @@ class Detector:
         resize: ``fixed`` (warp into ``input_size``) | ``pad`` (keep the resolution, pad to a multiple of 32).
         merge: how several scales are merged (default: Gaussian soft-NMS, keeping ``topk``).
         config: the experiment config the model was built from, when known (kept as ``self.config``).
+        score_threshold: the default lowest score for callers that keep only confident detections
+            (``detector(image).above(detector.score_threshold)``); calls return all ``topk`` regardless.
     """
 
     def __init__(
@@ -121,6 +125,7 @@ class Detector:
         resize: str = "fixed",
         merge: MergeSettings | None = None,
         config: Config | None = None,
+        score_threshold: float = DEFAULT_SCORE_THR,
     ) -> None:
         if topk < 1:
             raise ValueError(f"Detector: topk must be >= 1, got {topk}")
@@ -135,6 +140,7 @@ class Detector:
         self.amp = amp
         self.flip = flip
         self.topk = topk
+        self.score_threshold = float(score_threshold)
         self.transform = ValTransform(input_size=input_size, channel_order=channel_order)
         self.normalizer_mean = tuple(float(v) for v in mean)  # fractions of 255, in ``channel_order``
         self.normalizer_std = tuple(float(v) for v in std)
@@ -160,6 +166,7 @@ class Detector:
         topk: int = DEFAULT_TOPK,
         scales: Sequence[float] = (1.0,),
         resize: str = "fixed",
+        score_threshold: float | None = None,
     ) -> Detector:
         """Rebuild the detector saved in a training checkpoint.
 
@@ -178,6 +185,8 @@ class Detector:
             topk: detections kept per image.
             scales: test scales (several: merged as the config's ``eval.merge`` and its thresholds say).
             resize: ``fixed`` | ``pad`` (see :mod:`centernet.inference.tta`).
+            score_threshold: the detector's ``score_threshold``; ``None`` = the checkpoint's
+                ``score_threshold`` (the F1-best threshold of its evaluation, docs/evaluation.md), else 0.3.
 
         Raises:
             FileNotFoundError: no file at ``path``.
@@ -204,6 +213,9 @@ class Detector:
             resize=resize,
             merge=build_tta(cfg).merge,
             config=cfg,
+            score_threshold=(
+                _stored_score_threshold(trained.checkpoint.state) if score_threshold is None else score_threshold
+            ),
         )
 
     @property
@@ -303,3 +315,9 @@ def _usable_amp(amp: str, device: torch.device) -> str:
     if amp == "bf16" and not cpu_has_fast_bf16():
         logger.warning("runtime.amp=bf16 on a CPU without native bfloat16 is slow; consider amp='off'")
     return amp
+
+
+def _stored_score_threshold(state: dict[str, Any]) -> float:
+    """The checkpoint's ``score_threshold`` (its evaluation's F1-best one), else ``DEFAULT_SCORE_THR``."""
+    value = state.get("score_threshold")
+    return float(value) if isinstance(value, int | float) else DEFAULT_SCORE_THR

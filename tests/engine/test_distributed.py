@@ -173,3 +173,31 @@ def test_merged_shards_come_back_in_dataset_order_once_per_image(tiny_config: Ca
     shard1 = [({"image_id": ids[i]}, i) for i in (1, 3)] + [({"image_id": ids[1]}, 99)]  # a stand-in repeat
     merged = in_dataset_order(dataset, shard0 + shard1)  # type: ignore[arg-type]
     assert [(meta["image_id"], value) for meta, value in merged] == [(ids[i], i) for i in range(4)]
+
+
+def test_every_named_val_set_is_sharded_and_gathered(tmp_path: Path, tiny_shapes: Path) -> None:
+    from tests.conftest import TINY_CONFIG
+
+    (tmp_path / "tiny.yaml").write_text(TINY_CONFIG.format(base=REPO / "configs" / "shapes_resnet18.yaml",
+                                                           root=tiny_shapes))
+    config = tmp_path / "sets.yaml"
+    config.write_text(
+        "_base_: tiny.yaml\ndata:\n  val:\n"
+        f"    - {{name: held_out, type: coco, ann_file: {tiny_shapes}/annotations/instances_val.json, "
+        f"img_dir: {tiny_shapes}/val}}\n"
+        f"    - {{name: seen, type: coco, ann_file: {tiny_shapes}/annotations/instances_train.json, "
+        f"img_dir: {tiny_shapes}/train}}\n"
+    )
+    work_dir = tmp_path / "ddp"
+    result = torchrun(2, ["--config", str(config), "--work-dir", str(work_dir), "--no-progress", *DDP_OVERRIDES],
+                      cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    checkpoint = work_dir / "checkpoints" / "last.pth"
+    trainer = Trainer.from_config(load_config(config, COMMON), tmp_path / "one", resume=checkpoint, progress=False)
+    metrics = trainer.evaluate()
+    for name, images in (("held_out", 4), ("seen", 12)):
+        sharded = json.loads((work_dir / "eval" / name / "detections.json").read_text())
+        single = json.loads((tmp_path / "one" / "eval" / name / "detections.json").read_text())
+        assert len(sharded) == images * 100 and sharded == single
+        saved = json.loads((work_dir / "eval" / name / "metrics.json").read_text())
+        assert metrics[f"{name}/AP"] == pytest.approx(saved["AP"], abs=1e-6)
