@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", required=True, help="trained checkpoint (checkpoints/best.pth of a run)")
     parser.add_argument("--input", required=True, help="an image, a folder of images or a video (.mp4/.avi/...)")
     parser.add_argument("--output", required=True, help="folder for the annotated files and detections.json")
+    parser.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier run in --output")
     parser.add_argument("--score-thr", type=float, default=None,
                         help=f"lowest score drawn and saved (default: the checkpoint's F1-best threshold, "
                              f"else {DEFAULT_SCORE_THR})")

@@ -127,8 +127,10 @@ def test_eval_tool_evaluates_every_set_or_the_named_one(two_set_run: tuple[Path,
     assert eval_tool.main(["--config", str(config), "--checkpoint", checkpoint, "--out-dir", str(tmp_path / "all"),
                            "--no-progress"]) == 0
     for name in ("held_out", "seen"):
-        assert json.loads((tmp_path / "all" / name / "metrics.json").read_text()) == json.loads(
-            (work_dir / "eval" / name / "metrics.json").read_text())
+        tool = json.loads((tmp_path / "all" / name / "metrics.json").read_text())
+        training = json.loads((work_dir / "eval" / name / "metrics.json").read_text())
+        assert {key: tool[key] for key in training} == training  # plus what produced them
+        assert tool["checkpoint"] == checkpoint
     predictions = str(work_dir / "eval" / "seen" / "detections.json")
     assert eval_tool.main(["--config", str(config), "--predictions", predictions, "--val-set", "seen",
                            "--out-dir", str(tmp_path / "one")]) == 0

@@ -12,7 +12,7 @@ import pytest
 from centernet.ablation import config_differences
 from centernet.config import config_to_dict, load_config
 from centernet.engine.checkpoint import load_checkpoint
-from centernet.engine.trainer import Trainer
+from centernet.engine.hooks import EvalHook
 from tests.conftest import REPO, load_script
 
 ablate = load_script("tools/ablate.py")
@@ -110,14 +110,14 @@ def test_interrupted_run_resumes_and_sums_its_time(
     config = str(tiny_config(name="only.yaml"))  # 2 epochs, evaluated after each
     work = tmp_path / "study"
     argv = ["--configs", config, "--seeds", "3", "--work-dir", str(work), "--no-progress"]
-    evaluate = Trainer.evaluate
+    evaluate = EvalHook.run
 
-    def fail_at_epoch_2(trainer: Trainer) -> dict:
-        if trainer.epoch == 2:
+    def fail_at_epoch_2(hook: EvalHook) -> dict:
+        if hook.trainer.epoch == 2:
             raise FloatingPointError("simulated divergence at epoch 2")
-        return evaluate(trainer)
+        return evaluate(hook)
 
-    monkeypatch.setattr(Trainer, "evaluate", fail_at_epoch_2)
+    monkeypatch.setattr(EvalHook, "run", fail_at_epoch_2)
     assert ablate.main(argv) == 1
     errors = error_lines(capsys)
     assert any("only seed 3 failed: simulated divergence" in line for line in errors), errors
@@ -127,7 +127,7 @@ def test_interrupted_run_resumes_and_sums_its_time(
     assert first["sessions"] == 1 and not first["finished"]
     assert not (work / "ablation.csv").exists()  # nothing finished: no report
 
-    monkeypatch.setattr(Trainer, "evaluate", evaluate)
+    monkeypatch.setattr(EvalHook, "run", evaluate)
     assert ablate.main(argv) == 0
     assert "resuming after epoch 1/2" in capsys.readouterr().err
     second = json.loads((run_dir / "run_info.json").read_text())
