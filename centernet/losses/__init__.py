@@ -2,7 +2,8 @@
 
 Heatmap losses (registry :data:`HEATMAP_LOSSES`, built by :func:`build_heatmap_loss`):
 ``penalty_reduced_focal`` (CenterNet default), ``focal`` (RetinaNet), ``ghm_c`` (GHM-C) and
-``bce``; all take logits and compute in float32.
+``bce``; all take logits, compute in float32 and are called as
+``loss(logits, target, mask=None, normaliser=None)``.
 """
 
 from centernet.losses.bce import BCEHeatmapLoss, binary_cross_entropy
@@ -11,6 +12,7 @@ from centernet.losses.focal import (
     PenaltyReducedFocalLoss,
     SigmoidFocalLoss,
     penalty_reduced_focal_loss,
+    penalty_reduced_focal_loss_reference,
     sigmoid_focal_loss,
 )
 from centernet.losses.ghm import GHMC
@@ -27,6 +29,7 @@ __all__ = [
     "binary_cross_entropy",
     "build_heatmap_loss",
     "penalty_reduced_focal_loss",
+    "penalty_reduced_focal_loss_reference",
     "reg_l1_loss",
     "sigmoid_focal_loss",
 ]

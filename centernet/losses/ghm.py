@@ -7,7 +7,8 @@ non-empty bins, an element in bin ``b`` gets the weight ``N / (density[b] * n)``
 
     L = sum(weight * BCE_with_logits(x, y)) / N_valid
 
-so that ``d L / d x = (p - y) * weight / N_valid``. Soft (Gaussian) targets ``y`` are allowed.
+so that ``d L / d x = (p - y) * weight / N_valid``. Soft (Gaussian) targets ``y`` are allowed. A
+``normaliser`` argument (e.g. the count over all DDP ranks) replaces ``N_valid`` when given.
 
 Where ``density[b]`` comes from (``density=``):
 
@@ -96,7 +97,9 @@ class GHMC(nn.Module):
         self.register_buffer("epoch_counts", torch.zeros(bins, dtype=torch.long))
         self.register_buffer("previous_epoch_counts", torch.zeros(bins, dtype=torch.long))
 
-    def forward(self, logits: Tensor, target: Tensor, mask: Tensor | None = None) -> Tensor:
+    def forward(
+        self, logits: Tensor, target: Tensor, mask: Tensor | None = None, normaliser: Tensor | None = None
+    ) -> Tensor:
         """Compute the GHM-C loss.
 
         Args:
@@ -104,6 +107,9 @@ class GHMC(nn.Module):
             target: FloatTensor[B, C, H, W] targets in [0, 1] (binary or soft Gaussian).
             mask: optional Tensor[B, C, H, W] or [B, 1, H, W]; non-zero = counts (in the histogram
                 and the loss), 0 = ignored.
+            normaliser: optional float32 scalar tensor replacing ``N_valid`` in the division (e.g.
+                the valid elements over all DDP ranks; no gradient; 0 divides by 1). The bin weights
+                are unchanged (they come from the histogram, see :attr:`reduce_counts`).
 
         Returns:
             FloatTensor[] (float32 scalar); 0 when no element is valid.
@@ -129,7 +135,8 @@ class GHMC(nn.Module):
             bin_weight = torch.where(counts > 0, bin_weight, torch.zeros_like(bin_weight))
             weight = bin_weight[bin_index] * valid  # [B, C, H, W]
         bce = F.binary_cross_entropy_with_logits(x, y, reduction="none")
-        return (weight * bce).sum() / safe_denominator(valid.sum().float())
+        count = valid.sum().float() if normaliser is None else normaliser.detach().to(x.device, torch.float32)
+        return (weight * bce).sum() / safe_denominator(count)
 
     def _density(self, counts: Tensor, counts_f: Tensor) -> Tensor:
         """Per-bin density for this call, updating the running statistics in training mode.

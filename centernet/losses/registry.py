@@ -1,7 +1,8 @@
 """Registry of heatmap losses, selectable by name from the config (``loss.heatmap.type``).
 
-Every entry builds an ``nn.Module`` called as ``loss(logits, target, mask=None) -> Tensor[]`` with
-``logits``/``target`` ``[B, C, H, W]`` and ``mask`` ``[B, C, H, W]`` or ``[B, 1, H, W]``.
+Every entry builds an ``nn.Module`` called as ``loss(logits, target, mask=None, normaliser=None) ->
+Tensor[]`` with ``logits``/``target`` ``[B, C, H, W]``, ``mask`` ``[B, C, H, W]`` or ``[B, 1, H, W]``
+and ``normaliser`` an optional float32 scalar tensor replacing the locally counted divisor.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def build_heatmap_loss(name: str, **params: object) -> nn.Module:
             as ``type`` and ``weight`` must be removed by the caller.
 
     Returns:
-        nn.Module called as ``loss(logits, target, mask=None) -> FloatTensor[]``.
+        nn.Module called as ``loss(logits, target, mask=None, normaliser=None) -> FloatTensor[]``.
 
     Raises:
         ValueError: for an unknown name (the message lists the valid names).
