@@ -32,6 +32,7 @@ from centernet.decode import (
 )
 from centernet.engine.checkpoint import load_checkpoint, model_state_from_checkpoint
 from centernet.inference.merge import MergeSettings
+from centernet.inference.optimize import optimize_model, plan_optimizations
 from centernet.inference.runner import predict_maps
 from centernet.inference.tta import MultiScalePredictor, TestTimeAugmentation, build_tta
 from centernet.models.build import build_model
@@ -101,6 +102,9 @@ class Detector:
             :class:`~centernet.inference.tta.MultiScalePredictor` image by image.
         resize: ``fixed`` (warp into ``input_size``) | ``pad`` (keep the resolution, pad to a multiple of 32).
         merge: how several scales are merged (default: Gaussian soft-NMS, keeping ``topk``).
+        optimize: inference speed-ups, e.g. ``"fast"`` (= ``"fold_bn,channels_last"``, same boxes) or
+            ``"fast,compile"``; see :mod:`centernet.inference.optimize`. ``fold_bn`` changes the
+            model passed in (its BatchNorm layers are folded away).
     """
 
     def __init__(
@@ -121,6 +125,7 @@ class Detector:
         scales: Sequence[float] = (1.0,),
         resize: str = "fixed",
         merge: MergeSettings | None = None,
+        optimize: str | Sequence[str] | None = None,
     ) -> None:
         if topk < 1:
             raise ValueError(f"Detector: topk must be >= 1, got {topk}")
@@ -130,6 +135,9 @@ class Detector:
             )
         self.class_names = tuple(class_names)
         self.category_ids = None if category_ids is None else tuple(int(i) for i in category_ids)
+        plan = plan_optimizations(optimize, device=device, amp=amp, channels_last=channels_last)
+        amp, channels_last = plan.amp, plan.channels_last
+        self.optimizations = plan.steps
         self.device = device
         self.amp = amp
         self.flip = flip
@@ -140,6 +148,9 @@ class Detector:
         self.normalizer = ImageNormalizer(mean, std, channels_last=channels_last).to(device)
         memory_format = torch.channels_last if channels_last else torch.preserve_format
         self.model = model.to(device).to(memory_format=memory_format).eval()
+        if plan.steps:
+            example = torch.zeros(1, 3, *self.transform.input_size, device=device)
+            self.model = optimize_model(self.model, plan, example)
         merge = MergeSettings(topk=topk) if merge is None else dataclasses.replace(merge, topk=topk)
         self.tta = TestTimeAugmentation(scales=tuple(float(s) for s in scales), flip=flip, resize=resize, merge=merge)
         self.multi_scale = MultiScalePredictor(
@@ -159,6 +170,7 @@ class Detector:
         topk: int = DEFAULT_TOPK,
         scales: Sequence[float] = (1.0,),
         resize: str = "fixed",
+        optimize: str | Sequence[str] | None = None,
     ) -> Detector:
         """Rebuild the detector saved in a training checkpoint.
 
@@ -177,6 +189,7 @@ class Detector:
             topk: detections kept per image.
             scales: test scales (several: merged as the config's ``eval.merge`` and its thresholds say).
             resize: ``fixed`` | ``pad`` (see :mod:`centernet.inference.tta`).
+            optimize: inference speed-ups (see the class arguments), e.g. ``"fast"``.
 
         Raises:
             FileNotFoundError: no file at ``path``.
@@ -216,6 +229,7 @@ class Detector:
             scales=scales,
             resize=resize,
             merge=build_tta(cfg).merge,
+            optimize=optimize,
         )
 
     @property
