@@ -28,7 +28,7 @@ import torch
 
 from benchmarks.common import Row
 from benchmarks.context import Context
-from benchmarks.rows import evaluation, focal, ghm, inference, loader, memory, targets, train_step
+from benchmarks.rows import end_to_end, evaluation, focal, ghm, inference, loader, memory, targets, train_step
 
 OUT_DEFAULT = Path(__file__).resolve().parent / "results.json"
 DEFAULT_THREADS = 1  # per-core figures; the shared 2-core machines make multi-threaded timings erratic
@@ -40,6 +40,7 @@ ROWS: dict[str, Callable[[Context], list[Row]]] = {
     "train_step": train_step.run,
     "focal": focal.run,
     "inference": inference.run,
+    "end_to_end": end_to_end.run,
     "evaluation": evaluation.run,
     "memory": memory.run,
     "ghm": ghm.run,
