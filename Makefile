@@ -21,19 +21,26 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml Makefile
 	$(BIN)/pip install --quiet --no-deps $(DEEPFOREST)
 	touch $@
 
-# Tree crowns: cut the deepforest sample images into tiles (once), train, evaluate on the two val images.
+# Tree crowns: cut the deepforest sample images into tiles (once), train, evaluate on both val sets:
+# yell (the in-domain hold-out) and cross_site (two images of other sites).
+# Run again, it reports the finished run's metrics (an interrupted run resumes); train afresh with
+# `make demo TRAIN_FLAGS=--overwrite` (the earlier run is moved to work_dirs/<name>.old-<timestamp>).
+TRAIN_FLAGS ?= --auto-resume
 demo: $(BIN)/.installed
 	$(BIN)/python datasets/prepare_trees.py --out $(TREES)
-	$(BIN)/python tools/train.py --config $(CONFIG)
-	@echo "metrics:     $(RUN_DIR)/eval/metrics.json"
-	@echo "predictions: $(RUN_DIR)/eval/predictions.png (green: ground truth, magenta: predictions)"
-	@echo "PR curves:   $(RUN_DIR)/eval/pr_curves.png"
+	$(BIN)/python tools/train.py --config $(CONFIG) $(TRAIN_FLAGS)
+	@for set in yell cross_site; do \
+	  echo "$$set:"; \
+	  echo "  metrics:     $(RUN_DIR)/eval/$$set/metrics.json (COCO AP, box precision/recall at IoU 0.4)"; \
+	  echo "  predictions: $(RUN_DIR)/eval/$$set/predictions.png (green: ground truth, magenta: predictions)"; \
+	  echo "  curves:      $(RUN_DIR)/eval/$$set/pr_curves.png, $(RUN_DIR)/eval/$$set/f1_curve.png"; \
+	done
 	@echo "TensorBoard: $(BIN)/tensorboard --logdir $(RUN_DIR)/tb"
 
 # The synthetic shapes set: a quick example without real data (ResNet-18 from scratch).
 demo-shapes: $(BIN)/.installed
 	$(BIN)/python datasets/make_shapes.py --out $(SHAPES)
-	$(BIN)/python tools/train.py --config $(SHAPES_CONFIG)
+	$(BIN)/python tools/train.py --config $(SHAPES_CONFIG) $(TRAIN_FLAGS)
 
 # pytest exits with 5 when it collects no tests: report it as the failure it is here.
 test: $(BIN)/.installed

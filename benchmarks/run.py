@@ -4,7 +4,11 @@ Absolute times on shared machines are noise, so every timed row runs two callabl
 interleaving their repetitions, and reports the ratio of their medians (``ours / reference``) next
 to the absolute figures. Rows live in ``benchmarks/rows/``, the baselines in ``benchmarks/reference/``.
 
-    python benchmarks/run.py [--quick] [--threads N] [--rows loader,targets,...] [--out benchmarks/results.json]
+    python benchmarks/run.py [--quick] [--threads N] [--rows loader,targets,...] [--out FILE | --update-tracked]
+
+Results go to work_dirs/benchmarks/results[_quick]_<YYYYmmdd-HHMMSS>.json (a new file per run) unless --out
+names a file; --update-tracked replaces the committed benchmarks/results.json (never with --quick, whose
+figures are meaningless). See docs/performance.md.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ from benchmarks.common import Row
 from benchmarks.context import Context
 from benchmarks.rows import end_to_end, evaluation, focal, ghm, inference, loader, memory, targets, train_step
 
-OUT_DEFAULT = Path(__file__).resolve().parent / "results.json"
+TRACKED_RESULTS = Path(__file__).resolve().parent / "results.json"
+RESULTS_DIR = Path(__file__).resolve().parents[1] / "work_dirs" / "benchmarks"
 DEFAULT_THREADS = 1  # per-core figures; the shared 2-core machines make multi-threaded timings erratic
 
 #: Row groups in table order: name -> ``run(ctx) -> list[Row]``.
@@ -85,13 +90,29 @@ def machine_info() -> dict[str, object]:
     }
 
 
+def output_path(out: Path | None, *, quick: bool, update_tracked: bool) -> Path:
+    """``--out``, the tracked results file (``--update-tracked``), or a new timestamped file under RESULTS_DIR."""
+    if out is not None:
+        return out
+    if update_tracked:
+        return TRACKED_RESULTS
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return RESULTS_DIR / f"results{'_quick' if quick else ''}_{stamp}.json"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny sizes and few repetitions (CI smoke run)")
     parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="torch intra-op threads (default 1)")
     parser.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated subset of {list(ROWS)}")
-    parser.add_argument("--out", type=Path, default=OUT_DEFAULT, help="where to write the JSON results")
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument("--out", type=Path, help="where to write the JSON results (default: a new file in "
+                        "work_dirs/benchmarks/)")
+    target.add_argument("--update-tracked", action="store_true", help=f"replace the committed {TRACKED_RESULTS.name}")
     args = parser.parse_args(argv)
+    if args.update_tracked and args.quick:
+        parser.error(f"--quick figures are meaningless; --update-tracked would replace {TRACKED_RESULTS} with them")
+    out = output_path(args.out, quick=args.quick, update_tracked=args.update_tracked)
     names = [name.strip() for name in args.rows.split(",") if name.strip()]
     unknown = sorted(set(names) - set(ROWS))
     if unknown:
@@ -113,7 +134,9 @@ def main(argv: list[str] | None = None) -> int:
         payload = {
             "quick": args.quick, "machine": machine_info(), "seconds": seconds, "rows": [asdict(r) for r in rows]
         }
-        args.out.write_text(json.dumps(payload, indent=2) + "\n")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(payload, indent=2) + "\n")
+        sys.stderr.write(f"results: {out}\n")
     finally:
         torch.set_num_threads(threads_before)
     return 0

@@ -51,4 +51,4 @@ def make_trainer(
     )
     cfg = load_config(BASE_CONFIG, overrides)
     logging.getLogger("centernet").setLevel(logging.WARNING)
-    return Trainer(cfg, folder / "work", progress=False)
+    return Trainer.from_config(cfg, folder / "work", progress=False)

@@ -2,6 +2,8 @@
 
 :func:`decode_detections` reproduces the original ``ctdet_decode``: sigmoid, 3x3 max-pool peak
 keep, top-K per class then top-K overall, centre = peak cell + offset, box = centre -/+ size / 2.
+:func:`decode_ltrb_detections` does the same for an ``ltrb`` head (TTFNet): the same peaks, box =
+peak cell -/+ the predicted distances to its sides. :func:`decode_maps` picks one by the maps' keys.
 :func:`detections_to_image` is the original post-process: the inverse crop affine on the corners.
 :class:`GraphDecoder` is the same decoding written for graph export (ONNX / TorchScript): static K,
 ``max_pool2d`` peak keep and no Python control flow on tensor shapes (the library decoder chunks over
@@ -11,7 +13,7 @@ planes on CPU, which a trace would freeze to the export batch size); the tests c
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -30,21 +32,20 @@ NUM_DET_COLUMNS = len(DET_COLUMNS)
 BOX_COORDS = 4  # rows[:, :BOX_COORDS] are the box corners
 SCORE_COLUMN = DET_COLUMNS.index("score")
 CLASS_COLUMN = DET_COLUMNS.index("class")
+_LTRB_CHANNELS = 4  # (left, top, right, bottom)
 # On CPU, decode this many heatmap cells at a time (cache-sized; accelerators take the whole batch).
 _CPU_CHUNK_ELEMENTS = 1 << 18
 
 
-def _check_maps(heatmap_logits: Tensor, size: Tensor, offset: Tensor) -> None:
-    """Validate the head output shapes (one-line errors)."""
+def _check_maps(heatmap_logits: Tensor, caller: str = "decode_detections", **box_maps: Tensor) -> None:
+    """Validate the head output shapes (one-line errors): every box map is ``[B, D, H, W]`` with D = 2 or 4."""
     if heatmap_logits.dim() != 4:
-        raise ValueError(
-            f"decode_detections: heatmap_logits must be [B, C, H, W], got {tuple(heatmap_logits.shape)}"
-        )
+        raise ValueError(f"{caller}: heatmap_logits must be [B, C, H, W], got {tuple(heatmap_logits.shape)}")
     batch, _, height, width = heatmap_logits.shape
-    expected = (batch, 2, height, width)
-    for name, tensor in (("size", size), ("offset", offset)):
+    for name, tensor in box_maps.items():
+        expected = (batch, _LTRB_CHANNELS if name == "ltrb" else 2, height, width)
         if tuple(tensor.shape) != expected:
-            raise ValueError(f"decode_detections: {name} must be {expected}, got {tuple(tensor.shape)}")
+            raise ValueError(f"{caller}: {name} must be {expected}, got {tuple(tensor.shape)}")
 
 
 def _neighbourhood_max(heat: Tensor, radius: int, dim: int, out: Tensor) -> Tensor:
@@ -144,6 +145,32 @@ def _gather_map(maps: Tensor, index: Tensor) -> Tensor:
     return picked.transpose(1, 2)
 
 
+def _top_peaks(heatmap_logits: Tensor, k: int, caller: str) -> tuple[Tensor, Tensor, Tensor]:
+    """The top-``k`` heatmap peaks of each image: top-K per class, then top-K overall.
+
+    Args:
+        heatmap_logits: FloatTensor[B, C, H, W] logits.
+        k: detections per image, ``>= 0``.
+        caller: name starting the error message.
+
+    Returns:
+        ``scores`` FloatTensor[B, K], ``classes`` LongTensor[B, K] and ``index`` LongTensor[B, K] (flat
+        cell ``y * W + x``), best first, ``K = min(k, C * H * W)``.
+    """
+    if k < 0:
+        raise ValueError(f"{caller}: k must be >= 0, got {k}")
+    batch, num_classes, height, width = heatmap_logits.shape
+    k_class = min(k, height * width)
+    on_cpu = heatmap_logits.device.type == "cpu"
+    chunk = _CPU_CHUNK_ELEMENTS // max(height * width, 1) if on_cpu else batch * num_classes
+    class_scores, class_index = _class_topk(heatmap_logits.float(), k_class, chunk)  # [B, C, k_class]
+    k_all = min(k, num_classes * k_class)
+    scores, order = class_scores.view(batch, num_classes * k_class).topk(k_all, dim=1)  # [B, K]
+    classes = torch.div(order, max(k_class, 1), rounding_mode="floor")  # [B, K]
+    index = class_index.view(batch, num_classes * k_class).gather(1, order)  # [B, K] flat cell
+    return scores, classes, index
+
+
 @torch.no_grad()
 def decode_detections(heatmap_logits: Tensor, size: Tensor, offset: Tensor, *, k: int = 100) -> Tensor:
     """Turn head outputs into the top-``k`` detections of each image, on the output grid.
@@ -158,18 +185,9 @@ def decode_detections(heatmap_logits: Tensor, size: Tensor, offset: Tensor, *, k
         FloatTensor[B, K, 6] float32 rows ``[x1, y1, x2, y2, score, class]`` on the output grid, best
         first, with ``K = min(k, C * H * W)``; the class column holds integer class ids.
     """
-    _check_maps(heatmap_logits, size, offset)
-    if k < 0:
-        raise ValueError(f"decode_detections: k must be >= 0, got {k}")
-    batch, num_classes, height, width = heatmap_logits.shape
-    k_class = min(k, height * width)
-    on_cpu = heatmap_logits.device.type == "cpu"
-    chunk = _CPU_CHUNK_ELEMENTS // max(height * width, 1) if on_cpu else batch * num_classes
-    class_scores, class_index = _class_topk(heatmap_logits.float(), k_class, chunk)  # [B, C, k_class]
-    k_all = min(k, num_classes * k_class)
-    scores, order = class_scores.view(batch, num_classes * k_class).topk(k_all, dim=1)  # [B, K]
-    classes = torch.div(order, max(k_class, 1), rounding_mode="floor")  # [B, K]
-    index = class_index.view(batch, num_classes * k_class).gather(1, order)  # [B, K] flat cell
+    _check_maps(heatmap_logits, size=size, offset=offset)
+    scores, classes, index = _top_peaks(heatmap_logits, k, "decode_detections")
+    width = heatmap_logits.shape[-1]
     ys = torch.div(index, width, rounding_mode="floor").float()
     xs = (index % width).float()
     boxes = centre_size_boxes(xs, ys, _gather_map(offset.float(), index), _gather_map(size.float(), index))
@@ -187,6 +205,64 @@ def centre_size_boxes(xs: Tensor, ys: Tensor, offset: Tensor, size: Tensor) -> T
     cx, cy = xs + offset[..., 0], ys + offset[..., 1]
     half_w, half_h = size[..., 0] / 2, size[..., 1] / 2
     return torch.stack((cx - half_w, cy - half_h, cx + half_w, cy + half_h), dim=-1)
+
+
+@torch.no_grad()
+def decode_ltrb_detections(heatmap_logits: Tensor, ltrb: Tensor, *, down_ratio: int, k: int = 100) -> Tensor:
+    """Top-``k`` detections of an ``ltrb`` head (TTFNet), on the output grid like :func:`decode_detections`.
+
+    The peaks are those of :func:`decode_detections`; the box of peak cell ``(x, y)`` is
+    ``[x*d - l, y*d - t, x*d + r, y*d + b]`` in input pixels, divided by ``d`` to land on the output grid.
+
+    Args:
+        heatmap_logits: FloatTensor[B, C, H, W] heatmap logits (sigmoid is applied here).
+        ltrb: FloatTensor[B, 4, H, W] distances from each cell to the box sides, in input pixels.
+        down_ratio: input pixels per output cell ``d``.
+        k: detections per image; clamped to ``C * H * W``.
+
+    Returns:
+        FloatTensor[B, K, 6] float32 rows ``[x1, y1, x2, y2, score, class]`` on the output grid, best first.
+    """
+    _check_maps(heatmap_logits, "decode_ltrb_detections", ltrb=ltrb)
+    if down_ratio <= 0:
+        raise ValueError(f"decode_ltrb_detections: down_ratio must be positive, got {down_ratio}")
+    scores, classes, index = _top_peaks(heatmap_logits, k, "decode_ltrb_detections")
+    width = heatmap_logits.shape[-1]
+    ys = torch.div(index, width, rounding_mode="floor").float()
+    xs = (index % width).float()
+    sides = _gather_map(ltrb.float(), index) / down_ratio  # [B, K, 4] in output cells
+    return torch.stack(
+        (xs - sides[..., 0], ys - sides[..., 1], xs + sides[..., 2], ys + sides[..., 3], scores, classes.float()),
+        dim=-1,
+    )
+
+
+def decode_maps(maps: Mapping[str, Tensor], *, down_ratio: int, k: int = 100) -> Tensor:
+    """Decode a head's output dict: :func:`decode_ltrb_detections` when it has ``ltrb``, else
+    :func:`decode_detections` (``size`` and ``offset``); same ``[B, K, 6]`` rows on the output grid."""
+    if "ltrb" in maps:
+        return decode_ltrb_detections(maps["heatmap"], maps["ltrb"], down_ratio=down_ratio, k=k)
+    return decode_detections(maps["heatmap"], maps["size"], maps["offset"], k=k)
+
+
+def unflip_ltrb(ltrb_flipped: Tensor, *, down_ratio: int) -> Tensor:
+    """The ``ltrb`` map of a mirrored input, expressed for the un-mirrored input (flip test-time augmentation).
+
+    The mirror is ``u -> W_in - 1 - u`` (pixel-index boxes). Cell ``x`` of the un-mirrored map sits at
+    ``x * d``; the mirrored pass's cell ``W - 1 - x`` sits at ``x * d + d - 1`` in un-mirrored pixels, so
+    besides flipping the width and swapping left/right, the distances move by ``d - 1``.
+
+    Args:
+        ltrb_flipped: FloatTensor[B, 4, H, W] predicted on the mirrored input.
+        down_ratio: input pixels per output cell ``d``.
+
+    Returns:
+        FloatTensor[B, 4, H, W] ``(r' - (d - 1), t', l' + (d - 1), b')`` of the width-flipped map;
+        average it with the un-mirrored pass's ``ltrb``.
+    """
+    left, top, right, bottom = ltrb_flipped.flip(-1).unbind(1)
+    shift = down_ratio - 1
+    return torch.stack((right - shift, top, left + shift, bottom), dim=1)
 
 
 def detections_to_image(

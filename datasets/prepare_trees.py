@@ -4,12 +4,18 @@ The ``deepforest`` pip package (MIT) ships real aerial RGB images with hand-draw
 Pascal VOC XML. This script converts them into one class, ``tree`` (the XML labels ``Tree``, ``Alive``
 and ``Dead`` all become it), and splits them so that no validation pixel is ever trained on:
 
-* train: the two large crops (``2019_YELL_2_541000_4977000_image_crop.png``, 1249x1035, and
-  ``2019_YELL_2_528000_4978000_image_crop2.png``, 2299x2472) cut into square tiles (default 400 px,
-  100 px overlap; the last tile of a row/column is aligned with the image edge). Each box is clipped to
-  the tile; a box keeps its place in a tile when at least ``--min-visible`` (default 0.5) of its area
-  lies inside the tile, otherwise it is dropped from that tile.
-* val: ``OSBS_029.png`` (61 trees) and ``SOAP_061.png`` (37 trees), whole (400x400), never tiled.
+* train: the two large crops of site YELL (``2019_YELL_2_541000_4977000_image_crop.png``, 1249x1035, and
+  ``2019_YELL_2_528000_4978000_image_crop2.png``, 2299x2472) without their bottom ``--holdout-rows``
+  rows (default 400), cut into square tiles (default 400 px, 100 px overlap; the last tile of a
+  row/column is aligned with the edge of that region). Each box is clipped to the tile; a box keeps its
+  place in a tile when at least ``--min-visible`` (default 0.5) of its area lies inside the tile,
+  otherwise it is dropped from that tile.
+* val_yell (in-domain hold-out): the bottom ``--holdout-rows`` rows of each YELL crop (rows 635-1035 of
+  the first, 2072-2472 of the second by default), which no training tile touches, cut side by side into
+  ``round(width / tile size)`` non-overlapping tiles of near-equal width (3 tiles of 416-417 px and 6 of
+  383-384 px, 400 rows high); boxes are clipped and kept as for the training tiles. A crown crossing the
+  boundary may appear, cut, on both sides; no pixel does. ``--holdout-rows 0`` writes no hold-out.
+* val (cross-site): ``OSBS_029.png`` (61 trees) and ``SOAP_061.png`` (37 trees), whole (400x400), never tiled.
 
 VOC boxes are 1-based inclusive pixels; they are read with ``centernet.data.voc.parse_voc_xml`` and so
 become 0-based ``[xmin - 1, ymin - 1, xmax, ymax]``, i.e. COCO ``[x, y, w, h] = [xmin - 1, ymin - 1,
@@ -18,14 +24,16 @@ xmax - xmin + 1, ymax - ymin + 1]``.
 Layout written under ``--out`` (default ``datasets/data/trees``)::
 
     train/<image stem>_x<x0>_y<y0>.png ...       val/OSBS_029.png  val/SOAP_061.png
+    val_yell/<image stem>_x<x0>_y<y0>.png ...
     annotations/instances_train.json            annotations/instances_val.json
+    annotations/instances_val_yell.json
     .complete.json                              (marker with the parameters, written last)
 
 Usage::
 
     pip install --no-deps deepforest==2.1.0     # only its data files are used; it is never imported
     python datasets/prepare_trees.py [--out datasets/data/trees] [--tile-size 400] [--overlap 100]
-        [--min-visible 0.5] [--force]
+        [--min-visible 0.5] [--holdout-rows 400] [--force]
 
 A complete set with the same parameters is left as it is (the script returns at once) unless ``--force``.
 """
@@ -34,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import itertools
 import json
 import logging
 import shutil
@@ -62,8 +71,11 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "data" / "trees"
 DEFAULT_TILE_SIZE = 400
 DEFAULT_OVERLAP = 100
 DEFAULT_MIN_VISIBLE = 0.5  # fraction of a box's area that must lie inside a tile for the box to be kept
+DEFAULT_HOLDOUT_ROWS = 400  # bottom rows of each YELL crop kept out of training (one tile high)
+HOLDOUT_SPLIT = "val_yell"
+SPLITS = ("train", "val", HOLDOUT_SPLIT)
 MARKER_NAME = ".complete.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the YELL hold-out
 BOX_COORDS = 4
 
 
@@ -74,6 +86,7 @@ class TileParams:
     tile_size: int = DEFAULT_TILE_SIZE
     overlap: int = DEFAULT_OVERLAP
     min_visible: float = DEFAULT_MIN_VISIBLE
+    holdout_rows: int = DEFAULT_HOLDOUT_ROWS
     format_version: int = FORMAT_VERSION
 
 
@@ -114,6 +127,14 @@ def tile_origins(length: int, tile_size: int, overlap: int) -> list[int]:
     if origins[-1] != length - tile_size:
         origins.append(length - tile_size)
     return origins
+
+
+def holdout_columns(width: int, tile_size: int) -> list[tuple[int, int]]:
+    """``(x0, x1)`` of the hold-out tiles: ``round(width / tile_size)`` (at least one) side-by-side tiles of
+    near-equal width covering ``[0, width)`` without overlap, so that each hold-out pixel is scored once."""
+    count = max(1, round(width / tile_size))
+    edges = np.linspace(0, width, count + 1).round().astype(int).tolist()
+    return list(itertools.pairwise(edges))
 
 
 def clip_boxes_to_tile(
@@ -195,20 +216,40 @@ def _write_image(path: Path, image: np.ndarray) -> None:
         raise OSError(f"cannot write image {path}")
 
 
-def _tile_split(data_dir: Path, out_dir: Path, params: TileParams) -> dict[str, Any]:
-    writer = _CocoWriter()
+def _yell_splits(data_dir: Path, out_dir: Path, params: TileParams) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The training tiles and the hold-out tiles (bottom ``holdout_rows`` rows) of the two YELL crops."""
+    train, holdout = _CocoWriter(), _CocoWriter()
     for stem in TRAIN_STEMS:
         image, boxes = _read_source(data_dir, stem)
         height, width = image.shape[:2]
-        for y0 in tile_origins(height, params.tile_size, params.overlap):
-            for x0 in tile_origins(width, params.tile_size, params.overlap):
-                tile = image[y0 : y0 + params.tile_size, x0 : x0 + params.tile_size]
-                tile_h, tile_w = tile.shape[:2]
-                tile_boxes, _ = clip_boxes_to_tile(boxes, x0, y0, tile_w, tile_h, params.min_visible)
-                file_name = f"train/{stem}_x{x0}_y{y0}{IMAGE_SUFFIX}"
-                _write_image(out_dir / file_name, tile)
-                writer.add(file_name, tile_h, tile_w, tile_boxes)
-    return writer.dataset()
+        train_rows = height - params.holdout_rows
+        if train_rows < 1:
+            raise ValueError(f"--holdout-rows {params.holdout_rows} leaves no training rows in {stem} ({height} rows)")
+        region = image[:train_rows]  # tiles are cut from this region only: none reaches the hold-out rows
+        size = params.tile_size
+        for y0 in tile_origins(train_rows, size, params.overlap):
+            for x0 in tile_origins(width, size, params.overlap):
+                tile = region[y0 : y0 + size, x0 : x0 + size]
+                _add_tile(train, out_dir, f"train/{stem}", tile, boxes, x0, y0, params.min_visible)
+        if params.holdout_rows == 0:
+            continue
+        for x0, x1 in holdout_columns(width, params.tile_size):
+            _add_tile(holdout, out_dir, f"{HOLDOUT_SPLIT}/{stem}", image[train_rows:, x0:x1], boxes, x0, train_rows,
+                      params.min_visible)
+        logger.info("%s: rows %d-%d held out (%s)", stem, train_rows, height, HOLDOUT_SPLIT)
+    return train.dataset(), holdout.dataset()
+
+
+def _add_tile(
+    writer: _CocoWriter, out_dir: Path, prefix: str, tile: np.ndarray, boxes: np.ndarray, x0: int, y0: int,
+    min_visible: float,
+) -> None:
+    """Write one tile (its top-left corner at ``(x0, y0)`` of the source) and record its clipped boxes."""
+    tile_h, tile_w = tile.shape[:2]
+    tile_boxes, _ = clip_boxes_to_tile(boxes, x0, y0, tile_w, tile_h, min_visible)
+    file_name = f"{prefix}_x{x0}_y{y0}{IMAGE_SUFFIX}"
+    _write_image(out_dir / file_name, tile)
+    writer.add(file_name, tile_h, tile_w, tile_boxes)
 
 
 def _val_split(data_dir: Path, out_dir: Path) -> dict[str, Any]:
@@ -245,7 +286,8 @@ def prepare_trees(
         force: rebuild even when ``out_dir`` holds a complete set with the same parameters.
 
     Returns:
-        ``{"train_images", "train_boxes", "val_images", "val_boxes"}`` counts (zeros when skipped).
+        ``{"<split>_images", "<split>_boxes"}`` counts for the splits ``train``, ``val`` and ``val_yell``
+        (zeros when skipped).
 
     Raises:
         FileNotFoundError: deepforest (or one of its files) is missing; the message says how to install it.
@@ -254,24 +296,31 @@ def prepare_trees(
     out_dir = Path(out_dir)
     if not force and _is_complete(out_dir, params):
         logger.info("%s already holds the tree-crown set (use --force to rebuild)", out_dir)
-        return {"train_images": 0, "train_boxes": 0, "val_images": 0, "val_boxes": 0}
+        return {f"{split}_{kind}": 0 for split in SPLITS for kind in ("images", "boxes")}
     if not 0.0 <= params.min_visible <= 1.0:
         raise ValueError(f"min_visible must be in [0, 1], got {params.min_visible}")
+    if params.holdout_rows < 0:
+        raise ValueError(f"holdout_rows must be >= 0, got {params.holdout_rows}")
     source = Path(data_dir) if data_dir is not None else deepforest_data_dir()
     (out_dir / MARKER_NAME).unlink(missing_ok=True)
-    for sub in ("train", "val", "annotations"):
-        if sub != "annotations":
-            shutil.rmtree(out_dir / sub, ignore_errors=True)
+    for sub in SPLITS:
+        shutil.rmtree(out_dir / sub, ignore_errors=True)
+        (out_dir / "annotations" / f"instances_{sub}.json").unlink(missing_ok=True)
+    for sub in ("annotations", "train", "val", *((HOLDOUT_SPLIT,) if params.holdout_rows else ())):
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
+    train, holdout = _yell_splits(source, out_dir, params)
     counts: dict[str, int] = {}
-    for split, dataset in (("train", _tile_split(source, out_dir, params)), ("val", _val_split(source, out_dir))):
-        (out_dir / "annotations" / f"instances_{split}.json").write_text(json.dumps(dataset), encoding="utf-8")
+    for split, dataset in (("train", train), ("val", _val_split(source, out_dir)), (HOLDOUT_SPLIT, holdout)):
         counts[f"{split}_images"] = len(dataset["images"])
         counts[f"{split}_boxes"] = len(dataset["annotations"])
+        if split == HOLDOUT_SPLIT and params.holdout_rows == 0:
+            continue
+        (out_dir / "annotations" / f"instances_{split}.json").write_text(json.dumps(dataset), encoding="utf-8")
     (out_dir / MARKER_NAME).write_text(json.dumps(asdict(params)), encoding="utf-8")
     logger.info(
-        "wrote %s: train %d tiles / %d boxes, val %d images / %d boxes",
-        out_dir, counts["train_images"], counts["train_boxes"], counts["val_images"], counts["val_boxes"],
+        "wrote %s: train %d tiles / %d boxes, %s (in-domain hold-out) %d tiles / %d boxes, val (cross-site) "
+        "%d images / %d boxes", out_dir, counts["train_images"], counts["train_boxes"], HOLDOUT_SPLIT,
+        counts[f"{HOLDOUT_SPLIT}_images"], counts[f"{HOLDOUT_SPLIT}_boxes"], counts["val_images"], counts["val_boxes"],
     )
     return counts
 
@@ -285,10 +334,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, help="pixels shared by neighbouring tiles")
     parser.add_argument("--min-visible", type=float, default=DEFAULT_MIN_VISIBLE,
                         help="fraction of a box's area a tile must hold to keep the box")
+    parser.add_argument("--holdout-rows", type=int, default=DEFAULT_HOLDOUT_ROWS,
+                        help="bottom rows of each YELL crop held out as val_yell (0: no hold-out)")
     parser.add_argument("--force", action="store_true", help="rebuild even if a complete set exists")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    params = TileParams(tile_size=args.tile_size, overlap=args.overlap, min_visible=args.min_visible)
+    params = TileParams(tile_size=args.tile_size, overlap=args.overlap, min_visible=args.min_visible,
+                        holdout_rows=args.holdout_rows)
     try:
         prepare_trees(args.out, data_dir=args.data_dir, params=params, force=args.force)
     except (FileNotFoundError, ValueError, OSError) as error:

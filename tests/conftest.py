@@ -16,12 +16,20 @@ REPO = Path(__file__).resolve().parents[1]
 REFERENCE_DIR = Path(os.environ.get("CENTERNET_REFERENCE_DIR", REPO / "tests" / "reference"))
 GOLDEN_PATH = REFERENCE_DIR / "centernet_golden.npz"
 CHECKPOINT_KEYS_PATH = REFERENCE_DIR / "centernet_checkpoint_keys.json"
+TTF_GOLDEN_PATH = REFERENCE_DIR / "ttfnet_golden.npz"
 
 
 @pytest.fixture(scope="session")
 def golden() -> dict[str, np.ndarray]:
     """The arrays of ``centernet_golden.npz`` (numbers produced by the original CenterNet code)."""
     with np.load(GOLDEN_PATH) as data:
+        return {key: data[key] for key in data.files}
+
+
+@pytest.fixture(scope="session")
+def ttf_golden() -> dict[str, np.ndarray]:
+    """The arrays of ``ttfnet_golden.npz`` (TTFNet training targets produced by TTFNet's own code)."""
+    with np.load(TTF_GOLDEN_PATH) as data:
         return {key: data[key] for key in data.files}
 
 

@@ -68,3 +68,14 @@ def test_unknown_row_is_rejected(tmp_path: Path) -> None:
     bench = load_script("benchmarks/run.py")
     with pytest.raises(SystemExit):
         bench.main(["--quick", "--rows", "loader,nope", "--out", str(tmp_path / "r.json")])
+
+
+def test_results_go_to_a_new_file_unless_the_tracked_one_is_asked_for(capsys) -> None:
+    bench = load_script("benchmarks/run.py")
+    first = bench.output_path(None, quick=True, update_tracked=False)
+    assert first.parent == bench.RESULTS_DIR and first.name.startswith("results_quick_")
+    assert bench.output_path(None, quick=False, update_tracked=True) == bench.TRACKED_RESULTS
+    assert bench.output_path(Path("mine.json"), quick=True, update_tracked=False) == Path("mine.json")
+    with pytest.raises(SystemExit):
+        bench.main(["--quick", "--update-tracked"])
+    assert "--update-tracked would replace" in capsys.readouterr().err

@@ -31,39 +31,43 @@ from centernet.ablation import (
     run_status,
     write_reports,
 )
-from centernet.config import Config, ConfigError, config_to_dict, load_config
-from centernet.engine.logging import LOG_FORMAT, setup_logging
+from centernet.cli import (
+    EXIT_ERROR,
+    EXIT_OK,
+    USER_ERRORS,
+    ToolArgumentParser,
+    default_argument_parser,
+    report_error,
+    run_tool,
+    setup_tool_logging,
+)
+from centernet.config import Config, config_to_dict, load_config
+from centernet.engine.logging import LOG_FORMAT
+from centernet.engine.run_dir import complete_run
 from centernet.engine.trainer import Trainer
-from centernet.utils.errors import one_line_error
 
 logger = logging.getLogger("centernet.tools.ablate")
 
 DEFAULT_WORK_DIR = Path("work_dirs") / "ablation"
 SEED_KEY = "runtime.seed"
-RUN_ERRORS = (ConfigError, FileNotFoundError, ValueError, FloatingPointError, OSError)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> ToolArgumentParser:
+    parser = default_argument_parser(__doc__, config="none")
     parser.add_argument("--configs", nargs="+", required=True, metavar="CFG", help="experiment YAML files")
     parser.add_argument("--seeds", nargs="+", required=True, metavar="SEED", help="values of runtime.seed")
     parser.add_argument("--work-dir", default=str(DEFAULT_WORK_DIR), help=f"study folder (default: {DEFAULT_WORK_DIR})")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    parser.add_argument(
-        "overrides", nargs="*", metavar="KEY=VALUE", help="config overrides for every run, e.g. solver.epochs=20"
-    )
-    args = parser.parse_args(argv)
-    # KEY=VALUE items written right after --configs/--seeds land in those lists: move them to the overrides
-    overrides = [item for item in (*args.configs, *args.seeds) if "=" in item]
-    args.configs = [item for item in args.configs if "=" not in item]
-    seeds = [item for item in args.seeds if "=" not in item]
-    args.overrides = [*overrides, *args.overrides]
-    if not args.configs:
-        parser.error("--configs needs at least one YAML file")
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = build_parser()
+    args = parser.parse_tool_args(argv)  # KEY=VALUE words after --configs / --seeds go to the overrides
     try:
-        args.seeds = [int(item) for item in seeds]
+        args.seeds = [int(item) for item in args.seeds]
     except ValueError:
-        parser.error(f"--seeds expects integers, got {seeds}")
+        parser.error(f"--seeds expects integers, got {args.seeds}")
     return args
 
 
@@ -137,31 +141,16 @@ def train_run(spec: RunSpec, cfg: Config, status: RunStatus, *, progress: bool) 
     finished = False
     try:
         with run_log(spec.run_dir):
-            trainer = Trainer(cfg, spec.run_dir, resume=True if resume else None, progress=progress)
-            if status.completed_epochs < epochs:
-                trainer.fit()
-            else:  # trained, but stopped before the final evaluation was written
-                try:
-                    trainer.evaluate()
-                finally:
-                    trainer.metrics_logger.close()
+            trainer = Trainer.from_config(cfg, spec.run_dir, resume=True if resume else None, progress=progress)
+            complete_run(trainer)  # also a run trained but stopped before its final evaluation
         finished = True
     finally:
         info = record_run_time(spec.run_dir, time.perf_counter() - started, finished=finished, resumed=resume)
     logger.info("%s seed %d finished in %.1f s", spec.name, spec.seed, info["train_time_s"])
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    work_dir = Path(args.work_dir)
-    setup_logging(work_dir)
-    try:
-        plan = plan_runs(args.configs, args.seeds, args.overrides, work_dir)
-    except (ConfigError, FileNotFoundError, ValueError, OSError) as error:
-        logger.error("%s", one_line_error(error))
-        logger.debug("traceback of the error above", exc_info=True)
-        return 1
-
+def run_plan(plan: list[tuple[RunSpec, Config, RunStatus]], *, progress: bool) -> tuple[list[RunSpec], list[RunSpec]]:
+    """Train every run of ``plan`` not done yet; returns the finished and the failed runs."""
     finished: list[RunSpec] = []
     failed: list[RunSpec] = []
     for index, (spec, cfg, status) in enumerate(plan, start=1):
@@ -171,34 +160,35 @@ def main(argv: list[str] | None = None) -> int:
             finished.append(spec)
             continue
         try:
-            train_run(spec, cfg, status, progress=not args.no_progress)
-        except RUN_ERRORS as error:
-            logger.error("%s seed %d failed: %s", spec.name, spec.seed, one_line_error(error))
-            logger.debug("traceback of the error above", exc_info=True)
+            train_run(spec, cfg, status, progress=progress)
+        except USER_ERRORS as error:
+            report_error(error, logger, prefix=f"{spec.name} seed {spec.seed} failed: ")
             failed.append(spec)
             continue
         finished.append(spec)
+    return finished, failed
 
+
+def ablate(args: argparse.Namespace, work_dir: Path) -> int:
+    plan = plan_runs(args.configs, args.seeds, args.overrides, work_dir)
+    setup_tool_logging(work_dir)  # the study log, once every config has loaded
+    finished, failed = run_plan(plan, progress=not args.no_progress)
     if finished:
-        try:
-            table = write_reports([collect_run(spec) for spec in finished], work_dir)
-        except (FileNotFoundError, ValueError, OSError) as error:
-            logger.error("%s", one_line_error(error))
-            return 1
-        logger.info(
-            "ablation of %d runs (%s, %s, %s in %s):\n%s",
-            len(finished),
-            CSV_FILE,
-            MARKDOWN_FILE,
-            PLOT_FILE,
-            work_dir,
-            table,
-        )
+        table = write_reports([collect_run(spec) for spec in finished], work_dir)
+        logger.info("ablation of %d runs (%s, %s, %s in %s):\n%s", len(finished), CSV_FILE, MARKDOWN_FILE, PLOT_FILE,
+                    work_dir, table)
     if failed:
         names = ", ".join(f"{spec.name}/seed{spec.seed}" for spec in failed)
         logger.error("%d of %d runs failed (%s); rerun the same command to retry them", len(failed), len(plan), names)
-        return 1
-    return 0
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    work_dir = Path(args.work_dir)
+    setup_tool_logging(None)
+    return run_tool(lambda: ablate(args, work_dir), logger)
 
 
 if __name__ == "__main__":

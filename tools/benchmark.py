@@ -2,7 +2,7 @@
 
 python tools/benchmark.py --config CFG [--checkpoint PTH] [--batch-size 1] [--device cpu|cuda] [--runs 50]
                           [--warmup 5] [--channels-last] [--compile] [--amp off|bf16|fp16] [--images PATH ...]
-                          [--output results.json]
+                          [--output results.json] [KEY=VALUE ...]
 
 Stages of one batch (each timed separately, CUDA synchronised at each boundary):
   pre-process   letterbox warp (ValTransform) of the BGR images, stack, copy to the device, normalise;
@@ -12,7 +12,8 @@ Stages of one batch (each timed separately, CUDA synchronised at each boundary):
 Reports median and 90th percentile per stage over --runs batches (after --warmup untimed ones), images/s
 from the median total, and peak memory: CUDA max_memory_allocated, or the process's peak resident set size
 on CPU (it includes the Python process and libraries, not only the model). Without --checkpoint the model
-is randomly initialised (same cost). Images: --images (files or folders), else the config's val set.
+is randomly initialised (same cost; its classes as tools/model_info.py counts them). Images: --images
+(files or folders; no annotation file is needed then), else the config's val set.
 """
 
 from __future__ import annotations
@@ -32,15 +33,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from centernet.config import ConfigError, load_config
+from centernet.cli import default_argument_parser, run_tool, setup_tool_logging
+from centernet.config import load_config
 from centernet.config.schema import Config
 from centernet.data.build import build_dataset
+from centernet.data.classes import config_num_classes
 from centernet.decode import decode_detections, detections_to_image
-from centernet.engine.logging import setup_logging
 from centernet.inference.predictor import Detector
 from centernet.models.build import build_model
 from centernet.utils.amp import autocast_context
-from centernet.utils.errors import one_line_error
 from centernet.utils.image_files import collect_image_paths, read_bgr
 
 logger = logging.getLogger("centernet.tools.benchmark")
@@ -51,9 +52,8 @@ KIB = 1024
 MIB = 1024 * 1024
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, help="experiment YAML (model, input size, normalisation)")
+def build_parser() -> argparse.ArgumentParser:
+    parser = default_argument_parser(__doc__, config_help="experiment YAML (model, input size, normalisation)")
     parser.add_argument("--checkpoint", help="trained weights (default: random init, same speed)")
     parser.add_argument("--batch-size", type=int, default=1, help="images per forward pass")
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
@@ -66,7 +66,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = torch default)")
     parser.add_argument("--images", nargs="+", help="images or folders to run on (default: the val set)")
     parser.add_argument("--output", help="write the results as JSON here")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_tool_args(argv)
 
 
 def load_images(args: argparse.Namespace, cfg: Config, count: int) -> list[np.ndarray]:
@@ -86,7 +90,7 @@ def build_detector(args: argparse.Namespace, cfg: Config, device: torch.device) 
     cfg = dataclasses.replace(cfg, runtime=dataclasses.replace(cfg.runtime, channels_last=args.channels_last))
     if args.checkpoint:
         return Detector.from_checkpoint(args.checkpoint, config=cfg, device=str(device), amp=args.amp, topk=args.topk)
-    num_classes = len(cfg.data.classes) if cfg.data.classes else len(build_dataset(cfg, "val").class_names)
+    num_classes, _ = config_num_classes(cfg)
     # random init: never fetch pretrained weights for a speed measurement
     backbone = dataclasses.replace(cfg.model.backbone, weights=None)
     model = build_model(dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, backbone=backbone)), num_classes)
@@ -151,7 +155,7 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError("--runs and --batch-size must be >= 1 and --warmup >= 0")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    cfg = load_config(args.config)
+    cfg = load_config(args.config, args.overrides)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {args.device}: CUDA is not available on this machine")
@@ -170,7 +174,8 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
         torch.cuda.reset_peak_memory_stats(device)
     samples = [run_batch(detector, network, images) for _ in range(args.runs)]
     result = {
-        "config": args.config, "checkpoint": args.checkpoint, "device": str(device), "batch_size": args.batch_size,
+        "config": args.config, "overrides": list(args.overrides), "checkpoint": args.checkpoint,
+        "device": str(device), "batch_size": args.batch_size,
         "input_size": list(detector.transform.input_size), "runs": args.runs, "amp": detector.amp,
         "channels_last": args.channels_last, "compile": args.compile, "compile_s": compile_s,
         "threads": torch.get_num_threads(), **summarize(samples, args.batch_size),
@@ -189,20 +194,19 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def run_benchmark(args: argparse.Namespace) -> None:
+    result = benchmark(args)
+    logger.info("%s, batch %d, %s, amp %s, channels_last %s, compile %s, %d threads, %d runs:\n%s",
+                Path(args.config).name, args.batch_size, result["device"], result["amp"], args.channels_last,
+                args.compile, result["threads"], args.runs, format_table(result))
+    if args.output:
+        Path(args.output).write_text(json.dumps(result, indent=1))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    setup_logging(None)
-    try:
-        result = benchmark(args)
-        logger.info("%s, batch %d, %s, amp %s, channels_last %s, compile %s, %d threads, %d runs:\n%s",
-                    Path(args.config).name, args.batch_size, result["device"], result["amp"], args.channels_last,
-                    args.compile, result["threads"], args.runs, format_table(result))
-        if args.output:
-            Path(args.output).write_text(json.dumps(result, indent=1))
-    except (ConfigError, FileNotFoundError, ValueError, OSError, RuntimeError) as error:
-        logger.error("%s", one_line_error(error))
-        return 1
-    return 0
+    setup_tool_logging(None)
+    return run_tool(lambda: run_benchmark(args), logger)
 
 
 if __name__ == "__main__":

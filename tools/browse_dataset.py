@@ -3,8 +3,9 @@
 python tools/browse_dataset.py --config CFG [--split train|val] [--num 8] [--output DIR] [--epoch 0]
                                [--zoom 1] [KEY=VALUE ...]
 
-For each of the first --num samples of the split (with that split's transform: the random crop, flip and
-colour augmentation for train, drawn exactly as training epoch --epoch draws them) writes
+For each of the first --num samples of the split (with that split's transform: for train the
+augment.albumentations chain, then the random crop, flip and colour augmentation, drawn exactly as training
+epoch --epoch draws them) writes
 <output>/<index>_<image stem>.jpg with two panels: the network input with its ground-truth boxes (class
 colours; ignore regions grey) and the rendered target heatmap (centernet.targets.render_targets with
 target.radius / target.min_overlap, maximum over classes) blended over the input, regions masked out of
@@ -23,12 +24,12 @@ import cv2
 import numpy as np
 import torch
 
-from centernet.config import ConfigError, load_config
+from centernet.cli import default_argument_parser, run_tool, setup_tool_logging
+from centernet.config import load_config
 from centernet.config.schema import Config
+from centernet.data.base import DetectionDataset
 from centernet.data.build import build_dataset
-from centernet.engine.logging import setup_logging
 from centernet.targets import render_targets
-from centernet.utils.errors import one_line_error
 from centernet.utils.visualize import draw_ground_truth, overlay_heatmap, tile_images
 
 logger = logging.getLogger("centernet.tools.browse_dataset")
@@ -36,16 +37,18 @@ logger = logging.getLogger("centernet.tools.browse_dataset")
 MASKED_BRIGHTNESS = 0.35  # pixels outside the heatmap-loss mask are dimmed to this fraction
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, help="experiment YAML")
+def build_parser() -> argparse.ArgumentParser:
+    parser = default_argument_parser(__doc__)
     parser.add_argument("--split", choices=("train", "val"), default="train", help="which dataset and transform")
     parser.add_argument("--num", type=int, default=8, help="samples to save (the first N of the split)")
     parser.add_argument("--output", help="folder for the images (default: work_dirs/<config stem>/browse_<split>)")
     parser.add_argument("--epoch", type=int, default=0, help="training epoch whose augmentation draws to show")
     parser.add_argument("--zoom", type=int, default=1, help="integer upscaling of the saved panels")
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_tool_args(argv)
 
 
 def render_sample_panels(
@@ -80,41 +83,45 @@ def render_sample_panels(
     return gt_panel, heat_panel, targets
 
 
+def browse(args: argparse.Namespace) -> None:
+    if args.num < 1 or args.zoom < 1:
+        raise ValueError(f"--num and --zoom must be >= 1, got {args.num} and {args.zoom}")
+    cfg = load_config(args.config, args.overrides)
+    dataset = build_dataset(cfg, args.split)
+    dataset.set_epoch(args.epoch)
+    default_dir = Path("work_dirs") / Path(args.config).stem / f"browse_{args.split}"
+    out_dir = Path(args.output) if args.output else default_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    count = min(args.num, len(dataset))
+    for index in range(count):
+        save_sample(dataset, index, cfg, out_dir, args.zoom)
+    logger.info("%d samples of %s (%s) -> %s", count, args.config, args.split, out_dir)
+
+
+def save_sample(dataset: DetectionDataset, index: int, cfg: Config, out_dir: Path, zoom: int) -> None:
+    """Write the two panels of sample ``index`` as ``<index>_<image stem>.jpg``."""
+    sample = dataset[index]
+    image = sample["image"].permute(1, 2, 0).numpy()
+    if cfg.data.channel_order == "rgb":
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    gt_panel, heat_panel, targets = render_sample_panels(
+        np.ascontiguousarray(image), sample["boxes"], sample["labels"], sample["ignore"],
+        list(dataset.class_names), cfg,
+    )
+    tiled = tile_images([gt_panel, heat_panel])
+    if zoom > 1:
+        tiled = cv2.resize(tiled, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_NEAREST)
+    path = out_dir / f"{index:04d}_{Path(sample['meta']['file_name']).stem}.jpg"
+    if not cv2.imwrite(str(path), tiled):
+        raise OSError(f"could not write {path}")
+    logger.info("%s: %d boxes, %d drawn as targets, %d ignore regions", path.name, len(sample["boxes"]),
+                int(targets["mask"].sum()), int(sample["ignore"].sum()))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    setup_logging(None)
-    try:
-        if args.num < 1 or args.zoom < 1:
-            raise ValueError(f"--num and --zoom must be >= 1, got {args.num} and {args.zoom}")
-        cfg = load_config(args.config, args.overrides)
-        dataset = build_dataset(cfg, args.split)
-        dataset.set_epoch(args.epoch)
-        default_dir = Path("work_dirs") / Path(args.config).stem / f"browse_{args.split}"
-        out_dir = Path(args.output) if args.output else default_dir
-        out_dir.mkdir(parents=True, exist_ok=True)
-        count = min(args.num, len(dataset))
-        for index in range(count):
-            sample = dataset[index]
-            image = sample["image"].permute(1, 2, 0).numpy()
-            if cfg.data.channel_order == "rgb":
-                image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-            gt_panel, heat_panel, targets = render_sample_panels(
-                np.ascontiguousarray(image), sample["boxes"], sample["labels"], sample["ignore"],
-                list(dataset.class_names), cfg,
-            )
-            tiled = tile_images([gt_panel, heat_panel])
-            if args.zoom > 1:
-                tiled = cv2.resize(tiled, None, fx=args.zoom, fy=args.zoom, interpolation=cv2.INTER_NEAREST)
-            path = out_dir / f"{index:04d}_{Path(sample['meta']['file_name']).stem}.jpg"
-            if not cv2.imwrite(str(path), tiled):
-                raise OSError(f"could not write {path}")
-            logger.info("%s: %d boxes, %d drawn as targets, %d ignore regions", path.name, len(sample["boxes"]),
-                        int(targets["mask"].sum()), int(sample["ignore"].sum()))
-        logger.info("%d samples of %s (%s) -> %s", count, args.config, args.split, out_dir)
-    except (ConfigError, FileNotFoundError, ValueError, OSError) as error:
-        logger.error("%s", one_line_error(error))
-        return 1
-    return 0
+    setup_tool_logging(None)
+    return run_tool(lambda: browse(args), logger)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Run a trained CenterNet on an image, a folder of images or a video, and save annotated copies.
 
 python tools/demo.py --checkpoint PTH --input (IMAGE | FOLDER | VIDEO) --output DIR
-                     [--config CFG] [--score-thr 0.3] [--show-heatmap] [--flip] [--scales 1.0 ...]
+                     [--config CFG] [--score-thr THR] [--show-heatmap] [--flip] [--scales 1.0 ...]
                      [--resize fixed|pad] [--device auto]
 
 The model, input size and normalisation come from the config stored in the checkpoint; --config
@@ -11,7 +11,11 @@ Writes <output>/<name>.jpg per image (with --show-heatmap also <name>_heatmap.jp
 <output>/<stem>_det.mp4 for a video (with --show-heatmap also <stem>_heatmap.mp4), plus
 <output>/detections.json: [{"file_name", "frame" (videos only), "bbox": [x, y, w, h], "score",
 "category_name", "category_id", "label"}] for the detections scoring at least --score-thr, in
-original-image pixels.
+original-image pixels (tools/eval.py --predictions scores it against a val set by file_name). An output
+folder that already holds detections.json is refused unless --overwrite. In a folder, an unreadable image
+is skipped with a warning and the others are still written; the exit code is then 1. Without --score-thr
+the threshold is the checkpoint's score_threshold (the F1-best threshold of the evaluation that wrote it),
+or 0.3 for checkpoints without one.
 """
 
 from __future__ import annotations
@@ -28,11 +32,11 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from centernet.config import ConfigError, load_config
-from centernet.engine.logging import setup_logging
+from centernet.cli import EXIT_ERROR, EXIT_OK, default_argument_parser, run_tool, setup_tool_logging
+from centernet.config import load_config
 from centernet.inference.predictor import Detections, Detector
-from centernet.utils.errors import one_line_error
 from centernet.utils.image_files import IMAGE_EXTENSIONS, image_files_in, read_bgr
+from centernet.utils.output_dirs import existing_results
 from centernet.utils.visualize import DEFAULT_SCORE_THR, draw_detections, overlay_heatmap
 
 logger = logging.getLogger("centernet.tools.demo")
@@ -43,13 +47,15 @@ FALLBACK_FPS = 25.0  # when the container does not report a frame rate
 DETECTIONS_FILE = "detections.json"
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", help="experiment YAML; replaces the config stored in the checkpoint")
+def build_parser() -> argparse.ArgumentParser:
+    parser = default_argument_parser(__doc__, config="optional", overrides=False,
+                                     config_help="experiment YAML; replaces the config stored in the checkpoint")
     parser.add_argument("--checkpoint", required=True, help="trained checkpoint (checkpoints/best.pth of a run)")
     parser.add_argument("--input", required=True, help="an image, a folder of images or a video (.mp4/.avi/...)")
     parser.add_argument("--output", required=True, help="folder for the annotated files and detections.json")
-    parser.add_argument("--score-thr", type=float, default=DEFAULT_SCORE_THR, help="lowest score drawn and saved")
+    parser.add_argument("--score-thr", type=float, default=None,
+                        help=f"lowest score drawn and saved (default: the checkpoint's F1-best threshold, "
+                             f"else {DEFAULT_SCORE_THR})")
     parser.add_argument("--show-heatmap", action="store_true", help="also save the centre heatmap overlay")
     parser.add_argument("--flip", action="store_true", help="flip test-time augmentation")
     parser.add_argument("--scales", type=float, nargs="+", default=[1.0],
@@ -58,7 +64,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="fixed = the config's input size; pad = keep the resolution (padded to 32)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_tool_args(argv)
 
 
 def classify_input(path: Path) -> str:
@@ -127,16 +137,26 @@ def annotate(detector: Detector, image: np.ndarray, score_thr: float, show_heatm
 
 
 def run_images(detector: Detector, paths: list[Path], args: argparse.Namespace, out_dir: Path,
-               category_ids: Sequence[int] | None) -> list[dict[str, Any]]:
+               category_ids: Sequence[int] | None) -> tuple[list[dict[str, Any]], list[Path]]:
+    """Annotate every image; returns the detection records and the images that could not be read."""
     records: list[dict[str, Any]] = []
+    unreadable: list[Path] = []
     show_bar = len(paths) > 1 and not args.no_progress
     for path in tqdm(paths, desc="demo", unit="img", disable=not show_bar, dynamic_ncols=True):
-        dets, drawn, heat = annotate(detector, read_bgr(path), args.score_thr, args.show_heatmap)
+        try:
+            image = read_bgr(path)
+        except ValueError as error:
+            if len(paths) == 1:
+                raise
+            logger.warning("skipped: %s", error)
+            unreadable.append(path)
+            continue
+        dets, drawn, heat = annotate(detector, image, args.score_thr, args.show_heatmap)
         write_image(out_dir / f"{path.stem}.jpg", drawn)
         if heat is not None:
             write_image(out_dir / f"{path.stem}_heatmap.jpg", heat)
         records.extend(detection_records(dets, path.name, category_ids))
-    return records
+    return records, unreadable
 
 
 def read_frames(capture: cv2.VideoCapture) -> Iterator[np.ndarray]:
@@ -189,30 +209,43 @@ def run_video(detector: Detector, path: Path, args: argparse.Namespace, out_dir:
     return records
 
 
+def check_output(out_dir: Path, input_path: Path, kind: str, overwrite: bool) -> None:
+    """Refuse an output folder that is the input folder, or that holds an earlier run (unless ``overwrite``)."""
+    if kind == "folder" and out_dir.resolve() == input_path.resolve():
+        raise ValueError(f"--output {out_dir} is the input folder; the annotated images would overwrite it")
+    if existing_results(out_dir, [DETECTIONS_FILE]) and not overwrite:
+        raise FileExistsError(f"{out_dir / DETECTIONS_FILE} exists (an earlier run); pass another --output or "
+                              "--overwrite to replace it")
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    input_path, out_dir = Path(args.input), Path(args.output)
+    kind = classify_input(input_path)
+    paths = list_images(input_path) if kind == "folder" else [input_path]
+    check_output(out_dir, input_path, kind, args.overwrite)
+    config = load_config(args.config) if args.config else None
+    detector = Detector.from_checkpoint(args.checkpoint, config=config, device=args.device, flip=args.flip,
+                                        scales=args.scales, resize=args.resize, score_threshold=args.score_thr)
+    args.score_thr = detector.score_threshold
+    out_dir.mkdir(parents=True, exist_ok=True)
+    unreadable: list[Path] = []
+    if kind == "video":
+        records = run_video(detector, input_path, args, out_dir, detector.category_ids)
+    else:
+        records, unreadable = run_images(detector, paths, args, out_dir, detector.category_ids)
+    (out_dir / DETECTIONS_FILE).write_text(json.dumps(records, indent=1))
+    logger.info("%d detections (score >= %.2f) -> %s", len(records), args.score_thr, out_dir / DETECTIONS_FILE)
+    if unreadable:
+        names = ", ".join(path.name for path in unreadable)
+        logger.error("%d of %d images could not be read and were skipped: %s", len(unreadable), len(paths), names)
+        return EXIT_ERROR
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    setup_logging(None)
-    try:
-        input_path, out_dir = Path(args.input), Path(args.output)
-        kind = classify_input(input_path)
-        paths = list_images(input_path) if kind == "folder" else [input_path]
-        if kind == "folder" and out_dir.resolve() == input_path.resolve():
-            raise ValueError(f"--output {out_dir} is the input folder; the annotated images would overwrite it")
-        config = load_config(args.config) if args.config else None
-        detector = Detector.from_checkpoint(args.checkpoint, config=config, device=args.device, flip=args.flip,
-                                            scales=args.scales, resize=args.resize)
-        category_ids = detector.category_ids
-        out_dir.mkdir(parents=True, exist_ok=True)
-        if kind == "video":
-            records = run_video(detector, input_path, args, out_dir, category_ids)
-        else:
-            records = run_images(detector, paths, args, out_dir, category_ids)
-        (out_dir / DETECTIONS_FILE).write_text(json.dumps(records, indent=1))
-        logger.info("%d detections (score >= %.2f) -> %s", len(records), args.score_thr, out_dir / DETECTIONS_FILE)
-    except (ConfigError, FileNotFoundError, ValueError, OSError, RuntimeError) as error:
-        logger.error("%s", one_line_error(error))
-        return 1
-    return 0
+    setup_tool_logging(None)
+    return run_tool(lambda: run_demo(args), logger)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ first. FILE.json next to the export records what a runtime needs: input size, ch
 class names, K.
 
 --verify runs the exported file (onnxruntime / torch.jit.load) and PyTorch on real images (--verify-images,
-default: the first images of the config's val set) and fails unless the boxes agree within 1e-3 input
+default: the first images of the val set of the config: --config, else the one stored in the checkpoint)
+and fails unless the boxes agree within 1e-3 input
 pixels and the classes are identical (ranks of near-equal scores may swap; see compare_detections).
 """
 
@@ -25,13 +26,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from centernet.config import ConfigError, load_config
+from centernet.cli import default_argument_parser, run_tool, setup_tool_logging
+from centernet.config import load_config
 from centernet.data.build import build_dataset
-from centernet.engine.logging import setup_logging
 from centernet.export.exporter import DEFORM_CONV_MODES, EXPORTERS, ExportableDetector, export_detector
 from centernet.export.verify import BOX_TOLERANCE, compare_detections, load_exported
 from centernet.inference.predictor import DEFAULT_TOPK, Detector
-from centernet.utils.errors import one_line_error
 from centernet.utils.image_files import collect_image_paths, read_bgr
 
 logger = logging.getLogger("centernet.tools.export")
@@ -39,9 +39,9 @@ logger = logging.getLogger("centernet.tools.export")
 DEFAULT_VERIFY_IMAGES = 4
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", help="experiment YAML; replaces the config stored in the checkpoint")
+def build_parser() -> argparse.ArgumentParser:
+    parser = default_argument_parser(__doc__, config="optional", overrides=False,
+                                     config_help="experiment YAML; replaces the config stored in the checkpoint")
     parser.add_argument("--checkpoint", required=True, help="trained checkpoint")
     parser.add_argument("--format", required=True, choices=sorted(EXPORTERS), help="export format")
     parser.add_argument("--output", required=True, help="file to write (.onnx / .pt)")
@@ -51,7 +51,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--verify", action="store_true", help="compare the exported model with PyTorch")
     parser.add_argument("--verify-images", nargs="+", default=None, help="images or folders for --verify")
     parser.add_argument("--batch-size", type=int, default=2, help="images per verification batch")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_tool_args(argv)
 
 
 def read_images(items: list[str]) -> list[np.ndarray]:
@@ -59,17 +63,23 @@ def read_images(items: list[str]) -> list[np.ndarray]:
     return [read_bgr(path) for path in collect_image_paths(items, "--verify-images")]
 
 
-def verification_images(args: argparse.Namespace, detector: Detector, config_path: str | None) -> list[np.ndarray]:
-    """The images --verify runs on: --verify-images, else the first val images of the config."""
+def verification_images(args: argparse.Namespace, detector: Detector) -> list[np.ndarray]:
+    """The images --verify runs on: --verify-images, else the first val images of the detector's config."""
     if args.verify_images:
         return read_images(args.verify_images)
-    if config_path is None:
-        raise ValueError("--verify needs --verify-images or --config (whose val set provides the images)")
-    dataset = build_dataset(load_config(config_path), "val")
-    count = min(DEFAULT_VERIFY_IMAGES, len(dataset))
-    if count == 0:
-        raise ValueError(f"--verify: the val set of {config_path} has no images; pass --verify-images")
-    return [dataset.load_raw(i)["image"] for i in range(count)]
+    if detector.config is None:
+        raise ValueError("--verify needs --verify-images: the detector has no config whose val set provides images")
+    source = args.config or f"{args.checkpoint} ['config']"
+    try:
+        dataset = build_dataset(detector.config, "val")
+        count = min(DEFAULT_VERIFY_IMAGES, len(dataset))
+        images = [dataset.load_raw(i)["image"] for i in range(count)]
+    except (FileNotFoundError, ValueError) as error:
+        raise ValueError(f"--verify: the val set of {source} is not readable here ({error}); "
+                         "pass --verify-images") from error
+    if not images:
+        raise ValueError(f"--verify: the val set of {source} has no images; pass --verify-images")
+    return images
 
 
 def verify(path: Path, fmt: str, detector: Detector, images: list[np.ndarray], k: int, batch_size: int) -> dict:
@@ -94,38 +104,42 @@ def verify(path: Path, fmt: str, detector: Detector, images: list[np.ndarray], k
     return totals
 
 
+def export(args: argparse.Namespace) -> None:
+    config = load_config(args.config) if args.config else None
+    detector = Detector.from_checkpoint(args.checkpoint, config=config, device="cpu", amp="off")
+    cfg_input = detector.transform.input_size
+    k = args.topk
+    output = export_detector(detector.model, fmt=args.format, path=args.output, input_size=cfg_input, k=k,
+                             deform_conv=args.deform_conv)
+    metadata = {
+        "format": args.format, "input_name": "images", "input_size": list(cfg_input),
+        "channel_order": detector.transform.channel_order,
+        "mean": list(detector.normalizer_mean), "std": list(detector.normalizer_std),
+        "outputs": {"boxes": "[B, K, 4] x1y1x2y2 input pixels", "scores": "[B, K]", "classes": "[B, K] int64"},
+        "topk": k, "class_names": list(detector.class_names), "checkpoint": str(args.checkpoint),
+    }
+    Path(f"{output}.json").write_text(json.dumps(metadata, indent=1))
+    if args.verify:
+        check_verification(output, args, detector, k)
+
+
+def check_verification(output: Path, args: argparse.Namespace, detector: Detector, k: int) -> None:
+    """Run --verify and raise unless the exported file agrees with PyTorch."""
+    images = verification_images(args, detector)
+    result = verify(output, args.format, detector, images, k, max(1, args.batch_size))
+    logger.info("verify on %d images: max |boxes diff| %.3g px, max |scores diff| %.3g, classes equal %s, "
+                "%d/%d rows matched, %d tied rows ranked differently", len(images), result["max_box_diff"],
+                result["max_score_diff"], result["classes_equal"], result["matched"], result["rows"],
+                result["tie_swaps"])
+    if result["max_box_diff"] > BOX_TOLERANCE or not result["classes_equal"]:
+        raise ValueError(f"--verify failed for {output}: max box difference {result['max_box_diff']:.3g} px "
+                         f"(limit {BOX_TOLERANCE}), classes equal: {result['classes_equal']}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    setup_logging(None)
-    try:
-        config = load_config(args.config) if args.config else None
-        detector = Detector.from_checkpoint(args.checkpoint, config=config, device="cpu", amp="off")
-        cfg_input = detector.transform.input_size
-        k = args.topk
-        output = export_detector(detector.model, fmt=args.format, path=args.output, input_size=cfg_input, k=k,
-                                 deform_conv=args.deform_conv)
-        metadata = {
-            "format": args.format, "input_name": "images", "input_size": list(cfg_input),
-            "channel_order": detector.transform.channel_order,
-            "mean": list(detector.normalizer_mean), "std": list(detector.normalizer_std),
-            "outputs": {"boxes": "[B, K, 4] x1y1x2y2 input pixels", "scores": "[B, K]", "classes": "[B, K] int64"},
-            "topk": k, "class_names": list(detector.class_names), "checkpoint": str(args.checkpoint),
-        }
-        Path(f"{output}.json").write_text(json.dumps(metadata, indent=1))
-        if args.verify:
-            images = verification_images(args, detector, args.config or None)
-            result = verify(output, args.format, detector, images, k, max(1, args.batch_size))
-            logger.info("verify on %d images: max |boxes diff| %.3g px, max |scores diff| %.3g, classes equal %s, "
-                        "%d/%d rows matched, %d tied rows ranked differently", len(images), result["max_box_diff"],
-                        result["max_score_diff"], result["classes_equal"], result["matched"], result["rows"],
-                        result["tie_swaps"])
-            if result["max_box_diff"] > BOX_TOLERANCE or not result["classes_equal"]:
-                raise ValueError(f"--verify failed for {output}: max box difference {result['max_box_diff']:.3g} px "
-                                 f"(limit {BOX_TOLERANCE}), classes equal: {result['classes_equal']}")
-    except (ConfigError, FileNotFoundError, ValueError, OSError, RuntimeError) as error:
-        logger.error("%s", one_line_error(error))
-        return 1
-    return 0
+    setup_tool_logging(None)
+    return run_tool(lambda: export(args), logger)
 
 
 if __name__ == "__main__":

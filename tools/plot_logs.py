@@ -19,8 +19,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from centernet.engine.logging import setup_logging
-from centernet.utils.errors import one_line_error
+from centernet.cli import default_argument_parser, run_tool, setup_tool_logging
 
 logger = logging.getLogger("centernet.tools.plot_logs")
 
@@ -108,31 +107,34 @@ def plot(runs: dict[str, tuple[Curves, Curves]], panels: list[tuple[str, str]], 
     plt.close(figure)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    parser = default_argument_parser(__doc__, config="none", overrides=False)
     parser.add_argument("runs", nargs="+", help="run folders (holding metrics.jsonl) or metrics.jsonl files")
     parser.add_argument("--output", required=True, help="image to write (.png, .pdf, .svg)")
     parser.add_argument("--keys", nargs="+", help="fields to plot (default: loss terms and AP / mAP)")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_tool_args(argv)
+
+
+def plot_logs(args: argparse.Namespace) -> None:
+    runs: dict[str, tuple[Curves, Curves]] = {}
+    for item in args.runs:
+        path = Path(item)
+        name = (path if path.is_dir() else path.parent).resolve().name
+        runs[name if name not in runs else str(path)] = read_curves(path)
+    panels = choose_keys(runs, args.keys)
+    plot(runs, panels, Path(args.output))
+    logger.info("%d runs, %d panels (%s) -> %s", len(runs), len(panels),
+                ", ".join(f"{kind}/{key}" for kind, key in panels), args.output)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    setup_logging(None)
-    try:
-        runs: dict[str, tuple[Curves, Curves]] = {}
-        for item in args.runs:
-            path = Path(item)
-            name = (path if path.is_dir() else path.parent).resolve().name
-            runs[name if name not in runs else str(path)] = read_curves(path)
-        panels = choose_keys(runs, args.keys)
-        plot(runs, panels, Path(args.output))
-        logger.info("%d runs, %d panels (%s) -> %s", len(runs), len(panels),
-                    ", ".join(f"{kind}/{key}" for kind, key in panels), args.output)
-    except (FileNotFoundError, ValueError, OSError) as error:
-        logger.error("%s", one_line_error(error))
-        return 1
-    return 0
+    setup_tool_logging(None)
+    return run_tool(lambda: plot_logs(args), logger)
 
 
 if __name__ == "__main__":

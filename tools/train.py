@@ -2,28 +2,31 @@
 
 python tools/train.py --config configs/shapes_resnet18.yaml [--work-dir DIR] [--resume [PATH]] [KEY=VALUE ...]
 torchrun --nproc_per_node N tools/train.py --config ... (DDP: data.batch_size per process, rank 0 writes)
+
+The run folder (default work_dirs/<config file stem>) must be empty or absent: a folder that already holds
+a run needs --resume (continue it), another --work-dir, --overwrite (the old run is moved aside to
+<folder>.old-<timestamp>, nothing is deleted) or --auto-resume (a finished run: print its metrics and stop;
+an interrupted one: resume it; otherwise start; `make demo` uses it).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
-from centernet.config import ConfigError, load_config
+from centernet.cli import default_argument_parser, is_main_process, run_tool, setup_tool_logging
+from centernet.config import Config, load_config
 from centernet.engine.distributed import destroy_distributed
-from centernet.engine.logging import setup_logging
+from centernet.engine.run_dir import RunDirPlan, complete_run, finished_run_summary, plan_run_dir
 from centernet.engine.trainer import Trainer
-from centernet.utils.errors import one_line_error
 
 logger = logging.getLogger("centernet.tools.train")
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, help="experiment YAML file")
+def build_parser() -> argparse.ArgumentParser:
+    parser = default_argument_parser(__doc__)
     parser.add_argument("--work-dir", help="run folder (default: work_dirs/<config file stem>)")
     parser.add_argument(
         "--resume",
@@ -33,32 +36,48 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="PATH",
         help="resume from PATH, or from <work-dir>/checkpoints/last.pth when no PATH is given",
     )
+    existing = parser.add_mutually_exclusive_group()
+    existing.add_argument("--overwrite", action="store_true",
+                          help="move a run already in the work dir aside (<dir>.old-<timestamp>) and start afresh")
+    existing.add_argument("--auto-resume", action="store_true",
+                          help="report a finished run in the work dir, resume an interrupted one, else start")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. solver.lr=2.5e-4")
-    args = parser.parse_args(argv)
-    if isinstance(args.resume, str) and "=" in args.resume and not Path(args.resume).exists():
-        # `--resume KEY=VALUE ...`: argparse hands the first override to --resume's optional PATH
-        args.overrides.insert(0, args.resume)
-        args.resume = True
-    return args
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    return build_parser().parse_tool_args(argv)
+
+
+def default_work_dir(config: str) -> Path:
+    return Path("work_dirs") / Path(config).stem
+
+
+def train(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config, args.overrides)  # before anything is written: a bad config leaves no folder
+    work_dir = Path(args.work_dir) if args.work_dir else default_work_dir(args.config)
+    plan = plan_run_dir(work_dir, epochs=cfg.solver.epochs, resume=args.resume, overwrite=args.overwrite,
+                        auto_resume=args.auto_resume, is_main=is_main_process())
+    if plan.finished:
+        logger.info("%s holds a finished run: %s", work_dir, finished_run_summary(work_dir))
+        logger.info("train again with --overwrite (the run is moved aside) or --work-dir DIR")
+        return 0
+    setup_tool_logging(work_dir)
+    if plan.moved_to is not None:
+        logger.info("moved the earlier run in %s to %s", work_dir, plan.moved_to)
+    fit(cfg, work_dir, plan, progress=not args.no_progress)
+    return 0
+
+
+def fit(cfg: Config, work_dir: Path, plan: RunDirPlan, *, progress: bool) -> None:
+    trainer = Trainer.from_config(cfg, work_dir, resume=plan.resume, progress=progress)
+    complete_run(trainer)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    work_dir = Path(args.work_dir) if args.work_dir else Path("work_dirs") / Path(args.config).stem
-    is_main = int(os.environ.get("RANK", "0")) == 0
-    setup_logging(work_dir if is_main else None, level=logging.INFO if is_main else logging.WARNING)
-    try:
-        cfg = load_config(args.config, args.overrides)
-        trainer = Trainer(cfg, work_dir, resume=args.resume, progress=not args.no_progress)
-        trainer.fit()
-    except (ConfigError, FileNotFoundError, ValueError, FloatingPointError, OSError) as error:
-        logger.error("%s", one_line_error(error))
-        logger.debug("traceback of the error above", exc_info=True)
-        return 1
-    finally:
-        destroy_distributed()
-    return 0
+    setup_tool_logging(None)
+    return run_tool(lambda: train(args), logger, cleanup=destroy_distributed)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from benchmarks.common import MS_PER_S, Row, interleaved_times, make_row, thread_label
 from benchmarks.context import Context
 from benchmarks.trainer_setup import make_trainer
-from centernet.losses import penalty_reduced_focal_loss_reference
+from centernet.losses import HeatmapLoss, penalty_reduced_focal_loss_reference
 
 FULL: dict[str, Any] = {"images": 8, "image_size": (640, 480), "input": 256, "batch": 8, "repeats": 7, "matmul": 2048}
 QUICK: dict[str, Any] = {"images": 2, "image_size": (80, 60), "input": 64, "batch": 2, "repeats": 1, "matmul": 128}
@@ -25,14 +25,14 @@ def _sum_outputs(outputs: dict[str, torch.Tensor]) -> torch.Tensor:
     return torch.stack([value.float().sum() for value in outputs.values()]).sum()
 
 
-class PlainFocalLoss(torch.nn.Module):
+class PlainFocalLoss(HeatmapLoss):
     """The heatmap loss as it was before the fused function: the plain autograd formula."""
 
     def forward(
         self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None,
         normaliser: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        return penalty_reduced_focal_loss_reference(logits, target, mask, normaliser)
+        return penalty_reduced_focal_loss_reference(logits, target, mask, normaliser=normaliser)
 
 
 def matmul_peak(n: int, dtype: torch.dtype) -> float:
@@ -84,7 +84,8 @@ def run(ctx: Context) -> list[Row]:
     peak_fp32 = matmul_peak(p["matmul"], torch.float32)
     peak_bf16 = matmul_peak(p["matmul"], torch.bfloat16)
     size, count = p["input"], p["batch"]
-    model_name = f"ResNet-18 + deconv neck, C={trainer.num_classes}, {size}px, B={count}, fp32, {thread_label()}"
+    num_classes = len(trainer.metadata["class_names"])
+    model_name = f"ResNet-18 + deconv neck, C={num_classes}, {size}px, B={count}, fp32, {thread_label()}"
     return [
         make_row(
             f"train step overhead, {model_name}",

@@ -2,6 +2,7 @@
 
 from centernet.config.loader import (
     ConfigError,
+    apply_overrides,
     config_from_dict,
     config_to_dict,
     load_config,
@@ -14,6 +15,7 @@ from centernet.config.schema import Config
 __all__ = [
     "Config",
     "ConfigError",
+    "apply_overrides",
     "config_from_dict",
     "config_to_dict",
     "load_config",

@@ -21,7 +21,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
-from centernet.config.schema import Config
+from centernet.config.schema import Config, cross_key_error
 
 BASE_KEY = "_base_"
 
@@ -44,19 +44,65 @@ def load_config(path: str | Path, overrides: Iterable[str] = ()) -> Config:
         ConfigError: unknown key, wrong type, bad override, unreadable YAML (the message names the
             file or the dotted key). FileNotFoundError for a missing file.
     """
-    merged = dataclasses.asdict(Config())
-    merged = merge_dicts(merged, _load_with_bases(Path(path), chain=()), reset_on_type_change=TAGGED_UNIONS)
-    merged = merge_dicts(merged, parse_overrides(overrides), reset_on_type_change=TAGGED_UNIONS)
-    return config_from_dict(merged, source=str(path))
+    from_files = merge_dicts(
+        dataclasses.asdict(Config()), _load_with_bases(Path(path), chain=()), reset_on_type_change=TAGGED_UNIONS
+    )
+    return apply_overrides(from_files, overrides, source=str(path))
+
+
+def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str], *, source: str) -> Config:
+    """Validate ``data`` (a nested config dict read from ``source``) with ``overrides`` applied.
+
+    An error caused by the overrides is blamed on the command line (naming the override), one caused
+    by ``data`` on ``source``.
+    """
+    overrides = list(overrides)
+    if not overrides:
+        return config_from_dict(data, source=source)
+    try:
+        parsed = parse_overrides(overrides)
+    except ConfigError as error:
+        raise ConfigError(f"command line: {error}") from None
+    try:
+        return config_from_dict(merge_dicts(dict(data), parsed, reset_on_type_change=TAGGED_UNIONS), source="")
+    except ConfigError as error:
+        config_from_dict(data, source=source)  # raises when the error is the file's own
+        raise ConfigError(f"{_blamed_overrides(str(error), overrides)} (on top of {source}): {error}") from None
+
+
+def _blamed_overrides(message: str, overrides: list[str]) -> str:
+    """``command-line override 'k=v'`` for the overrides whose key the error message names."""
+    named = [item for item in overrides if item.partition("=")[0].strip() in message]
+    if not named:
+        return f"command-line overrides {' '.join(overrides)!r}"
+    return f"command-line override{'s' if len(named) > 1 else ''} {', '.join(repr(item) for item in named)}"
 
 
 def config_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Config:
     """Validate a plain nested dict (e.g. a config stored in a checkpoint) into a :class:`Config`."""
     complete = merge_dicts(dataclasses.asdict(Config()), dict(data), reset_on_type_change=TAGGED_UNIONS)
     try:
-        return _convert(Config, complete, key="")
+        config = _convert(Config, complete, key="")
+        _check_albumentations(config)
     except ConfigError as error:
-        raise ConfigError(f"{source}: {error}") from None
+        raise ConfigError(f"{source}: {error}" if source else str(error)) from None
+    problem = cross_key_error(config)
+    if problem is not None:
+        raise ConfigError(f"{source}: {problem}" if source else problem)
+    return config
+
+
+def _check_albumentations(config: Config) -> None:
+    """Build ``augment.albumentations`` once, so that a bad transform name or argument fails at load time."""
+    if not config.augment.albumentations:
+        return
+    # imported here: albumentations is slow to import and only needed when the list is used
+    from centernet.data.transforms.albumentations_chain import albumentations_from_config
+
+    try:
+        albumentations_from_config(config.augment)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
 
 
 def config_to_dict(config: Config) -> dict[str, Any]:
@@ -180,7 +226,11 @@ def _join(key: str, name: str) -> str:
 
 def _convert(annotation: Any, value: Any, key: str) -> Any:
     """Check ``value`` against a type annotation of the schema and return the typed value."""
+    if annotation is Any:  # free-form values (arguments of albumentations transforms), checked later
+        return value
     origin = get_origin(annotation)
+    if origin is dict:
+        return _convert_mapping(annotation, value, key)
     if origin in (Union, types.UnionType):
         return _convert_union(get_args(annotation), value, key)
     if origin is Literal:
@@ -218,6 +268,17 @@ def _convert(annotation: Any, value: Any, key: str) -> Any:
     raise TypeError(f"schema annotation {annotation!r} of {key} is not supported")
 
 
+def _convert_mapping(annotation: Any, value: Any, key: str) -> dict[str, Any]:
+    """A ``dict[str, X]`` field: a mapping with string keys whose values are checked against ``X``."""
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__} {value!r}")
+    _, value_type = get_args(annotation)
+    for name in value:
+        if not isinstance(name, str):
+            raise ConfigError(f"{key}: keys must be strings, got {type(name).__name__} {name!r}")
+    return {name: _convert(value_type, item, _join(key, name)) for name, item in value.items()}
+
+
 def _yaml11_float(value: Any) -> Any:
     """PyYAML (YAML 1.1) reads ``2e-3`` (no dot) as a string; accept such plain numbers as floats."""
     if isinstance(value, str):
@@ -232,6 +293,10 @@ def _convert_union(options: tuple[Any, ...], value: Any, key: str) -> Any:
     if value is None and type(None) in options:
         return None
     options = tuple(o for o in options if o is not type(None))
+    lists = [o for o in options if get_origin(o) is list]
+    if lists and isinstance(value, list | tuple):  # e.g. data.val: one set or a list of named sets
+        return _convert(lists[0], value, key)
+    options = tuple(o for o in options if get_origin(o) is not list)
     if len(options) == 1:
         return _convert(options[0], value, key)
     # A tagged union of dataclasses: the ``type`` value picks the variant.

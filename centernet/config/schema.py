@@ -2,18 +2,22 @@
 
 A YAML experiment file is merged onto these defaults and validated against them by
 :func:`centernet.config.load_config`; unknown keys and wrong types are errors. Sections whose
-dataclass has a ``type`` field with several variants (the heatmap loss) are *tagged unions*: the
-``type`` value selects which dataclass validates the rest of the section.
+dataclass has a ``type`` field with several variants (the heatmap and box losses) are *tagged unions*:
+the ``type`` value selects which dataclass validates the rest of the section. :func:`cross_key_error`
+checks what a single key's type cannot: value ranges and keys that must agree with each other.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]  # RGB, fractions of 255
 IMAGENET_STD = [0.229, 0.224, 0.225]
 CENTERNET_SCALE_CHOICES = [0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3]
+TTF_GAUSSIAN_SCALE = 0.54  # TTFNet's released alpha and beta
+TTF_LTRB_SCALE = 16.0  # TTFNet's wh_offset_base
+TTF_GIOU_WEIGHT = 5.0  # TTFNet's wh_weight
 
 
 @dataclass
@@ -33,6 +37,8 @@ class NeckConfig:
 class HeadConfig:
     head_conv: int = 64  # channels of the 3x3 conv in each head branch (<= 0: a single 1x1 conv)
     prior_prob: float = 0.1  # initial sigmoid(heatmap) everywhere: heatmap bias = -log((1 - p) / p)
+    box: Literal["size_offset", "ltrb"] = "size_offset"  # size + offset at the peak | TTFNet distances to the 4 sides
+    ltrb_scale: float = TTF_LTRB_SCALE  # ltrb: output = relu(raw) * ltrb_scale input pixels (TTFNet wh_offset_base)
 
 
 @dataclass
@@ -62,9 +68,23 @@ DatasetConfig = CocoDatasetConfig | VocDatasetConfig
 
 
 @dataclass
+class NamedCocoDatasetConfig(CocoDatasetConfig):
+    name: str = ""  # a validation set's name: an identifier, unique in data.val (docs/evaluation.md)
+
+
+@dataclass
+class NamedVocDatasetConfig(VocDatasetConfig):
+    name: str = ""  # a validation set's name: an identifier, unique in data.val (docs/evaluation.md)
+
+
+NamedDatasetConfig = NamedCocoDatasetConfig | NamedVocDatasetConfig
+
+
+@dataclass
 class DataConfig:
     train: DatasetConfig = field(default_factory=CocoDatasetConfig)
-    val: DatasetConfig = field(default_factory=CocoDatasetConfig)
+    # one val set, or a list of named sets [{name: yell, type: coco, ...}, ...] all evaluated each time
+    val: DatasetConfig | list[NamedDatasetConfig] = field(default_factory=CocoDatasetConfig)
     classes: list[str] | None = None  # null = all categories (VOC: the 20 VOC classes); a list restricts and orders
     input_size: list[int] = field(default_factory=lambda: [512, 512])  # network input (height, width)
     down_ratio: int = 4  # output stride of the model
@@ -78,6 +98,12 @@ class DataConfig:
 
 
 @dataclass
+class AlbumentationsBboxConfig:
+    min_visibility: float = 0.0  # drop a box (or ignore region) keeping less than this fraction of its area
+    min_area: float = 0.0  # drop a box (or ignore region) smaller than this many pixels after a transform
+
+
+@dataclass
 class AugmentConfig:
     random_crop: bool = True  # the original random crop (scale choice + random centre)
     scale_choices: list[float] = field(default_factory=lambda: list(CENTERNET_SCALE_CHOICES))
@@ -86,12 +112,21 @@ class AugmentConfig:
     flip_prob: float = 0.5  # horizontal flip probability
     color_jitter: bool = True  # brightness / contrast / saturation jitter
     pca_lighting_std: float = 0.1  # AlexNet-style PCA lighting noise (0 disables)
+    # albumentations transforms run on the uint8 image before the crop/scale/flip warp, e.g.
+    # [{type: RandomRotate90, p: 0.5}, {type: HueSaturationValue, hue_shift_limit: 10}] (docs/augmentation.md)
+    albumentations: list[dict[str, Any]] = field(default_factory=list)
+    albumentations_bbox: AlbumentationsBboxConfig = field(default_factory=AlbumentationsBboxConfig)
 
 
 @dataclass
 class TargetConfig:
     radius: str = "centernet"  # Gaussian radius formula: centernet (original) | cornernet (corrected)
     min_overlap: float = 0.7  # IoU a box shifted by the radius still reaches
+    heatmap: Literal["circular", "elliptical"] = "circular"  # CenterNet radius formula | TTFNet radii from h, w
+    alpha: float = TTF_GAUSSIAN_SCALE  # elliptical: radii int(h / 2 * alpha), int(w / 2 * alpha) on the grid, (0, 1]
+    box: Literal["center", "gaussian_area"] = "center"  # size/offset at the peak | every cell of the beta-Gaussian
+    beta: float = TTF_GAUSSIAN_SCALE  # gaussian_area: the box area's Gaussian has radii of alpha's form, (0, 1]
+    box_weight: Literal["log_area", "area", "sqrt_area", "uniform"] = "log_area"  # gaussian_area: share of each box
 
 
 @dataclass
@@ -135,10 +170,26 @@ class RegressionLossConfig:
 
 
 @dataclass
+class L1BoxLossConfig:
+    type: Literal["l1"] = "l1"  # CenterNet: L1 on size and offset at the peaks (loss.size, loss.offset)
+    weight: float = 1.0  # multiplies loss.size.weight and loss.offset.weight
+
+
+@dataclass
+class GIoUBoxLossConfig:
+    type: Literal["giou"] = "giou"  # TTFNet: GIoU of the ltrb boxes on the gaussian_area cells
+    weight: float = TTF_GIOU_WEIGHT
+
+
+BoxLossConfig = L1BoxLossConfig | GIoUBoxLossConfig
+
+
+@dataclass
 class LossConfig:
     heatmap: HeatmapLossConfig = field(default_factory=PenaltyReducedFocalConfig)
     size: RegressionLossConfig = field(default_factory=lambda: RegressionLossConfig(weight=0.1))
     offset: RegressionLossConfig = field(default_factory=lambda: RegressionLossConfig(weight=1.0))
+    box: BoxLossConfig = field(default_factory=L1BoxLossConfig)  # l1 (size/offset heads) | giou (ltrb head)
 
 
 @dataclass
@@ -151,6 +202,7 @@ class SolverConfig:
     lr_steps: list[int] = field(default_factory=lambda: [90, 120])  # epochs at which lr *= lr_gamma
     lr_gamma: float = 0.1
     warmup_iters: int = 0  # linear warmup length in iterations
+    min_iters: int = 0  # floor of optimisation steps: fewer -> more epochs, schedule stretched (docs/schedules.md)
     warmup_factor: float = 0.001  # lr multiplier at iteration 0 of the warmup
     backbone_lr_mult: float = 1.0  # the backbone trains at lr * backbone_lr_mult (e.g. 0.1 keeps pretrained features)
     grad_clip: float | None = None  # max global gradient norm (null = no clipping)
@@ -177,6 +229,9 @@ class EvalConfig:
     soft_nms_score_thr: float = 0.001  # merge: soft_nms drops detections whose decayed score falls below this
     backend: Literal["pycocotools", "faster_coco_eval"] = "pycocotools"
     batch_size: int = 0  # 0 = data.batch_size
+    score_threshold: float = 0.3  # precision/recall/F1 counted on detections scoring at least this
+    pr_iou: float = 0.4  # precision/recall: a detection matches a ground-truth box at IoU above this
+    best_metric: str = ""  # metric ranking best.pth, e.g. AP50 or yell/AP; "" = AP (coco) / mAP (voc) of the first set
 
 
 @dataclass
@@ -204,3 +259,60 @@ class Config:
     solver: SolverConfig = field(default_factory=SolverConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+
+# The box-regression keys that must agree: (model.head.box, target.box, loss.box.type).
+BOX_SETUPS = {
+    ("size_offset", "center", "l1"): "CenterNet",
+    ("ltrb", "gaussian_area", "giou"): "TTFNet",
+}
+
+
+def cross_key_error(config: Config) -> str | None:
+    """A one-line description of what is wrong beyond single key types, or None when the config is valid.
+
+    Checks the names of the ``data.val`` sets and ``eval.best_metric`` (:func:`val_set_error`), that
+    ``target.alpha``, ``target.beta`` lie in (0, 1], ``model.head.ltrb_scale`` > 0, and that the box head,
+    box targets and box loss form one of :data:`BOX_SETUPS`.
+    """
+    problem = val_set_error(config)
+    if problem is not None:
+        return problem
+    for key, value in (("target.alpha", config.target.alpha), ("target.beta", config.target.beta)):
+        if not 0.0 < value <= 1.0:
+            return f"{key}: {value} is not in (0, 1]"
+    if not config.model.head.ltrb_scale > 0:
+        return f"model.head.ltrb_scale: {config.model.head.ltrb_scale} is not > 0"
+    setup = (config.model.head.box, config.target.box, config.loss.box.type)
+    if setup not in BOX_SETUPS:
+        valid = " or ".join(f"{'/'.join(keys)} ({name})" for keys, name in BOX_SETUPS.items())
+        return f"model.head.box/target.box/loss.box.type: {'/'.join(setup)} do not go together; use {valid}"
+    return None
+
+
+def val_set_names(config: Config) -> list[str] | None:
+    """The names of the ``data.val`` sets, or ``None`` for a single unnamed set."""
+    val = config.data.val
+    return [item.name for item in val] if isinstance(val, list) else None
+
+
+def val_set_error(config: Config) -> str | None:
+    """One line on what is wrong with the ``data.val`` names or ``eval.best_metric``, or None."""
+    names = val_set_names(config)
+    best = config.eval.best_metric
+    if names is None:
+        if "/" in best:
+            return f"eval.best_metric: {best!r} names a set, but data.val is a single unnamed set; use e.g. AP"
+        return None
+    if not names:
+        return "data.val: the list of named val sets is empty; give at least one {name: ..., type: ...}"
+    for index, name in enumerate(names):
+        if not name.isidentifier():
+            return f"data.val[{index}].name: {name!r} is not an identifier (letters, digits, _; e.g. yell)"
+        if name in names[:index]:
+            return f"data.val[{index}].name: {name!r} is used twice; val set names must be unique"
+    if best:
+        set_name, sep, key = best.partition("/")
+        if not sep or not key or set_name not in names:
+            return f"eval.best_metric: {best!r} is not <set>/<metric> with a set of data.val ({', '.join(names)})"
+    return None

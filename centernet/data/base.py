@@ -157,9 +157,19 @@ class DetectionDataset(Dataset):
         )
         return image
 
+    def image_names(self, index: int) -> tuple[str, ...]:
+        """The names a detections file may use for image ``index`` instead of its integer id (subclasses:
+        the annotated ``file_name``, its last part, and for VOC the image id string such as ``000001``)."""
+        return ()
+
     def load_raw(self, index: int) -> RawSample:
         """Load one image and its annotations without any transform (implemented by subclasses)."""
         raise NotImplementedError(f"{type(self).__name__} must implement load_raw")
+
+    def image_targets(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(boxes float32 [N, 4] xyxy, labels int64 [N], ignore bool [N])`` of one image, as ``load_raw``
+        gives them but without reading the image (implemented by subclasses)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement image_targets")
 
     def report_bad_sample(self, error: Exception) -> None:
         """Raise ``error`` (``on_bad_sample: error``) or record it and warn (``skip``)."""
@@ -206,17 +216,21 @@ class DetectionDataset(Dataset):
         index = self._check_index(int(index))
         raw, skipped = self._load_raw_or_next(index)
         index = (index + len(skipped)) % len(self)  # the sample actually loaded
-        image, boxes = raw["image"], raw["boxes"]
+        image, boxes, labels, ignore = raw["image"], raw["boxes"], raw["labels"], raw["ignore"]
         height, width = image.shape[:2]
         center, scale, flipped = (width / 2.0, height / 2.0), float(max(height, width)), False
         if self.transform is not None:
             out = self.transform(image, boxes, self.sample_rng(index, epoch))
             image = out.image
             boxes = np.asarray(out.boxes, dtype=np.float32).reshape(-1, BOX_LEN)
-            if len(boxes) != len(raw["labels"]):
+            kept = getattr(out, "kept", None)
+            if kept is not None:  # the transform dropped boxes: labels and ignore flags follow their box
+                kept = np.asarray(kept, dtype=np.int64).reshape(-1)
+                labels, ignore = labels[kept], ignore[kept]
+            if len(boxes) != len(labels):
                 raise ValueError(
                     f"transform {type(self.transform).__name__} returned {len(boxes)} boxes for "
-                    f"{len(raw['labels'])} input boxes (image id {raw['image_id']})"
+                    f"{len(labels)} input boxes (image id {raw['image_id']})"
                 )
             center = (float(out.center[0]), float(out.center[1]))
             scale, flipped = float(out.scale), bool(out.flipped)
@@ -233,7 +247,7 @@ class DetectionDataset(Dataset):
         return Sample(
             image=torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).contiguous(),
             boxes=torch.from_numpy(boxes),
-            labels=torch.from_numpy(raw["labels"]),
-            ignore=torch.from_numpy(raw["ignore"]),
+            labels=torch.from_numpy(np.ascontiguousarray(labels)),
+            ignore=torch.from_numpy(np.ascontiguousarray(ignore)),
             meta=meta,
         )

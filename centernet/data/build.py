@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterator, Sized
 from typing import Literal, cast
 
 import cv2
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
-from centernet.config.schema import CocoDatasetConfig, Config, VocDatasetConfig
+from centernet.config.schema import CocoDatasetConfig, Config, DatasetConfig, VocDatasetConfig
 from centernet.data.base import DetectionDataset
 from centernet.data.coco import CocoDetection
 from centernet.data.collate import make_collate
@@ -17,6 +18,7 @@ from centernet.data.transforms import TrainTransform, ValTransform
 from centernet.data.voc import VOCDetection
 
 Split = Literal["train", "val"]
+MIN_BATCHES_PER_WORKER = 4  # evaluation batches that justify starting one spawned loader worker
 
 
 def build_transform(cfg: Config, split: Split) -> TrainTransform | ValTransform:
@@ -25,6 +27,11 @@ def build_transform(cfg: Config, split: Split) -> TrainTransform | ValTransform:
     if split == "val":
         return ValTransform(input_size=input_size, channel_order=cfg.data.channel_order)
     aug = cfg.augment
+    albumentations = None
+    if aug.albumentations:  # imported only then: albumentations is slow to import
+        from centernet.data.transforms.albumentations_chain import albumentations_from_config
+
+        albumentations = albumentations_from_config(aug)
     return TrainTransform(
         input_size=input_size,
         scale_choices=tuple(aug.scale_choices),
@@ -35,16 +42,47 @@ def build_transform(cfg: Config, split: Split) -> TrainTransform | ValTransform:
         color_jitter=aug.color_jitter,
         pca_lighting_std=aug.pca_lighting_std,
         channel_order=cfg.data.channel_order,
+        albumentations=albumentations,
     )
 
 
-def build_dataset(cfg: Config, split: Split) -> DetectionDataset:
-    """The ``data.<split>`` dataset (COCO or VOC format) with the transform of that split."""
-    section = getattr(cfg.data, split)
+def val_set_sections(cfg: Config) -> list[tuple[str | None, DatasetConfig]]:
+    """``(name, section)`` of each validation set: ``[(None, data.val)]`` for a single unnamed set."""
+    if isinstance(cfg.data.val, list):
+        return [(section.name, section) for section in cfg.data.val]
+    return [(None, cfg.data.val)]
+
+
+def build_val_datasets(cfg: Config, only: str | None = None) -> list[tuple[str | None, DetectionDataset]]:
+    """``(name, dataset)`` of each validation set (see :func:`val_set_sections`), or of the set named ``only``.
+
+    Raises:
+        ValueError: ``only`` is not the name of a set (or is given for a single unnamed set).
+    """
+    sections = val_set_sections(cfg)
+    if only is not None:
+        names = [name for name, _ in sections if name is not None]
+        if only not in names:
+            known = f"one of {', '.join(names)}" if names else "unused: data.val is a single unnamed set"
+            raise ValueError(f"--val-set {only!r} is not a set of data.val ({known})")
+        sections = [(name, section) for name, section in sections if name == only]
+    return [(name, build_dataset(cfg, "val", section=section, name=name)) for name, section in sections]
+
+
+def build_dataset(cfg: Config, split: Split, *, section: DatasetConfig | None = None,
+                  name: str | None = None) -> DetectionDataset:
+    """The ``data.<split>`` dataset (COCO or VOC format) with the transform of that split.
+
+    With several named val sets, ``build_dataset(cfg, "val")`` is the first one; ``section`` (and its
+    ``name``, for messages) builds another (see :func:`build_val_datasets`).
+    """
+    if section is None:
+        name, section = val_set_sections(cfg)[0] if split == "val" else (None, cfg.data.train)
+    where = f"data.{split}" if name is None else f"data.{split}[{name}]"
     transform = build_transform(cfg, split)
     if isinstance(section, VocDatasetConfig):
         if not section.root or not section.split:
-            raise ValueError(f"data.{split}: root and split must both be set for type 'voc'")
+            raise ValueError(f"{where}: root and split must both be set for type 'voc'")
         years = None if section.years is None else [str(year) for year in section.years]
         voc = VOCDetection(
             section.root,
@@ -58,7 +96,7 @@ def build_dataset(cfg: Config, split: Split) -> DetectionDataset:
         return voc
     assert isinstance(section, CocoDatasetConfig)
     if not section.ann_file or not section.img_dir:
-        raise ValueError(f"data.{split}: ann_file and img_dir must both be set for type 'coco'")
+        raise ValueError(f"{where}: ann_file and img_dir must both be set for type 'coco'")
     return CocoDetection(
         section.ann_file,
         section.img_dir,
@@ -128,6 +166,16 @@ def init_loader_worker(worker_id: int) -> None:
     cv2.setNumThreads(1)
 
 
+def eval_workers(workers: int, batches: int) -> int:
+    """Loader workers worth starting for ``batches`` evaluation batches.
+
+    A spawned worker takes seconds to start (it imports torch), which only pays off when it has several
+    batches to load: at most one worker per :data:`MIN_BATCHES_PER_WORKER` batches, so a tiny val set
+    (the two images of the trees demo) loads in the main process.
+    """
+    return max(0, min(workers, batches // MIN_BATCHES_PER_WORKER))
+
+
 def build_loader(
     cfg: Config,
     dataset: Dataset,
@@ -157,6 +205,7 @@ def build_loader(
     else:
         sampler = ShardSampler(len(cast(Sized, dataset)), rank=rank, world_size=world_size)
         batch_size = cfg.eval.batch_size or cfg.data.batch_size
+        workers = eval_workers(workers, math.ceil(len(sampler) / batch_size))
     return DataLoader(
         dataset,
         batch_size=batch_size,

@@ -211,6 +211,16 @@ class CocoDetection(DetectionDataset):
             np.asarray(ignore, dtype=bool),
         )
 
+    def image_names(self, index: int) -> tuple[str, ...]:
+        """The annotated ``file_name`` of image ``index`` and its last part (``a/b.jpg`` and ``b.jpg``)."""
+        file_name = str(self.coco.imgs[self.image_ids[self._check_index(index)]]["file_name"])
+        return tuple(dict.fromkeys((file_name, Path(file_name).name)))
+
+    def image_targets(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(boxes float32 [N, 4] xyxy, labels int64 [N], ignore bool [N])`` of one image (copies)."""
+        boxes, labels, ignore = self._targets[self._check_index(index)]
+        return boxes.copy(), labels.copy(), ignore.copy()
+
     def load_raw(self, index: int) -> RawSample:
         """Load one image and its annotations without any transform.
 

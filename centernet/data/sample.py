@@ -79,10 +79,13 @@ class TransformOutput(Protocol):
 
     Attributes:
         image: ``uint8 [H_in, W_in, 3]`` pixels on the input grid.
-        boxes: ``float32 [N, 4]`` ``[x1, y1, x2, y2]`` on the input grid, one row per input box.
+        boxes: ``float32 [N, 4]`` ``[x1, y1, x2, y2]`` on the input grid, one row per input box
+            (unless ``kept`` says otherwise).
         center: ``[2]`` ``(cx, cy)`` of the crop in original-image pixels.
         scale: side of the square crop in original-image pixels.
         flipped: whether the image was flipped horizontally.
+        kept: optional ``int64 [K]``: when present and not None, the transform dropped boxes and
+            ``boxes[k]`` is input box ``kept[k]`` (labels and ignore flags are taken the same way).
     """
 
     image: np.ndarray

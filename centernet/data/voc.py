@@ -287,6 +287,17 @@ class VOCDetection(DetectionDataset):
             logger.warning("%s: %d annotation file(s) lack <size>; the decoded image size is used", self._source,
                            unsized)
 
+    def image_names(self, index: int) -> tuple[str, ...]:
+        """The image id string of the split file (``000001``), the image file name and ``file_name``."""
+        record = self.records[self._check_index(index)]
+        return tuple(dict.fromkeys((record.name, record.image_path.name, record.file_name)))
+
+    def image_targets(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(boxes float32 [N, 4] 0-based xyxy, labels int64 [N], ignore bool [N] (= difficult))`` of one
+        image (copies)."""
+        annotation = self.records[self._check_index(index)].annotation
+        return annotation.boxes.copy(), annotation.labels.copy(), annotation.difficult.copy()
+
     def load_raw(self, index: int) -> RawSample:
         """Load one image and its annotations without any transform.
 

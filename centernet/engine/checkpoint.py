@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+from centernet.utils.output_dirs import apply_default_mode
+
 logger = logging.getLogger(__name__)
 
 
@@ -31,6 +33,7 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
             torch.save(state, handle)
             handle.flush()
             os.fsync(handle.fileno())
+        apply_default_mode(Path(tmp_name))
         os.replace(tmp_name, path)
     except BaseException as error:
         Path(tmp_name).unlink(missing_ok=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Callable, Iterable, Sequence
@@ -116,3 +117,76 @@ def build_scheduler(optimizer: torch.optim.Optimizer, solver: SolverConfig, iter
         ),
     }
     return LambdaLR(optimizer, schedules[solver.schedule])
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingPlan:
+    """How long a run trains and where its schedule turns, after ``solver.min_iters`` (docs/schedules.md).
+
+    Attributes:
+        epochs: epochs to train.
+        iters_per_epoch: optimisation steps per epoch (batches of the train loader).
+        total_iters: ``epochs * iters_per_epoch``.
+        lr_steps: epochs at which the step schedule multiplies the lr by ``solver.lr_gamma``.
+        warmup_iters: linear warmup length in iterations.
+        eval_interval: epochs between evaluations (0 = only after the last epoch).
+        stretch: ``epochs / solver.epochs`` (1.0 when ``solver.min_iters`` did not apply).
+    """
+
+    epochs: int
+    iters_per_epoch: int
+    total_iters: int
+    lr_steps: tuple[int, ...]
+    warmup_iters: int
+    eval_interval: int
+    stretch: float
+
+    def apply(self, solver: SolverConfig) -> SolverConfig:
+        """``solver`` with this plan's epochs, lr steps and warmup (for :func:`build_scheduler`)."""
+        return dataclasses.replace(solver, epochs=self.epochs, lr_steps=list(self.lr_steps),
+                                   warmup_iters=self.warmup_iters)
+
+    def describe(self) -> str:
+        """One line: the plan, and what ``solver.min_iters`` changed."""
+        text = (f"{self.epochs} epochs x {self.iters_per_epoch} iterations = {self.total_iters} iterations, "
+                f"lr steps at epochs {list(self.lr_steps)}, warmup {self.warmup_iters} iterations, "
+                f"evaluation every {self.eval_interval or self.epochs} epochs")
+        if self.stretch != 1.0:
+            text += f" (stretched x{self.stretch:.4g} to reach solver.min_iters)"
+        return text
+
+
+def _round_half_up(value: float) -> int:
+    return math.floor(value + 0.5)
+
+
+def plan_training(solver: SolverConfig, iters_per_epoch: int, eval_interval: int) -> TrainingPlan:
+    """The training plan of ``solver`` for a loader of ``iters_per_epoch`` batches.
+
+    When ``solver.epochs * iters_per_epoch`` is below ``solver.min_iters``, the epochs are raised to
+    ``ceil(min_iters / iters_per_epoch)`` and the whole schedule is stretched by
+    ``stretch = epochs / solver.epochs``: each lr step epoch, ``warmup_iters`` and ``eval_interval`` are
+    multiplied by it and rounded half up (an interval stays >= 1), so they keep their place as a fraction
+    of training. Otherwise the plan is the config as written.
+
+    Raises:
+        ValueError: ``solver.min_iters`` is negative, or the loader has no batch.
+    """
+    if solver.min_iters < 0:
+        raise ValueError(f"solver.min_iters must be >= 0, got {solver.min_iters}")
+    if iters_per_epoch < 1:
+        raise ValueError(f"the train loader has no batch (iterations per epoch {iters_per_epoch})")
+    epochs, stretch = solver.epochs, 1.0
+    if solver.epochs * iters_per_epoch < solver.min_iters:
+        if solver.epochs < 1:
+            raise ValueError(f"solver.epochs must be >= 1 to stretch to solver.min_iters, got {solver.epochs}")
+        epochs = math.ceil(solver.min_iters / iters_per_epoch)
+        stretch = epochs / solver.epochs
+    if stretch == 1.0:
+        lr_steps, warmup, interval = tuple(solver.lr_steps), solver.warmup_iters, eval_interval
+    else:
+        lr_steps = tuple(_round_half_up(step * stretch) for step in solver.lr_steps)
+        warmup = _round_half_up(solver.warmup_iters * stretch)
+        interval = max(1, _round_half_up(eval_interval * stretch)) if eval_interval > 0 else 0
+    return TrainingPlan(epochs=epochs, iters_per_epoch=iters_per_epoch, total_iters=epochs * iters_per_epoch,
+                        lr_steps=lr_steps, warmup_iters=warmup, eval_interval=interval, stretch=stretch)

@@ -16,31 +16,26 @@ from typing import Any
 
 import torch
 
-from centernet.config import Config, config_to_dict
-from centernet.data.base import DetectionDataset
 from centernet.engine.distributed import DistContext
 from centernet.engine.ema import ModelEMA
-from centernet.losses import CenterNetCriterion
 from centernet.utils.env import capture_rng_state, restore_rng_state
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT_VERSION = 2  # 1: resume at epoch ends only (no epoch_iter / ema / skipped_steps)
-BEST_METRIC = {"coco": "AP", "voc07": "mAP", "voc": "mAP"}  # eval.metric -> the key ranking checkpoints
 
 
 class TrainStateMixin:
     """Checkpoint (de)serialisation of :class:`centernet.engine.trainer.Trainer`."""
 
-    cfg: Config
     dist: DistContext
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
-    criterion: CenterNetCriterion
+    criterion: torch.nn.Module
     ema: ModelEMA | None
-    train_set: DetectionDataset
+    metadata: dict[str, Any]
     global_batch_size: int
     epoch: int
     iteration: int
@@ -49,15 +44,12 @@ class TrainStateMixin:
     skipped_steps: int
     skipped_samples: int
 
-    def best_metric_key(self) -> str:
-        """The metric that ranks checkpoints for ``best.pth`` (``AP`` for COCO, ``mAP`` for VOC)."""
-        return BEST_METRIC[self.cfg.eval.metric]
-
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume exactly (and to rebuild the model for inference).
 
         ``model`` holds the trained weights; ``ema`` (with ``solver.ema``) the averaged ones, which
-        inference loaders prefer (see ``model_state_from_checkpoint``).
+        inference loaders prefer (see ``model_state_from_checkpoint``); ``metadata`` (the resolved
+        config, class names, label -> category id map) is stored at the top level.
         """
         state: dict[str, Any] = {
             "format_version": CHECKPOINT_FORMAT_VERSION,
@@ -75,9 +67,7 @@ class TrainStateMixin:
             "global_batch_size": self.global_batch_size,
             "world_size": self.dist.world_size,
             "rng": capture_rng_state(),
-            "config": config_to_dict(self.cfg),
-            "class_names": list(self.train_set.class_names),
-            "label_to_category_id": list(self.train_set.label_to_category_id),
+            **self.metadata,
         }
         if self.ema is not None:
             state["ema"] = self.ema.state_dict()
@@ -106,6 +96,8 @@ class TrainStateMixin:
             self.best_metric = float(state["best_metric"])
         except (KeyError, RuntimeError, ValueError, TypeError) as error:
             raise ValueError(f"cannot resume from {path}: {str(error).splitlines()[0]}") from error
+        if "score_threshold" in state:  # the latest evaluation's, kept in later checkpoints
+            self.metadata["score_threshold"] = float(state["score_threshold"])
         self.epoch_iter = int(state.get("epoch_iter", 0))
         self.skipped_steps = int(state.get("skipped_steps", 0))
         self.skipped_samples = int(state.get("skipped_samples", 0))

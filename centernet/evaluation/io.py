@@ -22,11 +22,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from centernet.utils.output_dirs import apply_default_mode
+
 logger = logging.getLogger(__name__)
 
 METRICS_FILENAME = "metrics.json"
 DETECTIONS_FILENAME = "detections.json"
 REQUIRED_DETECTION_KEYS = ("image_id", "category_id", "bbox", "score")
+LOOSE_REQUIRED_KEYS = ("bbox", "score")  # plus an image (id or file_name) and a class (id, name or label)
 BBOX_LENGTH = 4  # COCO [x, y, w, h]
 METRICS_JSON_INDENT = 2
 METRICS_DECIMALS = 6  # metrics are fractions; 1e-6 is far below any meaningful difference
@@ -40,16 +43,21 @@ def _is_finite_number(value: object) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))
 
 
-def _record_problem(record: object) -> str | None:
-    """Return a short description of what is wrong with one detection record, or None if it is valid."""
+def _record_problem(record: object, ids_required: bool = True) -> str | None:
+    """Return a short description of what is wrong with one detection record, or None if it is valid.
+
+    With ``ids_required=False`` the image may be named by ``file_name`` or a string ``image_id`` and the
+    class by ``category_name`` or ``label`` instead (see :func:`load_detections`).
+    """
+    required = REQUIRED_DETECTION_KEYS if ids_required else LOOSE_REQUIRED_KEYS
     if not isinstance(record, Mapping):
-        return f"expected an object with keys {list(REQUIRED_DETECTION_KEYS)}, got {type(record).__name__}"
-    missing = [key for key in REQUIRED_DETECTION_KEYS if key not in record]
+        return f"expected an object with keys {list(required)}, got {type(record).__name__}"
+    missing = [key for key in required if key not in record]
     if missing:
-        return f"missing key(s) {missing} (required: {list(REQUIRED_DETECTION_KEYS)})"
-    for key in ("image_id", "category_id"):
-        if not _is_int(record[key]):
-            return f"'{key}' must be an integer, got {record[key]!r}"
+        return f"missing key(s) {missing} (required: {list(required)})"
+    problem = _id_problem(record) if ids_required else _loose_id_problem(record)
+    if problem is not None:
+        return problem
     bbox = record["bbox"]
     if (
         not isinstance(bbox, Sequence)
@@ -63,7 +71,23 @@ def _record_problem(record: object) -> str | None:
     return None
 
 
-def validate_detection_records(records: object, source: str) -> list[dict[str, Any]]:
+def _id_problem(record: Mapping[str, Any]) -> str | None:
+    for key in ("image_id", "category_id"):
+        if not _is_int(record[key]):
+            return f"'{key}' must be an integer, got {record[key]!r}"
+    return None
+
+
+def _loose_id_problem(record: Mapping[str, Any]) -> str | None:
+    image = record.get("image_id", record.get("file_name"))
+    if not (_is_int(image) or (isinstance(image, str) and image)):
+        return f"needs an integer or string 'image_id', or a 'file_name' (got {image!r})"
+    if not any(key in record for key in ("category_id", "category_name", "label")):
+        return "needs 'category_id' (integer), 'category_name' or 'label' (class index)"
+    return None
+
+
+def validate_detection_records(records: object, source: str, *, ids_required: bool = True) -> list[dict[str, Any]]:
     """Check that ``records`` is a list of COCO-results detection records.
 
     Args:
@@ -71,6 +95,9 @@ def validate_detection_records(records: object, source: str) -> list[dict[str, A
             mapping with ``image_id`` (int), ``category_id`` (int), ``bbox`` (4 finite numbers,
             ``[x, y, w, h]`` in image pixels) and ``score`` (finite number); other keys are kept.
         source: Where the records come from (a file path or a name), used in error messages.
+        ids_required: False also accepts records naming the image by ``file_name`` or a string
+            ``image_id`` and the class by ``category_name`` or ``label`` (resolved against a dataset by
+            :func:`centernet.inference.records.resolve_records`).
 
     Returns:
         The same records, typed as a list of dicts.
@@ -83,7 +110,7 @@ def validate_detection_records(records: object, source: str) -> list[dict[str, A
             f"{source}: expected a JSON list of detection records, got {type(records).__name__}"
         )
     for index, record in enumerate(records):
-        problem = _record_problem(record)
+        problem = _record_problem(record, ids_required)
         if problem is not None:
             raise ValueError(f"{source}: detection record {index}: {problem}")
     return records
@@ -139,6 +166,7 @@ def atomic_write_text(path: Path, text: str) -> None:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
+        apply_default_mode(Path(tmp_name))
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
@@ -171,11 +199,12 @@ def write_eval_outputs(out_dir: Path, metrics: Mapping[str, Any], detections: li
                 len(detections), out_dir)
 
 
-def load_detections(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+def load_detections(path: str | os.PathLike[str], *, ids_required: bool = True) -> list[dict[str, Any]]:
     """Read a ``detections.json`` file (COCO results format) and validate its structure.
 
     Args:
         path: The JSON file: a list of ``{"image_id", "category_id", "bbox": [x, y, w, h], "score", ...}``.
+        ids_required: see :func:`validate_detection_records`.
 
     Returns:
         The list of detection records as stored (extra keys such as ``file_name`` kept).
@@ -196,4 +225,4 @@ def load_detections(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
             ) from error
         except UnicodeDecodeError as error:
             raise ValueError(f"{path}: not UTF-8 text ({error.reason}); expected a JSON list") from error
-    return validate_detection_records(records, str(path))
+    return validate_detection_records(records, str(path), ids_required=ids_required)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -14,19 +15,34 @@ from centernet.data.base import DetectionDataset
 from centernet.data.normalize import ImageNormalizer
 from centernet.engine.distributed import all_gather_objects, broadcast_object, is_distributed
 from centernet.evaluation import (
+    F1_CURVE_FILENAME,
     PR_CURVES_FILENAME,
     coco_records_to_voc_detections,
     detections_to_coco_records,
     evaluate_coco_with_curves,
     evaluate_voc,
     format_metrics_table,
+    plot_f1_curve,
     plot_pr_curves,
+    precision_recall_report,
     write_eval_outputs,
+)
+from centernet.evaluation.precision_recall import (
+    DEFAULT_IOU_THRESHOLD,
+    DEFAULT_SCORE_THRESHOLD,
+    detections_from_records,
+    ground_truth_from_dataset,
 )
 from centernet.inference.preview import PREDICTIONS_FILENAME, write_predictions_preview
 from centernet.inference.runner import run_inference
 
 logger = logging.getLogger(__name__)
+
+# The precision/recall figures added to the metrics (with ``@{pr_iou}`` after the first five); the
+# report's counts and thresholds go under ``metrics["precision_recall"]`` (docs/evaluation.md).
+PR_SCALARS = ("precision", "recall", "f1", "image_mean_precision", "image_mean_recall")
+PR_BEST = ("best_f1", "best_f1_threshold")
+PR_DETAILS = ("score_threshold", "iou_threshold", "tp", "fp", "fn", "ignored", "objects", "detections")
 
 
 def detections_for_dataset(
@@ -54,10 +70,17 @@ def score_detections(
     metric: str,
     backend: str,
     out_dir: Path | None,
+    provenance: Mapping[str, Any] | None = None,
+    score_threshold: float = DEFAULT_SCORE_THRESHOLD,
+    pr_iou: float = DEFAULT_IOU_THRESHOLD,
 ) -> dict[str, Any]:
     """Metrics of ``records`` against ``dataset``; writes ``metrics.json``/``detections.json`` to ``out_dir``
     (and ``predictions.png``, the first val images with ground truth and predictions; for the COCO metric
-    also ``pr_curves.png``, per-class precision/recall at IoU 0.5 and 0.75).
+    also ``pr_curves.png``, per-class precision/recall at IoU 0.5 and 0.75, and ``f1_curve.png``).
+
+    For the COCO metric the metrics also hold DeepForest-style box precision/recall (docs/evaluation.md):
+    ``precision@{pr_iou}``, ``recall@…``, ``f1@…``, ``image_mean_precision@…``, ``image_mean_recall@…``,
+    ``best_f1``, ``best_f1_threshold`` and the counts under ``precision_recall``.
 
     Args:
         dataset: the evaluated dataset (its ground truth and class mapping).
@@ -65,6 +88,10 @@ def score_detections(
         metric: ``coco`` (COCO mAP over the trained categories) | ``voc07`` (11-point AP) | ``voc`` (area AP).
         backend: COCO evaluation backend (``pycocotools`` | ``faster_coco_eval``).
         out_dir: where to write the two JSON files (None: do not write).
+        provenance: what produced the detections (checkpoint, epoch, test-time options), written into
+            ``metrics.json`` next to the metrics (not returned).
+        score_threshold: precision/recall count the detections scoring at least this (``eval.score_threshold``).
+        pr_iou: precision/recall pair a detection and an object at IoU above this (``eval.pr_iou``).
     """
     if metric == "coco":
         ground_truth = getattr(dataset, "coco", None)
@@ -76,16 +103,45 @@ def score_detections(
         metrics, curves = evaluate_coco_with_curves(
             ground_truth, records, backend=backend, category_ids=dataset.label_to_category_id
         )
+        report = precision_recall_report(
+            ground_truth_from_dataset(dataset), detections_from_records(records, dataset.image_ids),
+            iou_threshold=pr_iou, score_threshold=score_threshold,
+        )
         if out_dir is not None:
             out_dir.mkdir(parents=True, exist_ok=True)
             plot_pr_curves(curves, out_dir / PR_CURVES_FILENAME)
+            plot_f1_curve(report, out_dir / F1_CURVE_FILENAME)
+        table = format_metrics_table(metrics)
+        metrics = {**metrics, **precision_recall_fields(report)}
+        logger.info("evaluation on %d images:\n%s\n%s", len(dataset), table, format_precision_recall(metrics))
     else:
         metrics = _score_voc(dataset, records, use_07_metric=metric == "voc07")
-    logger.info("evaluation on %d images:\n%s", len(dataset), format_metrics_table(metrics))
+        logger.info("evaluation on %d images:\n%s", len(dataset), format_metrics_table(metrics))
     if out_dir is not None:
-        write_eval_outputs(out_dir, metrics, records)
+        write_eval_outputs(out_dir, {**metrics, **(provenance or {})}, records)
         write_predictions_preview(dataset, records, out_dir / PREDICTIONS_FILENAME)
     return metrics
+
+
+def precision_recall_fields(report: dict[str, Any]) -> dict[str, Any]:
+    """The metrics entries of a :func:`precision_recall_report`: its scalars and a ``precision_recall`` dict."""
+    iou = f"{report['iou_threshold']:g}"
+    fields: dict[str, Any] = {f"{name}@{iou}": float(report[f"{name}@{iou}"]) for name in PR_SCALARS}
+    fields.update({name: float(report[name]) for name in PR_BEST})
+    fields["precision_recall"] = {name: report[name] for name in PR_DETAILS}
+    return fields
+
+
+def format_precision_recall(metrics: dict[str, Any]) -> str:
+    """One line: precision, recall and F1 at the score threshold, and the best F1 with its threshold."""
+    details = metrics["precision_recall"]
+    iou = f"{details['iou_threshold']:g}"
+    return (
+        f"box precision {metrics[f'precision@{iou}']:.3f}, recall {metrics[f'recall@{iou}']:.3f}, "
+        f"F1 {metrics[f'f1@{iou}']:.3f} at score >= {details['score_threshold']:g}, IoU > {iou} "
+        f"({details['tp']} TP, {details['fp']} FP, {details['fn']} FN); "
+        f"best F1 {metrics['best_f1']:.3f} at score >= {metrics['best_f1_threshold']:g}"
+    )
 
 
 def _score_voc(dataset: DetectionDataset, records: list[dict[str, Any]], *, use_07_metric: bool) -> dict[str, Any]:
@@ -120,6 +176,9 @@ def evaluate_model(
     backend: str,
     out_dir: Path | None,
     progress: bool = True,
+    provenance: Mapping[str, Any] | None = None,
+    score_threshold: float = DEFAULT_SCORE_THRESHOLD,
+    pr_iou: float = DEFAULT_IOU_THRESHOLD,
 ) -> dict[str, Any]:
     """Run the model over ``loader`` and score it (see :func:`score_detections`).
 
@@ -134,7 +193,8 @@ def evaluate_model(
     if is_distributed() and torch.distributed.get_rank() != 0:
         return broadcast_object(None)
     records = detections_for_dataset(dataset, results)
-    metrics = score_detections(dataset, records, metric=metric, backend=backend, out_dir=out_dir)
+    metrics = score_detections(dataset, records, metric=metric, backend=backend, out_dir=out_dir,
+                               provenance=provenance, score_threshold=score_threshold, pr_iou=pr_iou)
     return broadcast_object(metrics)
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from centernet.config import Config, config_from_dict
+from centernet.config import Config
 from centernet.data.normalize import ImageNormalizer
 from centernet.data.transforms import TransformedSample, ValTransform
 from centernet.decode import (
@@ -30,15 +30,15 @@ from centernet.decode import (
     decode_detections,
     detections_to_image,
 )
-from centernet.engine.checkpoint import load_checkpoint, model_state_from_checkpoint
 from centernet.inference.merge import MergeSettings
 from centernet.inference.optimize import optimize_model, plan_optimizations
 from centernet.inference.runner import predict_maps
+from centernet.inference.trained_model import load_trained_model
 from centernet.inference.tta import MultiScalePredictor, TestTimeAugmentation, build_tta
-from centernet.models.build import build_model
 from centernet.utils.affine import get_affine_transform
 from centernet.utils.amp import autocast_context
 from centernet.utils.env import cpu_has_fast_bf16, select_device
+from centernet.utils.visualize import DEFAULT_SCORE_THR
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +102,9 @@ class Detector:
             :class:`~centernet.inference.tta.MultiScalePredictor` image by image.
         resize: ``fixed`` (warp into ``input_size``) | ``pad`` (keep the resolution, pad to a multiple of 32).
         merge: how several scales are merged (default: Gaussian soft-NMS, keeping ``topk``).
+        config: the experiment config the model was built from, when known (kept as ``self.config``).
+        score_threshold: the default lowest score for callers that keep only confident detections
+            (``detector(image).above(detector.score_threshold)``); calls return all ``topk`` regardless.
         optimize: inference speed-ups, e.g. ``"fast"`` (= ``"fold_bn,channels_last"``, same boxes) or
             ``"fast,compile"``; see :mod:`centernet.inference.optimize`. ``fold_bn`` changes the
             model passed in (its BatchNorm layers are folded away).
@@ -125,6 +128,8 @@ class Detector:
         scales: Sequence[float] = (1.0,),
         resize: str = "fixed",
         merge: MergeSettings | None = None,
+        config: Config | None = None,
+        score_threshold: float = DEFAULT_SCORE_THR,
         optimize: str | Sequence[str] | None = None,
     ) -> None:
         if topk < 1:
@@ -134,6 +139,7 @@ class Detector:
                 f"Detector: {len(category_ids)} category_ids for {len(class_names)} class_names"
             )
         self.class_names = tuple(class_names)
+        self.config = config
         self.category_ids = None if category_ids is None else tuple(int(i) for i in category_ids)
         plan = plan_optimizations(optimize, device=device, amp=amp, channels_last=channels_last)
         amp, channels_last = plan.amp, plan.channels_last
@@ -142,6 +148,7 @@ class Detector:
         self.amp = amp
         self.flip = flip
         self.topk = topk
+        self.score_threshold = float(score_threshold)
         self.transform = ValTransform(input_size=input_size, channel_order=channel_order)
         self.normalizer_mean = tuple(float(v) for v in mean)  # fractions of 255, in ``channel_order``
         self.normalizer_std = tuple(float(v) for v in std)
@@ -170,6 +177,7 @@ class Detector:
         topk: int = DEFAULT_TOPK,
         scales: Sequence[float] = (1.0,),
         resize: str = "fixed",
+        score_threshold: float | None = None,
         optimize: str | Sequence[str] | None = None,
     ) -> Detector:
         """Rebuild the detector saved in a training checkpoint.
@@ -189,6 +197,8 @@ class Detector:
             topk: detections kept per image.
             scales: test scales (several: merged as the config's ``eval.merge`` and its thresholds say).
             resize: ``fixed`` | ``pad`` (see :mod:`centernet.inference.tta`).
+            score_threshold: the detector's ``score_threshold``; ``None`` = the checkpoint's
+                ``score_threshold`` (the F1-best threshold of its evaluation, docs/evaluation.md), else 0.3.
             optimize: inference speed-ups (see the class arguments), e.g. ``"fast"``.
 
         Raises:
@@ -197,25 +207,11 @@ class Detector:
                 weights that do not fit the configured model (the message names the file).
         """
         torch_device = select_device(device)
-        state = load_checkpoint(path, map_location="cpu")
-        cfg = config if config is not None else _stored_config(state, path)
-        class_names = _stored_class_names(state, path)
-        # The checkpoint replaces every weight: never fetch pretrained backbone weights here.
-        model_cfg = dataclasses.replace(
-            cfg.model, backbone=dataclasses.replace(cfg.model.backbone, weights=None)
-        )
-        model = build_model(dataclasses.replace(cfg, model=model_cfg), len(class_names))
-        try:
-            model.load_state_dict(model_state_from_checkpoint(state, path))
-        except RuntimeError as error:
-            raise ValueError(
-                f"checkpoint {path} does not fit the configured model "
-                f"({cfg.model.backbone.type}+{cfg.model.neck.type}, {len(class_names)} classes): "
-                f"{str(error).splitlines()[0]}"
-            ) from error
+        trained = load_trained_model(path, config, device=torch_device)
+        cfg = trained.config
         return cls(
-            model,
-            class_names=class_names,
+            trained.model,
+            class_names=trained.class_names,
             input_size=cfg.data.input_size,
             channel_order=cfg.data.channel_order,
             mean=cfg.data.mean,
@@ -225,10 +221,14 @@ class Detector:
             channels_last=cfg.runtime.channels_last,
             flip=flip,
             topk=topk,
-            category_ids=state.get("label_to_category_id"),
+            category_ids=trained.category_ids,
             scales=scales,
             resize=resize,
             merge=build_tta(cfg).merge,
+            config=cfg,
+            score_threshold=(
+                _stored_score_threshold(trained.checkpoint.state) if score_threshold is None else score_threshold
+            ),
             optimize=optimize,
         )
 
@@ -319,27 +319,6 @@ class Detector:
         return samples, maps
 
 
-def _stored_config(state: dict[str, Any], path: str | Path) -> Config:
-    """The config saved in a checkpoint, validated."""
-    raw = state.get("config")
-    if not isinstance(raw, dict):
-        raise ValueError(
-            f"checkpoint {path} has no 'config' entry (keys: {sorted(state)}); pass the experiment config"
-        )
-    return config_from_dict(raw, source=f"{path} ['config']")
-
-
-def _stored_class_names(state: dict[str, Any], path: str | Path) -> list[str]:
-    """The class names saved in a checkpoint."""
-    names = state.get("class_names")
-    if not isinstance(names, list | tuple) or not names or not all(isinstance(n, str) for n in names):
-        raise ValueError(
-            f"checkpoint {path} has no usable 'class_names' entry (expected a non-empty list of strings, "
-            f"keys: {sorted(state)})"
-        )
-    return list(names)
-
-
 def _usable_amp(amp: str, device: torch.device) -> str:
     """``amp`` adjusted to what ``device`` can run (fp16 → off on a CPU), with a warning when changed."""
     if device.type != "cpu":
@@ -350,3 +329,9 @@ def _usable_amp(amp: str, device: torch.device) -> str:
     if amp == "bf16" and not cpu_has_fast_bf16():
         logger.warning("runtime.amp=bf16 on a CPU without native bfloat16 is slow; consider amp='off'")
     return amp
+
+
+def _stored_score_threshold(state: dict[str, Any]) -> float:
+    """The checkpoint's ``score_threshold`` (its evaluation's F1-best one), else ``DEFAULT_SCORE_THR``."""
+    value = state.get("score_threshold")
+    return float(value) if isinstance(value, int | float) else DEFAULT_SCORE_THR

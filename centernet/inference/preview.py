@@ -10,7 +10,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from centernet.data.base import DetectionDataset
+from centernet.data.base import IMAGE_ERRORS, DetectionDataset
 from centernet.utils.visualize import DEFAULT_SCORE_THR, draw_predictions_and_ground_truth, tile_images
 
 logger = logging.getLogger(__name__)
@@ -40,7 +40,8 @@ def write_predictions_preview(
     Args:
         dataset: the evaluated dataset (``load_raw`` gives the image and its ground-truth boxes).
         records: COCO-results records (``image_id``, ``bbox`` ``[x, y, w, h]`` in image pixels, ``score``).
-        path: the PNG to write (its folder must exist).
+        path: the PNG to write (its folder must exist); not written, with a warning, when an image file is
+            missing or unreadable.
         max_images: how many images to draw (from the start of the dataset).
         score_thr: predictions scoring below this are not drawn.
         gap: white pixels between neighbouring images.
@@ -50,7 +51,11 @@ def write_predictions_preview(
         by_image.setdefault(int(record["image_id"]), []).append(record)
     panels = []
     for index in range(min(max_images, len(dataset))):
-        raw = dataset.load_raw(index)
+        try:
+            raw = dataset.load_raw(index)
+        except IMAGE_ERRORS as error:  # scoring a detections file needs the annotations only
+            logger.warning("no %s: %s", path.name, error)
+            return
         pred_boxes, scores = _xywh_to_xyxy(by_image.get(int(raw["image_id"]), []))
         gt_boxes = raw["boxes"][~raw["ignore"]]
         panels.append(

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
+from centernet.losses.base import HeatmapLoss, count_valid
 from centernet.losses.masking import check_heatmap_inputs, expand_mask, safe_denominator
 
 
@@ -20,8 +20,7 @@ def binary_cross_entropy(
         logits: FloatTensor[B, C, H, W] raw heatmap scores (computed in float32).
         target: FloatTensor[B, C, H, W] targets in [0, 1].
         mask: optional Tensor[B, C, H, W] or [B, 1, H, W]; 1 = counts, 0 = ignored.
-        normaliser: optional float32 scalar tensor replacing ``sum(m)`` (e.g. the count over all
-            DDP ranks; no gradient; 0 divides by 1).
+        normaliser: FloatTensor[] to divide by instead of ``sum(m)`` (e.g. all-reduced over DDP ranks).
 
     Returns:
         FloatTensor[] (float32 scalar).
@@ -30,12 +29,15 @@ def binary_cross_entropy(
     x = logits.float()
     m = expand_mask(mask, x)
     loss = F.binary_cross_entropy_with_logits(x, target.float(), reduction="none")  # [B, C, H, W]
-    count = m.sum() if normaliser is None else normaliser.detach().to(device=x.device, dtype=torch.float32)
-    return (loss * m).sum() / safe_denominator(count)
+    return (loss * m).sum() / safe_denominator(m.sum() if normaliser is None else normaliser)
 
 
-class BCEHeatmapLoss(nn.Module):
-    """Module form of :func:`binary_cross_entropy` (no parameters)."""
+class BCEHeatmapLoss(HeatmapLoss):
+    """Module form of :func:`binary_cross_entropy` (no parameters), normalised by the valid elements."""
+
+    def normaliser(self, target: Tensor, mask: Tensor | None) -> Tensor:
+        """The number of masked-in elements."""
+        return count_valid(target, mask)
 
     def forward(
         self, logits: Tensor, target: Tensor, mask: Tensor | None = None, normaliser: Tensor | None = None

@@ -7,34 +7,13 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from centernet.losses.bce import BCEHeatmapLoss
-from centernet.losses.focal import POSITIVE_TARGET, PenaltyReducedFocalLoss, SigmoidFocalLoss
-from centernet.losses.ghm import GHMC
-from centernet.losses.masking import expand_mask, safe_denominator
-from centernet.losses.regression import NORMALISER_EPS, reg_l1_loss
+from centernet.losses.base import HeatmapLoss
+from centernet.losses.masking import safe_denominator
+from centernet.losses.regression import NORMALISER_EPS, reg_l1_loss, regression_count
 
 OUTPUT_KEYS = ("heatmap", "size", "offset")
 TARGET_KEYS = ("heatmap", "size", "offset", "index", "mask")
 OPTIONAL_TARGET_KEYS = ("heatmap_mask",)
-
-
-def _count_positives(target: Tensor, mask: Tensor | None) -> Tensor:
-    """Masked elements with ``target == 1`` (the focal losses' normaliser), float32 scalar."""
-    return ((target == POSITIVE_TARGET).float() * expand_mask(mask, target)).sum()
-
-
-def _count_valid(target: Tensor, mask: Tensor | None) -> Tensor:
-    """Masked-in elements (the GHM-C / BCE normaliser), float32 scalar."""
-    return (expand_mask(mask, target) > 0).float().sum()
-
-
-# What each heatmap loss divides its sum by, so that DDP can use the global count instead.
-HEATMAP_NORMALISERS: dict[type[nn.Module], Callable[[Tensor, Tensor | None], Tensor]] = {
-    PenaltyReducedFocalLoss: _count_positives,
-    SigmoidFocalLoss: _count_positives,
-    GHMC: _count_valid,
-    BCEHeatmapLoss: _count_valid,
-}
 
 
 def _require(mapping: Mapping[str, Tensor], keys: Sequence[str], what: str) -> None:
@@ -54,36 +33,39 @@ class CenterNetCriterion(nn.Module):
     offset are :func:`centernet.losses.reg_l1_loss` at the object centres. All terms are float32,
     whatever the output dtype (AMP).
 
+    Normalisers (as DETR's ``SetCriterion`` does with ``num_boxes``): once per batch the criterion
+    computes what each term divides by — the heatmap loss's own count (:meth:`HeatmapLoss.normaliser`:
+    masked positives for the focal losses, valid elements for GHM-C / BCE) and the number of object
+    coordinates — all-reduces both in one call under DDP and hands them to the losses. With
+    ``all_reduce_sum`` each rank divides by ``global_count / world_size``, so that the gradient DDP
+    averages over the ranks equals the single-process gradient of the global batch.
+
     Args:
-        heatmap_loss: module called as ``heatmap_loss(logits, target, mask) -> FloatTensor[]``.
+        heatmap_loss: a :class:`HeatmapLoss`, called as ``loss(logits, target, mask, normaliser)``.
         heatmap_weight: weight of the heatmap term.
         size_weight: weight of the size term (0.1 in CenterNet).
         offset_weight: weight of the offset term.
-
-    Attributes:
         all_reduce_sum: under DDP, a function summing a tensor over the ranks (``None``: one process).
-            The terms are then normalised by the global number of positives (heatmap; valid elements
-            for GHM-C / BCE) and of object coordinates (size / offset) instead of this rank's: each
-            rank's term is rescaled by ``local_count * world_size / global_count``, so that the
-            gradient DDP averages over ranks equals the single-process gradient of the global batch.
         world_size: number of ranks (with ``all_reduce_sum``).
     """
 
     def __init__(
         self,
-        heatmap_loss: nn.Module,
+        heatmap_loss: HeatmapLoss,
         *,
         heatmap_weight: float = 1.0,
         size_weight: float = 0.1,
         offset_weight: float = 1.0,
+        all_reduce_sum: Callable[[Tensor], Tensor] | None = None,
+        world_size: int = 1,
     ) -> None:
         super().__init__()
         self.heatmap_loss = heatmap_loss
         self.heatmap_weight = float(heatmap_weight)
         self.size_weight = float(size_weight)
         self.offset_weight = float(offset_weight)
-        self.all_reduce_sum: Callable[[Tensor], Tensor] | None = None
-        self.world_size = 1
+        self.all_reduce_sum = all_reduce_sum
+        self.world_size = int(world_size)
 
     def forward(
         self,
@@ -113,6 +95,7 @@ class CenterNetCriterion(nn.Module):
             raise ValueError("CenterNetCriterion: outputs is an empty list; expected at least one stack")
         _require(targets, TARGET_KEYS, "targets")
         heatmap_mask = targets.get(OPTIONAL_TARGET_KEYS[0])
+        heatmap_norm, regression_norm = self.normalisers(targets)
         sums: dict[str, Tensor] = {}
         for stack_index, stack in enumerate(stacks):
             _require(stack, OUTPUT_KEYS, f"outputs[{stack_index}]")
@@ -123,44 +106,41 @@ class CenterNetCriterion(nn.Module):
                     f"{tuple(targets['heatmap'].shape)}"
                 )
             terms = {
-                "heatmap": self.heatmap_loss(stack["heatmap"].float(), targets["heatmap"], heatmap_mask),
-                "size": reg_l1_loss(stack["size"], targets["size"], targets["index"], targets["mask"]),
-                "offset": reg_l1_loss(stack["offset"], targets["offset"], targets["index"], targets["mask"]),
+                "heatmap": self.heatmap_loss(stack["heatmap"].float(), targets["heatmap"], heatmap_mask, heatmap_norm),
+                "size": reg_l1_loss(stack["size"], targets["size"], targets["index"], targets["mask"], regression_norm),
+                "offset": reg_l1_loss(
+                    stack["offset"], targets["offset"], targets["index"], targets["mask"], regression_norm
+                ),
             }
             for key, value in terms.items():
                 sums[key] = sums[key] + value.float() if key in sums else value.float()
         weights = {"heatmap": self.heatmap_weight, "size": self.size_weight, "offset": self.offset_weight}
         num_stacks = len(stacks)
-        scales = self._global_normaliser_scales(targets)
-        return {key: sums[key] * (weights[key] / num_stacks) * scales.get(key, 1.0) for key in OUTPUT_KEYS}
+        return {key: sums[key] * (weights[key] / num_stacks) for key in OUTPUT_KEYS}
 
     def normaliser_counts(self, targets: Mapping[str, Tensor]) -> Tensor:
-        """What this batch's terms are divided by: ``[heatmap count, object coordinates]``.
+        """This batch's counts ``[heatmap count, object coordinates]`` before any all-reduce.
 
-        The heatmap count is the number of masked positives (focal losses) or of masked-in elements
-        (GHM-C, BCE); the regression count is ``D * num_objects`` (``D = 2``).
+        The heatmap count is :meth:`HeatmapLoss.normaliser` of the heatmap loss; the regression count
+        is ``D * num_objects`` (``D = 2``). Returns FloatTensor[2] (no gradient).
+        """
+        regression_dims = targets["size"].shape[-1]  # D coordinates per object
+        heatmap = self.heatmap_loss.normaliser(targets["heatmap"], targets.get(OPTIONAL_TARGET_KEYS[0]))
+        return torch.stack([heatmap.float(), regression_count(targets["mask"], regression_dims)]).detach()
+
+    def normalisers(self, targets: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """What the heatmap and the regression terms divide by: one all-reduce under DDP, none otherwise.
 
         Returns:
-            FloatTensor[2] (no gradient).
+            ``(heatmap, regression)`` float32 scalars. One process: this batch's count (heatmap) and
+            count + 1e-4 (regression, as the original). DDP: ``global / world_size`` of both (the heatmap
+            count is clamped to >= 1 first, as a lone process would).
         """
-        count_heatmap = HEATMAP_NORMALISERS.get(type(self.heatmap_loss), _count_positives)
-        regression_dims = targets["size"].shape[-1]  # D coordinates per object
-        return torch.stack(
-            [
-                count_heatmap(targets["heatmap"], targets.get(OPTIONAL_TARGET_KEYS[0])).float(),
-                targets["mask"].float().sum() * regression_dims,
-            ]
-        ).detach()
-
-    def _global_normaliser_scales(self, targets: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """Per-term factors ``local * world_size / global`` of the normalisers (empty without DDP)."""
+        counts = self.normaliser_counts(targets)  # [2]
         if self.all_reduce_sum is None or self.world_size <= 1:
-            return {}
-        local = self.normaliser_counts(targets)  # [2]
-        total = self.all_reduce_sum(local)
-        heatmap_scale = safe_denominator(local[0]) * self.world_size / safe_denominator(total[0])
-        regression_scale = (local[1] + NORMALISER_EPS) * self.world_size / (total[1] + NORMALISER_EPS)
-        return {"heatmap": heatmap_scale, "size": regression_scale, "offset": regression_scale}
+            return counts[0], counts[1] + NORMALISER_EPS
+        total = self.all_reduce_sum(counts)
+        return safe_denominator(total[0]) / self.world_size, (total[1] + NORMALISER_EPS) / self.world_size
 
     def extra_repr(self) -> str:
         return (

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from centernet.losses.fused_focal import BACKENDS, POSITIVE_TARGET, fused_penalty_reduced_focal_loss
+from centernet.losses.base import POSITIVE_TARGET, HeatmapLoss
+from centernet.losses.fused_focal import BACKENDS, fused_penalty_reduced_focal_loss
 from centernet.losses.masking import check_heatmap_inputs, expand_mask, safe_denominator
 
 __all__ = [
@@ -41,10 +42,10 @@ def penalty_reduced_focal_loss(
     logits: Tensor,
     target: Tensor,
     mask: Tensor | None = None,
-    normaliser: Tensor | None = None,
     *,
     alpha: float = 2.0,
     beta: float = 4.0,
+    normaliser: Tensor | None = None,
     backend: str = "auto",
 ) -> Tensor:
     """CornerNet/CenterNet penalty-reduced focal loss on heatmap logits (fused forward and backward).
@@ -58,29 +59,27 @@ def penalty_reduced_focal_loss(
         target: FloatTensor[B, C, H, W] Gaussian targets in [0, 1], exactly 1 at object centres.
         mask: optional Tensor[B, C, H, W] or [B, 1, H, W] (broadcast over classes); 1 = counts,
             0 = ignored. None counts every element.
-        normaliser: optional float32 scalar tensor dividing the sum instead of the number of masked
-            positives (no gradient flows into it; 0 divides by 1).
         alpha: focusing exponent on ``(1 - p)`` (positives) and ``p`` (negatives).
         beta: penalty-reduction exponent on ``(1 - target)`` around centres.
+        normaliser: optional float32 scalar tensor dividing the sum instead of the number of masked
+            positives (e.g. the count all-reduced over DDP ranks; no gradient flows into it; 0 divides by 1).
         backend: ``auto`` | ``eager`` | ``compiled`` (``auto``: compiled on CUDA, eager elsewhere).
 
     Returns:
         FloatTensor[] (float32 scalar).
     """
     check_heatmap_inputs(logits, target, mask, loss="penalty_reduced_focal_loss")
-    return fused_penalty_reduced_focal_loss(
-        logits, target, mask, normaliser, alpha=alpha, beta=beta, backend=backend
-    )
+    return fused_penalty_reduced_focal_loss(logits, target, mask, normaliser, alpha=alpha, beta=beta, backend=backend)
 
 
 def penalty_reduced_focal_loss_reference(
     logits: Tensor,
     target: Tensor,
     mask: Tensor | None = None,
-    normaliser: Tensor | None = None,
     *,
     alpha: float = 2.0,
     beta: float = 4.0,
+    normaliser: Tensor | None = None,
 ) -> Tensor:
     """CornerNet/CenterNet penalty-reduced focal loss on heatmap logits, as a plain formula (autograd).
 
@@ -98,9 +97,9 @@ def penalty_reduced_focal_loss_reference(
         target: FloatTensor[B, C, H, W] Gaussian targets in [0, 1], exactly 1 at object centres.
         mask: optional Tensor[B, C, H, W] or [B, 1, H, W] (broadcast over classes); 1 = counts,
             0 = ignored. None counts every element.
-        normaliser: optional float32 scalar tensor replacing ``num_pos`` (no gradient; 0 divides by 1).
         alpha: focusing exponent on ``(1 - p)`` (positives) and ``p`` (negatives).
         beta: penalty-reduction exponent on ``(1 - target)`` around centres.
+        normaliser: optional float32 scalar tensor replacing ``num_pos`` (no gradient; 0 divides by 1).
 
     Returns:
         FloatTensor[] (float32 scalar; float64 for float64 logits, to check other implementations against).
@@ -127,10 +126,10 @@ def sigmoid_focal_loss(
     logits: Tensor,
     target: Tensor,
     mask: Tensor | None = None,
-    normaliser: Tensor | None = None,
     *,
     alpha: float = 0.25,
     gamma: float = 2.0,
+    normaliser: Tensor | None = None,
 ) -> Tensor:
     """RetinaNet focal loss ``-alpha_t (1 - p_t)^gamma log(p_t)`` on heatmap logits.
 
@@ -143,9 +142,9 @@ def sigmoid_focal_loss(
         logits: FloatTensor[B, C, H, W] raw heatmap scores (any float dtype; computed in float32).
         target: FloatTensor[B, C, H, W] heatmap targets; 1 marks a positive.
         mask: optional Tensor[B, C, H, W] or [B, 1, H, W]; 1 = counts, 0 = ignored.
-        normaliser: optional float32 scalar tensor replacing ``num_pos`` (no gradient; 0 divides by 1).
         alpha: weight of positives in [0, 1] (negatives get ``1 - alpha``); negative = no balancing.
         gamma: focusing exponent.
+        normaliser: FloatTensor[] to divide by instead of this batch's ``num_pos`` (clamped to >= 1).
 
     Returns:
         FloatTensor[] (float32 scalar).
@@ -159,13 +158,11 @@ def sigmoid_focal_loss(
     loss = ce * one_minus_pt.pow(gamma)
     if alpha >= 0:
         loss = loss * (alpha * y + (1.0 - alpha) * (1.0 - y))
-    num_pos = (y * m).sum()
-    if normaliser is not None:
-        return (loss * m).sum() / _divisor(num_pos, normaliser)
+    num_pos = (y * m).sum() if normaliser is None else normaliser
     return (loss * m).sum() / num_pos.clamp_min(1.0)
 
 
-class PenaltyReducedFocalLoss(nn.Module):
+class PenaltyReducedFocalLoss(HeatmapLoss):
     """Module form of :func:`penalty_reduced_focal_loss` (registry name ``penalty_reduced_focal``).
 
     Args:
@@ -187,14 +184,14 @@ class PenaltyReducedFocalLoss(nn.Module):
     ) -> Tensor:
         """See :func:`penalty_reduced_focal_loss`; returns FloatTensor[]."""
         return penalty_reduced_focal_loss(
-            logits, target, mask, normaliser, alpha=self.alpha, beta=self.beta, backend=self.backend
+            logits, target, mask, alpha=self.alpha, beta=self.beta, normaliser=normaliser, backend=self.backend
         )
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}, beta={self.beta}, backend={self.backend!r}"
 
 
-class SigmoidFocalLoss(nn.Module):
+class SigmoidFocalLoss(HeatmapLoss):
     """Module form of :func:`sigmoid_focal_loss` (registry name ``focal``).
 
     Args:
@@ -211,7 +208,7 @@ class SigmoidFocalLoss(nn.Module):
         self, logits: Tensor, target: Tensor, mask: Tensor | None = None, normaliser: Tensor | None = None
     ) -> Tensor:
         """See :func:`sigmoid_focal_loss`; returns FloatTensor[]."""
-        return sigmoid_focal_loss(logits, target, mask, normaliser, alpha=self.alpha, gamma=self.gamma)
+        return sigmoid_focal_loss(logits, target, mask, alpha=self.alpha, gamma=self.gamma, normaliser=normaliser)
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}, gamma={self.gamma}"

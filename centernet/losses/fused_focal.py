@@ -34,11 +34,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from centernet.losses.base import POSITIVE_TARGET
 from centernet.losses.masking import safe_denominator
 
 logger = logging.getLogger(__name__)
-
-POSITIVE_TARGET = 1.0  # heatmap value marking an object centre (the Gaussian peak)
 BACKENDS = ("auto", "eager", "compiled")
 # On the CPU, the eager backend works on this many heatmap cells at a time (its six float32 buffers,
 # 1.5 MiB, then stay in a core's L2 cache).

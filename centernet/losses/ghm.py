@@ -7,8 +7,7 @@ non-empty bins, an element in bin ``b`` gets the weight ``N / (density[b] * n)``
 
     L = sum(weight * BCE_with_logits(x, y)) / N_valid
 
-so that ``d L / d x = (p - y) * weight / N_valid``. Soft (Gaussian) targets ``y`` are allowed. A
-``normaliser`` argument (e.g. the count over all DDP ranks) replaces ``N_valid`` when given.
+so that ``d L / d x = (p - y) * weight / N_valid``. Soft (Gaussian) targets ``y`` are allowed.
 
 Where ``density[b]`` comes from (``density=``):
 
@@ -25,9 +24,9 @@ Where ``density[b]`` comes from (``density=``):
 
 The running statistics (``ema_counts``, ``epoch_counts``, ``previous_epoch_counts``) are registered
 buffers (they land in ``state_dict`` and checkpoints) and are updated only in training mode
-(``module.train()``), like BatchNorm statistics. Under DDP, set :attr:`GHMC.reduce_counts` to a
-function that all-reduces (sums) the per-bin counts across ranks: the histogram, ``N`` and ``n``
-are then global, the division is by the local ``N_valid``.
+(``module.train()``), like BatchNorm statistics. Under DDP, ``reduce_counts`` is a function that
+all-reduces (sums) the per-bin counts across ranks: the histogram, ``N`` and ``n`` are then global; the
+criterion passes the all-reduced number of valid elements as the normaliser.
 """
 
 from __future__ import annotations
@@ -37,8 +36,9 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
+from centernet.losses.base import HeatmapLoss, count_valid
 from centernet.losses.masking import check_heatmap_inputs, expand_mask, safe_denominator
 
 DensitySource = Literal["batch", "ema", "epoch"]
@@ -46,7 +46,7 @@ DENSITY_SOURCES: tuple[str, ...] = ("batch", "ema", "epoch")
 LAST_EDGE_MARGIN = 1e-6  # the last bin edge is 1 + this so that g = 1 falls inside the last bin
 
 
-class GHMC(nn.Module):
+class GHMC(HeatmapLoss):
     """Gradient harmonizing classification loss on heatmap logits (registry name ``ghm_c``).
 
     Args:
@@ -54,10 +54,10 @@ class GHMC(nn.Module):
         momentum: EMA momentum of the bin counts in [0, 1); > 0 only with ``density="ema"``.
         density: ``"batch" | "ema" | "epoch"`` (see the module docstring); None picks ``"ema"``
             when ``momentum > 0`` and ``"batch"`` otherwise.
-
-    Attributes:
         reduce_counts: optional ``Callable[[LongTensor[bins]], LongTensor[bins]]`` applied to the
             per-batch bin counts before use, e.g. an all-reduce sum under DDP. None = identity.
+
+    Attributes:
         last_bin_counts: LongTensor[bins], the (reduced) bin counts of the latest call, for logging.
         ema_counts: FloatTensor[bins], the running average (``density="ema"``).
         epoch_counts: LongTensor[bins], the histogram accumulated during the current epoch.
@@ -70,7 +70,13 @@ class GHMC(nn.Module):
     epoch_counts: Tensor
     previous_epoch_counts: Tensor
 
-    def __init__(self, bins: int = 10, momentum: float = 0.0, density: DensitySource | None = None) -> None:
+    def __init__(
+        self,
+        bins: int = 10,
+        momentum: float = 0.0,
+        density: DensitySource | None = None,
+        reduce_counts: Callable[[Tensor], Tensor] | None = None,
+    ) -> None:
         super().__init__()
         if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
             raise ValueError(f"GHMC: bins must be an integer >= 1, got {bins!r}")
@@ -88,7 +94,7 @@ class GHMC(nn.Module):
         self.bins = bins
         self.momentum = float(momentum)
         self.density = density
-        self.reduce_counts: Callable[[Tensor], Tensor] | None = None
+        self.reduce_counts = reduce_counts
         edges = torch.linspace(0.0, 1.0, bins + 1)
         edges[-1] += LAST_EDGE_MARGIN
         self.register_buffer("edges", edges, persistent=False)
@@ -96,6 +102,10 @@ class GHMC(nn.Module):
         self.register_buffer("ema_counts", torch.zeros(bins, dtype=torch.float32))
         self.register_buffer("epoch_counts", torch.zeros(bins, dtype=torch.long))
         self.register_buffer("previous_epoch_counts", torch.zeros(bins, dtype=torch.long))
+
+    def normaliser(self, target: Tensor, mask: Tensor | None) -> Tensor:
+        """The number of masked-in elements."""
+        return count_valid(target, mask)
 
     def forward(
         self, logits: Tensor, target: Tensor, mask: Tensor | None = None, normaliser: Tensor | None = None
@@ -107,9 +117,7 @@ class GHMC(nn.Module):
             target: FloatTensor[B, C, H, W] targets in [0, 1] (binary or soft Gaussian).
             mask: optional Tensor[B, C, H, W] or [B, 1, H, W]; non-zero = counts (in the histogram
                 and the loss), 0 = ignored.
-            normaliser: optional float32 scalar tensor replacing ``N_valid`` in the division (e.g.
-                the valid elements over all DDP ranks; no gradient; 0 divides by 1). The bin weights
-                are unchanged (they come from the histogram, see :attr:`reduce_counts`).
+            normaliser: FloatTensor[] to divide by instead of the number of valid elements.
 
         Returns:
             FloatTensor[] (float32 scalar); 0 when no element is valid.
@@ -135,7 +143,7 @@ class GHMC(nn.Module):
             bin_weight = torch.where(counts > 0, bin_weight, torch.zeros_like(bin_weight))
             weight = bin_weight[bin_index] * valid  # [B, C, H, W]
         bce = F.binary_cross_entropy_with_logits(x, y, reduction="none")
-        count = valid.sum().float() if normaliser is None else normaliser.detach().to(x.device, torch.float32)
+        count = valid.sum().float() if normaliser is None else normaliser
         return (weight * bce).sum() / safe_denominator(count)
 
     def _density(self, counts: Tensor, counts_f: Tensor) -> Tensor:
@@ -166,6 +174,10 @@ class GHMC(nn.Module):
     def start_epoch(self) -> None:
         """Begin a new epoch's histogram (discards a partial accumulation). Optional to call."""
         self.epoch_counts.zero_()
+
+    def histogram(self) -> tuple[list[float], list[int]]:
+        """Bin edges and the (reduced) element counts of the latest training batch, for logging."""
+        return [float(e) for e in self.edges.tolist()], [int(c) for c in self.last_bin_counts.tolist()]
 
     def end_epoch(self) -> None:
         """Make the histogram accumulated during this epoch the density source of the next one."""

@@ -24,7 +24,9 @@ def gather_at_index(feature_map: Tensor, index: Tensor) -> Tensor:
     return gathered.permute(0, 2, 1)
 
 
-def reg_l1_loss(pred_map: Tensor, target: Tensor, index: Tensor, mask: Tensor) -> Tensor:
+def reg_l1_loss(
+    pred_map: Tensor, target: Tensor, index: Tensor, mask: Tensor, normaliser: Tensor | None = None
+) -> Tensor:
     """Masked L1 loss between a regression map read at the object centres and its targets.
 
     Reproduces the original ``RegL1Loss`` exactly::
@@ -41,6 +43,8 @@ def reg_l1_loss(pred_map: Tensor, target: Tensor, index: Tensor, mask: Tensor) -
         target: FloatTensor[B, M, D] targets per object slot.
         index: LongTensor[B, M] flattened centre positions ``y * W + x``.
         mask: Tensor[B, M], 1 for real objects and 0 for padding.
+        normaliser: FloatTensor[] to divide by instead of ``sum(m) + 1e-4`` (e.g. the count
+            all-reduced over DDP ranks, see :func:`regression_normaliser`).
 
     Returns:
         FloatTensor[] (float32 scalar); 0 when no slot is masked in.
@@ -63,4 +67,9 @@ def reg_l1_loss(pred_map: Tensor, target: Tensor, index: Tensor, mask: Tensor) -
     pred = gather_at_index(pred_map.float(), safe_index)  # [B, M, D]
     m = mask.float().unsqueeze(2).expand_as(pred)  # [B, M, D]
     loss = (pred * m - target.float() * m).abs().sum()
-    return loss / (m.sum() + NORMALISER_EPS)
+    return loss / (m.sum() + NORMALISER_EPS if normaliser is None else normaliser)
+
+
+def regression_count(mask: Tensor, dims: int) -> Tensor:
+    """Masked object coordinates ``D * sum(mask)`` of a batch (what :func:`reg_l1_loss` counts), float32."""
+    return mask.float().sum() * dims

@@ -1,6 +1,6 @@
 """The CenterNet detector (backbone -> neck -> head) and its builder.
 
-The model only maps images to raw maps; targets, losses and decoding live elsewhere (DESIGN §2, §8.3).
+The model only maps images to raw maps; targets, losses and decoding live elsewhere (``docs/architecture.md``).
 ``forward`` returns the same dict in train and eval mode. ``channels_last`` is supported: convert the
 model and the input with ``.to(memory_format=torch.channels_last)``; the output maps may then be
 channels_last too (read them with ``reshape``/indexing, not ``view``).
@@ -14,7 +14,7 @@ from typing import cast
 import torch
 from torch import nn
 
-from centernet.models.heads import CenterNetHead
+from centernet.models.heads import LTRB_SCALE, CenterNetHead
 from centernet.models.registry import BACKBONES, NECKS
 
 
@@ -50,8 +50,8 @@ class CenterNet(nn.Module):
             ``stride``) and ``num_stacks: int`` (default 1; a stacked backbone such as the hourglass returns
             one map per stack as its last ``num_stacks`` maps).
         neck: exposes ``out_channels: int`` and ``upsample_factor: int``; upsamples the backbone map.
-        head: maps the neck output to ``{"heatmap", "size", "offset"}`` maps; for a stacked backbone an
-            ``nn.ModuleList`` of ``num_stacks`` such heads.
+        head: maps the neck output to ``{"heatmap", "size", "offset"}`` maps (or ``{"heatmap", "ltrb"}``,
+            see :class:`CenterNetHead`); for a stacked backbone an ``nn.ModuleList`` of ``num_stacks`` such heads.
 
     Attributes:
         output_stride: ``backbone.stride / neck.upsample_factor`` (4 for ResNet + 3-layer deconv): input
@@ -107,7 +107,8 @@ class CenterNet(nn.Module):
         Returns:
             ``{"heatmap": FloatTensor[B, C, H/s, W/s] logits (no sigmoid), "size": FloatTensor[B, 2, H/s,
             W/s] box (w, h) in output pixels, "offset": FloatTensor[B, 2, H/s, W/s] (dx, dy)}`` with
-            ``s = output_stride``.
+            ``s = output_stride``; with an ``ltrb`` head ``{"heatmap": ..., "ltrb": FloatTensor[B, 4, H/s,
+            W/s]}`` distances from the cell ``(x * s, y * s)`` to the box sides, in input pixels.
 
         Raises:
             ValueError: if ``images`` is not 4-D or H, W are not multiples of ``size_divisor``.
@@ -139,6 +140,8 @@ def build_centernet(
     num_classes: int,
     head_conv: int,
     prior_prob: float,
+    box: str = "size_offset",
+    ltrb_scale: float = LTRB_SCALE,
 ) -> CenterNet:
     """Build a CenterNet from registered component names and explicit hyper-parameters.
 
@@ -150,6 +153,8 @@ def build_centernet(
         num_classes: heatmap channels.
         head_conv: hidden channels of each head branch (``<= 0``: single 1x1 conv).
         prior_prob: initial heatmap foreground probability, in (0, 1).
+        box: the head's box branch: ``size_offset`` (CenterNet) or ``ltrb`` (TTFNet).
+        ltrb_scale: input pixels per unit of the rectified ``ltrb`` output (TTFNet's 16).
 
     Returns:
         The detector (in training mode, on the CPU); with a stacked backbone (``num_stacks > 1``), one head
@@ -164,7 +169,9 @@ def build_centernet(
     neck_channels_out = component_int(neck_module, "out_channels", "neck")
     num_stacks = int(getattr(backbone_module, "num_stacks", 1))
     heads = [
-        CenterNetHead(neck_channels_out, num_classes, head_conv=head_conv, prior_prob=prior_prob)
+        CenterNetHead(
+            neck_channels_out, num_classes, head_conv=head_conv, prior_prob=prior_prob, box=box, ltrb_scale=ltrb_scale
+        )
         for _ in range(num_stacks)
     ]
     head_module: nn.Module = heads[0] if num_stacks == 1 else nn.ModuleList(heads)

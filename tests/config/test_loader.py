@@ -166,3 +166,17 @@ EXPERIMENTS = sorted(p for p in (REPO / "configs").rglob("*.yaml") if "_base_" n
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.name)
 def test_every_shipped_experiment_config_loads(path: Path) -> None:
     load_config(path)
+
+
+def test_free_form_mappings_round_trip_and_need_string_keys(tmp_path: Path) -> None:
+    chain = "[{type: RandomRotate90, p: 0.5}, {type: HueSaturationValue, hue_shift_limit: [-10, 10]}]"
+    cfg = load_config(write(tmp_path / "x.yaml", ""), [f"augment.albumentations={chain}", "eval.pr_iou=0.5"])
+    assert cfg.augment.albumentations == [
+        {"type": "RandomRotate90", "p": 0.5},
+        {"type": "HueSaturationValue", "hue_shift_limit": [-10, 10]},
+    ]
+    save_config(cfg, tmp_path / "resolved.yaml")
+    assert load_config(tmp_path / "resolved.yaml") == cfg
+    assert config_from_dict(config_to_dict(cfg)) == cfg
+    with pytest.raises(ConfigError, match=r"augment\.albumentations\[0\]: keys must be strings, got int 1"):
+        load_config(write(tmp_path / "y.yaml", "augment: {albumentations: [{1: 2}]}\n"))

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from centernet.config import load_config
-from centernet.data.build import EpochIndexSampler, ShardSampler, build_dataset, build_loader
+from centernet.data.build import EpochIndexSampler, ShardSampler, build_dataset, build_loader, eval_workers
 
 
 def epoch_batches(config: Path, workers: int, epochs: int) -> list[list[torch.Tensor]]:
@@ -82,3 +82,12 @@ def test_shards_cover_every_image_once(world_size: int) -> None:
     assert sorted(i for shard in shards for i in shard) == list(range(7))
     assert shards[0][:2] == [0, world_size]  # rank 0 takes 0, world_size, 2 * world_size, ...
     assert list(ShardSampler(0, rank=0, world_size=world_size)) == []
+
+
+def test_a_tiny_val_set_loads_without_spawning_workers(tiny_config: Callable[..., Path]) -> None:
+    cfg = load_config(tiny_config(), ["data.workers=2", "data.batch_size=2"])
+    val_set = build_dataset(cfg, "val")  # 4 images: 2 batches, not worth a worker's start-up
+    loader = build_loader(cfg, val_set, "val")
+    assert loader.num_workers == 0 and len(list(loader)) == 2
+    assert build_loader(cfg, build_dataset(cfg, "train"), "train").num_workers == 2  # training keeps its workers
+    assert [eval_workers(2, batches) for batches in (0, 1, 3, 4, 7, 8, 100)] == [0, 0, 0, 1, 1, 2, 2]

@@ -71,12 +71,22 @@ def test_clip_boxes_hand_computed(trees: ModuleType) -> None:
     assert clipped.shape == (0, 4) and kept.shape == (0,)
 
 
+def test_holdout_columns(trees: ModuleType) -> None:
+    assert trees.holdout_columns(1249, 400) == [(0, 416), (416, 833), (833, 1249)]
+    assert trees.holdout_columns(2299, 400) == [(0, 383), (383, 766), (766, 1150), (1150, 1533), (1533, 1916),
+                                                (1916, 2299)]
+    assert trees.holdout_columns(30, 16) == [(0, 15), (15, 30)]
+    assert trees.holdout_columns(10, 16) == [(0, 10)]  # narrower than a tile: one
+
+
 def test_prepare_writes_tiles_and_coco(trees: ModuleType, source: Path, tmp_path: Path) -> None:
     out = tmp_path / "trees"
-    params = trees.TileParams(tile_size=TILE, overlap=OVERLAP, min_visible=0.5)
+    params = trees.TileParams(tile_size=TILE, overlap=OVERLAP, min_visible=0.5, holdout_rows=0)
     counts = trees.prepare_trees(out, data_dir=source, params=params)
     # crop 1: x origins [0, 12, 14] x y origins [0, 4] = 6 tiles; crop 2 (10 x 10): one 10 x 10 tile.
-    assert counts == {"train_images": 7, "train_boxes": 6, "val_images": 2, "val_boxes": 3}
+    assert counts == {"train_images": 7, "train_boxes": 6, "val_images": 2, "val_boxes": 3, "val_yell_images": 0,
+                      "val_yell_boxes": 0}
+    assert not (out / "val_yell").exists() and not (out / "annotations" / "instances_val_yell.json").exists()
     train = json.loads((out / "annotations" / "instances_train.json").read_text())
     assert train["categories"] == [{"id": 1, "name": "tree", "supercategory": "tree"}]
     crop1 = trees.TRAIN_STEMS[0]
@@ -109,9 +119,59 @@ def test_prepare_writes_tiles_and_coco(trees: ModuleType, source: Path, tmp_path
     assert dataset.class_names == ["tree"] and len(dataset) == 2
 
 
+def test_holdout_rows_are_never_trained_on(trees: ModuleType, tmp_path: Path) -> None:
+    """Crop 1 (20 x 30) keeps rows 0-13 for training and holds out rows 14-19 as two 15 x 6 tiles."""
+    folder = tmp_path / "deepforest_data"
+    crop1, crop2 = trees.TRAIN_STEMS
+    trees_1 = [("Tree", 0, 6, 3, 13, 10), ("Tree", 0, 20, 1, 30, 20),  # 0-based [5, 2, 13, 10], [19, 0, 30, 20]
+               ("Tree", 0, 3, 16, 8, 19), ("Tree", 0, 21, 11, 26, 18)]  # [2, 15, 8, 19] held out; [20, 10, 26, 18]
+    write_source(folder, crop1, 20, 30, trees_1)  # the last one straddles row 14: half above, half below
+    write_source(folder, crop2, 10, 10, [])
+    for stem in trees.VAL_STEMS:
+        write_source(folder, stem, 8, 8, [])
+    out = tmp_path / "trees"
+    params = trees.TileParams(tile_size=TILE, overlap=OVERLAP, min_visible=0.5, holdout_rows=6)
+    counts = trees.prepare_trees(out, data_dir=folder, params=params)
+    assert (counts["train_images"], counts["train_boxes"], counts["val_yell_images"], counts["val_yell_boxes"]) == (
+        4, 5, 3, 2
+    )
+    train, holdout = (json.loads((out / "annotations" / f"instances_{s}.json").read_text()) for s in trees.SPLITS[::2])
+    assert boxes_by_image(train) == {
+        f"train/{crop1}_x0_y0.png": [[5, 2, 8, 8]],  # 16 x 14 tiles: none reaches row 14
+        f"train/{crop1}_x12_y0.png": [[7, 0, 9, 14], [8, 10, 6, 4]],  # the big tree (126/220), the upper half
+        f"train/{crop1}_x14_y0.png": [[5, 0, 11, 14], [6, 10, 6, 4]],
+        f"train/{crop2}_x0_y0.png": [],  # 10 x 4
+    }
+    assert boxes_by_image(holdout) == {
+        f"val_yell/{crop1}_x0_y14.png": [[2, 1, 6, 4]],
+        f"val_yell/{crop1}_x15_y14.png": [[5, 0, 6, 4]],  # the lower half; the big tree keeps 66/220 < 0.5
+        f"val_yell/{crop2}_x0_y4.png": [],
+    }
+    for image in train["images"]:  # no training pixel below the hold-out boundary (14 and 4)
+        assert image["height"] == (14 if crop1 in image["file_name"] else 4)
+    assert [(i["width"], i["height"]) for i in holdout["images"]] == [(15, 6), (15, 6), (10, 6)]
+    source_pixels = cv2.imread(str(folder / f"{crop1}.png"))
+    np.testing.assert_array_equal(cv2.imread(str(out / f"val_yell/{crop1}_x15_y14.png")), source_pixels[14:20, 15:30])
+    # a rebuild without the hold-out removes its files
+    trees.prepare_trees(out, data_dir=folder, params=trees.TileParams(tile_size=TILE, overlap=OVERLAP, holdout_rows=0))
+    assert not (out / "val_yell").exists() and not (out / "annotations" / "instances_val_yell.json").exists()
+    with pytest.raises(ValueError, match=r"--holdout-rows 10 leaves no training rows in .*crop2 \(10 rows\)"):
+        trees.prepare_trees(out, data_dir=folder, params=trees.TileParams(tile_size=TILE, overlap=OVERLAP,
+                                                                          holdout_rows=10))
+
+
+def boxes_by_image(dataset: dict) -> dict[str, list]:
+    """COCO ``bbox`` lists per image file name, in annotation order."""
+    boxes: dict[str, list] = {image["file_name"]: [] for image in dataset["images"]}
+    names = {image["id"]: image["file_name"] for image in dataset["images"]}
+    for ann in dataset["annotations"]:
+        boxes[names[ann["image_id"]]].append(ann["bbox"])
+    return boxes
+
+
 def test_idempotent_and_force(trees: ModuleType, source: Path, tmp_path: Path) -> None:
     out = tmp_path / "trees"
-    params = trees.TileParams(tile_size=TILE, overlap=OVERLAP)
+    params = trees.TileParams(tile_size=TILE, overlap=OVERLAP, holdout_rows=0)
     trees.prepare_trees(out, data_dir=source, params=params)
     ann_file = out / "annotations" / "instances_train.json"
     ann_file.write_text("{}")  # a rebuild would overwrite this
@@ -119,7 +179,7 @@ def test_idempotent_and_force(trees: ModuleType, source: Path, tmp_path: Path) -
     assert ann_file.read_text() == "{}"
     assert trees.prepare_trees(out, data_dir=source, params=params, force=True)["train_images"] == 7
     assert json.loads(ann_file.read_text())["images"]
-    other = trees.TileParams(tile_size=TILE, overlap=0)  # changed parameters rebuild without --force
+    other = trees.TileParams(tile_size=TILE, overlap=0, holdout_rows=0)  # changed parameters rebuild without --force
     assert trees.prepare_trees(out, data_dir=source, params=other)["train_images"] == 2 * 2 + 1
 
 
@@ -134,17 +194,41 @@ def test_missing_deepforest_says_how_to_install(
     assert "\n" not in message and "pip install --no-deps deepforest==2.1.0" in message
 
 
+def stem_and_top(file_name: str) -> tuple[str, int]:
+    """``("<crop stem>", y0)`` of a tile named ``<split>/<crop stem>_x<x0>_y<y0>.png``."""
+    stem, origin = Path(file_name).stem.rsplit("_x", 1)
+    return stem, int(origin.split("_y")[1])
+
+
 @pytest.mark.skipif(not HAVE_DEEPFOREST, reason="deepforest (the tree-crown sample data) is not installed")
 def test_real_deepforest_data(trees: ModuleType, tmp_path: Path) -> None:
     out = tmp_path / "trees"
     counts = trees.prepare_trees(out)
-    # 1249 x 1035 -> 4 x 4 tiles, 2299 x 2472 -> 8 x 8 tiles of 400 px
-    assert counts["train_images"] == 16 + 64 and counts["val_images"] == 2 and counts["val_boxes"] == 61 + 37
+    # training rows 0-634 of 1249 x 1035 -> 4 x 2 tiles, rows 0-2071 of 2299 x 2472 -> 8 x 7 tiles of 400 px;
+    # hold-out: the bottom 400 rows as 3 + 6 tiles
+    assert counts == {"train_images": 8 + 56, "train_boxes": 1152, "val_images": 2, "val_boxes": 61 + 37,
+                      "val_yell_images": 3 + 6, "val_yell_boxes": 205}
+    data_dir = trees.deepforest_data_dir()
+    boundary = {}
+    for stem in trees.TRAIN_STEMS:
+        height = cv2.imread(str(data_dir / f"{stem}.png")).shape[0]
+        boundary[stem] = height - 400
+        crowns = trees.parse_voc_xml(data_dir / f"{stem}.xml", dict.fromkeys(trees.SOURCE_LABELS, 0),
+                                     drop_unknown=False).boxes
+        centres_below = int(((crowns[:, 1] + crowns[:, 3]) / 2 >= boundary[stem]).sum())
+        assert centres_below == {trees.TRAIN_STEMS[0]: 109, trees.TRAIN_STEMS[1]: 96}[stem]  # 205 in all
+    assert boundary == {trees.TRAIN_STEMS[0]: 635, trees.TRAIN_STEMS[1]: 2072}
     train = json.loads((out / "annotations" / "instances_train.json").read_text())
     for img in train["images"]:
+        stem, y0 = stem_and_top(img["file_name"])
         assert (img["width"], img["height"]) == (400, 400)
-        assert not any(stem in img["file_name"] for stem in trees.VAL_STEMS)
+        assert y0 + img["height"] <= boundary[stem]  # no training pixel in the hold-out rows
+    holdout = json.loads((out / "annotations" / "instances_val_yell.json").read_text())
+    for img in holdout["images"]:
+        stem, y0 = stem_and_top(img["file_name"])
+        assert y0 == boundary[stem] and img["height"] == 400 and 383 <= img["width"] <= 417
     boxes = np.array([a["bbox"] for a in train["annotations"]])
     assert (boxes[:, 2:] > 0).all() and (boxes[:, :2] >= 0).all() and (boxes[:, :2] + boxes[:, 2:] <= 400).all()
     val = CocoDetection(out / "annotations" / "instances_val.json", out)
     assert [len(val.load_raw(i)["boxes"]) for i in range(2)] == [61, 37]
+    assert len(CocoDetection(out / "annotations" / "instances_val_yell.json", out)) == 9

@@ -149,8 +149,9 @@ def test_skip_mode_trains_past_every_kind_of_bad_sample_and_counts_them(
     (root / "train" / "000011.jpg").unlink()
     # 12 - 2 images with bad annotations = 10 images, batch 5: every image is visited in each epoch
     overrides = [*data_overrides(root), "data.on_bad_sample=skip", "data.batch_size=5", "eval.interval=0"]
-    trainer = Trainer(load_config(tiny_config(), overrides), tmp_path / "work", progress=False)
-    assert len(trainer.train_set) == 10 and 3 not in trainer.train_set.image_ids
+    trainer = Trainer.from_config(load_config(tiny_config(), overrides), tmp_path / "work", progress=False)
+    train_set = trainer.train_loader.dataset
+    assert len(train_set) == 10 and 3 not in train_set.image_ids
     with caplog.at_level(logging.WARNING, logger="centernet"):
         trainer.fit()
     assert trainer.iteration == 4 and trainer.skipped_samples == 4  # 2 unreadable images x 2 epochs

@@ -52,7 +52,7 @@ def test_state_round_trip() -> None:
 
 def test_checkpoint_carries_the_ema_and_inference_prefers_it(tiny_config: Callable[..., Path], tmp_path: Path) -> None:
     cfg = load_config(tiny_config(), ["solver.epochs=1", "solver.ema=true", "solver.ema_warmup_iters=1"])
-    trainer = Trainer(cfg, tmp_path / "run", progress=False)
+    trainer = Trainer.from_config(cfg, tmp_path / "run", progress=False)
     trainer.fit()
     state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pth")
     assert state["ema"]["updates"] == 3

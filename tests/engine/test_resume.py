@@ -90,7 +90,7 @@ def straight_run(tmp_path_factory: pytest.TempPathFactory, tiny_shapes: Path) ->
     root = tmp_path_factory.mktemp("straight")
     config = root / "tiny.yaml"
     config.write_text(TINY_CONFIG.format(base=REPO / "configs" / "shapes_resnet18.yaml", root=tiny_shapes))
-    trainer = Trainer(load_config(config, OVERRIDES), root / "straight", progress=False)
+    trainer = Trainer.from_config(load_config(config, OVERRIDES), root / "straight", progress=False)
     trainer.fit()
     return config, trainer
 
@@ -123,13 +123,14 @@ def test_truncated_newest_checkpoint_falls_back_to_the_previous_one(
 ) -> None:
     config, straight = straight_run
     work_dir = tmp_path / "run"
-    shutil.copytree(straight.work_dir / "checkpoints", work_dir / "checkpoints")
+    assert straight.store is not None
+    shutil.copytree(straight.store.folder, work_dir / "checkpoints")
     newest = work_dir / "checkpoints" / "iter_000000006.pth"
     for path in (newest, work_dir / "checkpoints" / "last.pth"):  # one file (hard link) in a run folder
         path.write_bytes(path.read_bytes()[:1000])
 
     with caplog.at_level(logging.WARNING, logger="centernet"):
-        resumed = Trainer(load_config(config, OVERRIDES), work_dir, resume=True, progress=False)
+        resumed = Trainer.from_config(load_config(config, OVERRIDES), work_dir, resume=True, progress=False)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("last.pth is corrupt" in w for w in warnings)
     assert any("iter_000000006.pth is corrupt" in w for w in warnings)
@@ -143,14 +144,15 @@ def test_every_checkpoint_unreadable_is_an_error(tiny_config: Callable[..., Path
     folder.mkdir(parents=True)
     (folder / "last.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match=r"no readable checkpoint in .*checkpoints: .*last\.pth"):
-        Trainer(load_config(tiny_config(), OVERRIDES), tmp_path / "run", resume=True, progress=False)
+        Trainer.from_config(load_config(tiny_config(), OVERRIDES), tmp_path / "run", resume=True, progress=False)
 
 
 def test_checkpoint_of_another_architecture_is_refused_naming_the_file(
     tiny_config: Callable[..., Path], tmp_path: Path
 ) -> None:
-    other = Trainer(load_config(tiny_config(), ["model.head.head_conv=8"]), tmp_path / "other", progress=False)
+    other_cfg = load_config(tiny_config(), ["model.head.head_conv=8"])
+    other = Trainer.from_config(other_cfg, tmp_path / "other", progress=False)
     foreign = tmp_path / "foreign.pth"
     save_checkpoint(other.state_dict(), foreign)
     with pytest.raises(ValueError, match=r"cannot resume from .*foreign\.pth: Error\(s\) in loading state_dict"):
-        Trainer(load_config(tiny_config()), tmp_path / "run", resume=foreign, progress=False)
+        Trainer.from_config(load_config(tiny_config()), tmp_path / "run", resume=foreign, progress=False)

@@ -22,6 +22,8 @@ from centernet.engine.trainer import Trainer
 from tests.conftest import REPO, load_script
 
 COCO_KEYS = {"metric", "AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "per_class"}
+PR_KEYS = {"precision@0.4", "recall@0.4", "f1@0.4", "image_mean_precision@0.4", "image_mean_recall@0.4",
+           "best_f1", "best_f1_threshold", "precision_recall"}
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +35,7 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, tiny_shapes: Path) -> 
     config = root / "tiny.yaml"
     config.write_text(TINY_CONFIG.format(base=REPO / "configs" / "shapes_resnet18.yaml", root=tiny_shapes))
     work_dir = root / "work"
-    Trainer(load_config(config, ["runtime.vis_interval=4"]), work_dir, progress=False).fit()
+    Trainer.from_config(load_config(config, ["runtime.vis_interval=4"]), work_dir, progress=False).fit()
     return config, work_dir
 
 
@@ -48,6 +50,7 @@ def test_run_writes_every_documented_output(trained_run: tuple[Path, Path]) -> N
         "eval/metrics.json",
         "eval/detections.json",
         "eval/pr_curves.png",
+        "eval/f1_curve.png",
         "eval/predictions.png",
     ):
         assert (work_dir / name).is_file(), name
@@ -64,9 +67,11 @@ def test_run_writes_every_documented_output(trained_run: tuple[Path, Path]) -> N
     assert [r["epoch"] for r in val] == [1, 2]
 
     metrics = json.loads((work_dir / "eval" / "metrics.json").read_text())
-    assert set(metrics) == COCO_KEYS and metrics["metric"] == "coco"
+    assert set(metrics) == COCO_KEYS | PR_KEYS and metrics["metric"] == "coco"
     assert 0.0 <= metrics["AP"] <= 1.0
-    values = [v for k, v in metrics.items() if k not in ("metric", "per_class")] + list(metrics["per_class"].values())
+    assert metrics["precision_recall"]["score_threshold"] == 0.3 and metrics["precision_recall"]["iou_threshold"] == 0.4
+    values = [v for k, v in metrics.items() if k not in ("metric", "per_class", "precision_recall")]
+    values += list(metrics["per_class"].values())
     assert all(v is None or 0.0 <= v <= 1.0 for v in values)
     dets = json.loads((work_dir / "eval" / "detections.json").read_text())
     assert len(dets) == 4 * 100  # 4 val images x top-100
@@ -131,17 +136,18 @@ def test_eval_tool_on_checkpoint_reproduces_training_eval(trained_run: tuple[Pat
         "--no-progress",
     ]
     assert eval_tool.main(args) == 0
-    assert json.loads((tmp_path / "metrics.json").read_text()) == json.loads(
-        (work_dir / "eval" / "metrics.json").read_text()
-    )
+    ours = json.loads((tmp_path / "metrics.json").read_text())
+    training = json.loads((work_dir / "eval" / "metrics.json").read_text())
+    assert {key: ours[key] for key in training} == training  # plus what produced them:
+    assert ours["checkpoint"] == str(work_dir / "checkpoints" / "last.pth") and ours["epoch"] == 2
 
 
 def test_resume_after_an_epoch_ends_with_the_same_weights(tiny_config: Callable[..., Path], tmp_path: Path) -> None:
     config = tiny_config()
-    straight = Trainer(load_config(config), tmp_path / "straight", progress=False)
+    straight = Trainer.from_config(load_config(config), tmp_path / "straight", progress=False)
     straight.fit()
-    Trainer(load_config(config, ["solver.epochs=1"]), tmp_path / "split", progress=False).fit()
-    resumed = Trainer(load_config(config), tmp_path / "split", resume=True, progress=False)
+    Trainer.from_config(load_config(config, ["solver.epochs=1"]), tmp_path / "split", progress=False).fit()
+    resumed = Trainer.from_config(load_config(config), tmp_path / "split", resume=True, progress=False)
     assert resumed.epoch == 1 and resumed.iteration == 3
     resumed.fit()
     a, b = straight.model.state_dict(), resumed.model.state_dict()

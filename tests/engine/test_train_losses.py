@@ -20,7 +20,7 @@ TINY_HEATMAP_ELEMENTS = 4 * 5 * 16 * 16  # batch 4, 5 classes, 64 px input / str
 def test_each_heatmap_loss_trains_one_epoch(loss_type: str, tiny_config: Callable[..., Path], tmp_path: Path) -> None:
     cfg = load_config(tiny_config(), ["solver.epochs=1", f"loss.heatmap.type={loss_type}"])
     assert cfg.loss.heatmap.type == loss_type
-    Trainer(cfg, tmp_path / "run", progress=False).fit()
+    Trainer.from_config(cfg, tmp_path / "run", progress=False).fit()
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in records if r["type"] == "train"]
     assert train and all(math.isfinite(r["heatmap"]) and r["heatmap"] > 0 for r in train)
@@ -29,7 +29,7 @@ def test_each_heatmap_loss_trains_one_epoch(loss_type: str, tiny_config: Callabl
 
 def test_ghm_c_histogram_in_jsonl_and_tensorboard(tiny_config: Callable[..., Path], tmp_path: Path) -> None:
     cfg = load_config(tiny_config(), ["solver.epochs=1", "loss.heatmap.type=ghm_c", "loss.heatmap.bins=5"])
-    Trainer(cfg, tmp_path / "run", progress=False).fit()
+    Trainer.from_config(cfg, tmp_path / "run", progress=False).fit()
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     counts = [r["ghm_bin_counts"] for r in records if r["type"] == "train"]
     assert counts and all(len(c) == 5 and sum(c) == TINY_HEATMAP_ELEMENTS for c in counts)

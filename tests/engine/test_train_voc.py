@@ -93,7 +93,7 @@ def test_ground_truth_as_detections_scores_one(voc_config: Path, metric: str, tm
 
 
 def test_training_on_voc_writes_voc_metrics(voc_config: Path, tmp_path: Path) -> None:
-    Trainer(load_config(voc_config, ["solver.epochs=1"]), tmp_path / "run", progress=False).fit()
+    Trainer.from_config(load_config(voc_config, ["solver.epochs=1"]), tmp_path / "run", progress=False).fit()
     metrics = json.loads((tmp_path / "run" / "eval" / "metrics.json").read_text())
     assert metrics["metric"] == "voc07" and set(metrics) == {"metric", "mAP", "per_class"}
     assert 0.0 <= metrics["mAP"] <= 1.0

@@ -15,16 +15,17 @@ import torch
 
 from centernet.config import load_config
 from centernet.engine.checkpoint import load_checkpoint
+from centernet.engine.hooks import CheckpointHook
 from centernet.engine.trainer import Trainer
 
 
 def test_non_finite_loss_stops_and_names_the_step(tiny_config: Callable[..., Path], tmp_path: Path) -> None:
     config = tiny_config()
     work_dir = tmp_path / "run"
-    Trainer(load_config(config, ["solver.epochs=1"]), work_dir, progress=False).fit()
+    Trainer.from_config(load_config(config, ["solver.epochs=1"]), work_dir, progress=False).fit()
     saved = (work_dir / "checkpoints" / "last.pth").read_bytes()
 
-    trainer = Trainer(load_config(config), work_dir, resume=True, progress=False)
+    trainer = Trainer.from_config(load_config(config), work_dir, resume=True, progress=False)
     healthy_forward = trainer.criterion.forward
 
     def exploding(outputs: dict[str, torch.Tensor], targets: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -57,7 +58,8 @@ def poison(trainer: Trainer, bad_calls: set[int]) -> None:
 def test_skipped_step_leaves_weights_untouched_then_the_next_bad_one_stops(
     tiny_config: Callable[..., Path], tmp_path: Path
 ) -> None:
-    trainer = Trainer(load_config(tiny_config(), ["solver.skip_nonfinite_steps=1"]), tmp_path / "run", progress=False)
+    cfg = load_config(tiny_config(), ["solver.skip_nonfinite_steps=1"])
+    trainer = Trainer.from_config(cfg, tmp_path / "run", progress=False)
     poison(trainer, {1, 2})
     batch = next(iter(trainer.train_loader))
     before = {k: v.clone() for k, v in trainer.model.state_dict().items() if v.dtype.is_floating_point}
@@ -76,7 +78,7 @@ def test_skipped_steps_are_counted_and_logged(
     tiny_config: Callable[..., Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     cfg = load_config(tiny_config(), ["solver.skip_nonfinite_steps=2", "eval.interval=0"])
-    trainer = Trainer(cfg, tmp_path / "run", progress=False)
+    trainer = Trainer.from_config(cfg, tmp_path / "run", progress=False)
     poison(trainer, {2, 5})
     with caplog.at_level(logging.WARNING, logger="centernet"):
         trainer.fit()
@@ -89,10 +91,10 @@ def test_skipped_steps_are_counted_and_logged(
 
 
 def test_non_finite_weights_are_never_saved(tiny_config: Callable[..., Path], tmp_path: Path) -> None:
-    trainer = Trainer(load_config(tiny_config()), tmp_path / "run", progress=False)
+    trainer = Trainer.from_config(load_config(tiny_config()), tmp_path / "run", progress=False)
     with torch.no_grad():
         trainer.model.head.heatmap[0].weight[0, 0, 0, 0] = float("inf")
     expected = r"non-finite weights at epoch 1, iteration 0 \(head\.heatmap\.0\.weight and 0 more\); not saved"
     with pytest.raises(FloatingPointError, match=expected):
-        trainer._save_checkpoints(None)
+        next(h for h in trainer.hooks if isinstance(h, CheckpointHook)).save(None)
     assert not (tmp_path / "run" / "checkpoints").exists()

@@ -125,3 +125,23 @@ def test_grid_sample_export_of_a_dcn_model_matches_native_pytorch(tmp_path: Path
                              "--verify-images", str(images_dir)]) == 0
     operators = {node.op_type for node in onnx.load(str(output)).graph.node}
     assert "GridSample" in operators and "DeformConv" not in operators
+
+
+def test_verify_takes_its_images_from_the_stored_config(tiny_shapes: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    val = f"data.val={{type: coco, ann_file: {tiny_shapes}/annotations/instances_val.json, img_dir: {tiny_shapes}/val}}"
+    checkpoint = spread_checkpoint(tmp_path / "model.pth", tiny_config(val))
+    output = tmp_path / "model.pt"
+    assert export_tool.main(["--checkpoint", str(checkpoint), "--format", "torchscript", "--output", str(output),
+                             "--topk", "20", "--verify"]) == 0
+    assert "verify on 4 images" in capsys.readouterr().err  # the 4 val images of the stored config
+
+
+def test_verify_without_readable_val_images_asks_for_verify_images(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    missing = f"data.val={{type: coco, ann_file: {tmp_path}/absent.json, img_dir: {tmp_path}}}"
+    checkpoint = spread_checkpoint(tmp_path / "model.pth", tiny_config(missing))
+    assert export_tool.main(["--checkpoint", str(checkpoint), "--format", "torchscript", "--output",
+                             str(tmp_path / "model.pt"), "--verify"]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if " ERROR " in line]
+    assert len(errors) == 1 and "absent.json" in errors[0] and "pass --verify-images" in errors[0]

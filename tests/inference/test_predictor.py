@@ -172,8 +172,12 @@ def test_checkpoint_without_class_names(tmp_path: Path) -> None:
 
 
 def test_config_that_does_not_fit(checkpoint: Path) -> None:
-    with pytest.raises(ValueError, match="does not fit the configured model"):
+    with pytest.raises(ValueError, match="does not fit the model") as caught:
         Detector.from_checkpoint(checkpoint, config=tiny_config("model.head.head_conv=4"), device="cpu")
+    message = str(caught.value)
+    assert "checkpoint holds resnet18+deconv_lateral (neck channels [16, 16, 16], head_conv 8), 5 classes" in message
+    assert "the config builds resnet18+deconv_lateral (neck channels [16, 16, 16], head_conv 4)" in message
+    assert "head.heatmap.0.weight [8, 16, 3, 3] in the checkpoint, [4, 16, 3, 3] in the model" in message
 
 
 def test_fp16_falls_back_on_cpu(checkpoint: Path) -> None:

@@ -25,10 +25,10 @@ def _loss_and_grad(fn, logits: torch.Tensor, *args, **kwargs) -> tuple[torch.Ten
 
 def _assert_matches_reference(logits, target, mask=None, normaliser=None, **params) -> None:
     """Fused float32 == reference float64 to RTOL (loss and every gradient element)."""
-    loss, grad = _loss_and_grad(penalty_reduced_focal_loss, logits, target, mask, normaliser, **params)
+    loss, grad = _loss_and_grad(penalty_reduced_focal_loss, logits, target, mask, normaliser=normaliser, **params)
     mask64 = None if mask is None else mask.double()
     ref_loss, ref_grad = _loss_and_grad(
-        penalty_reduced_focal_loss_reference, logits.double(), target.double(), mask64, normaliser, **params
+        penalty_reduced_focal_loss_reference, logits.double(), target.double(), mask64, normaliser=normaliser, **params
     )
     assert loss.dtype == torch.float32 and grad.dtype == torch.float32
     assert loss.item() == pytest.approx(ref_loss.item(), rel=RTOL)
@@ -96,16 +96,16 @@ def test_normaliser_replaces_the_positive_count() -> None:
     loss, grad = _loss_and_grad(penalty_reduced_focal_loss, logits, target, mask)
     unnormalised_sum, unnormalised_grad = loss * num_pos, grad * num_pos
     normaliser = torch.tensor(7.5)
-    got, got_grad = _loss_and_grad(penalty_reduced_focal_loss, logits, target, mask, normaliser)
+    got, got_grad = _loss_and_grad(penalty_reduced_focal_loss, logits, target, mask, normaliser=normaliser)
     assert got.item() == pytest.approx((unnormalised_sum / 7.5).item(), rel=1e-6)
     torch.testing.assert_close(got_grad, unnormalised_grad / 7.5, rtol=1e-5, atol=1e-12)
     _assert_matches_reference(logits, target, mask, normaliser)
     # a zero normaliser (no positive anywhere) divides by 1, like a zero count
-    zero, _ = _loss_and_grad(penalty_reduced_focal_loss, logits, target, mask, torch.tensor(0.0))
+    zero, _ = _loss_and_grad(penalty_reduced_focal_loss, logits, target, mask, normaliser=torch.tensor(0.0))
     assert zero.item() == pytest.approx(unnormalised_sum.item(), rel=1e-6)
     # no gradient flows into the normaliser
     normaliser.requires_grad_(True)
-    penalty_reduced_focal_loss(logits.requires_grad_(True), target, mask, normaliser).backward()
+    PenaltyReducedFocalLoss()(logits.requires_grad_(True), target, mask, normaliser).backward()
     assert normaliser.grad is None
 
 

@@ -8,13 +8,14 @@ import pytest
 import torch
 from torch import nn
 
-from centernet.models.heads import OUTPUT_NAMES, CenterNetHead, prior_bias
+from centernet.models.heads import LTRB_OUTPUT_NAMES, OUTPUT_NAMES, CenterNetHead, prior_bias
 
 
 def test_output_shapes_and_keys() -> None:
     head = CenterNetHead(16, 5, head_conv=8)
     out = head(torch.randn(2, 16, 6, 7))
-    assert tuple(out) == OUTPUT_NAMES == ("heatmap", "size", "offset")
+    assert tuple(out) == OUTPUT_NAMES == head.output_names == ("heatmap", "size", "offset")
+    assert head.box == "size_offset"
     assert out["heatmap"].shape == (2, 5, 6, 7)
     assert out["size"].shape == (2, 2, 6, 7)
     assert out["offset"].shape == (2, 2, 6, 7)
@@ -76,3 +77,28 @@ def test_invalid_arguments() -> None:
             CenterNetHead(8, 2, prior_prob=bad)
     with pytest.raises(ValueError, match="num_classes must be >= 1, got 0"):
         CenterNetHead(8, 0)
+    with pytest.raises(ValueError, match=r"model.head.box: 'xywh' is not one of \['size_offset', 'ltrb'\]"):
+        CenterNetHead(8, 2, box="xywh")
+    with pytest.raises(ValueError, match=r"model.head.ltrb_scale must be > 0, got 0.0"):
+        CenterNetHead(8, 2, box="ltrb", ltrb_scale=0.0)
+
+
+def test_ltrb_head_keys_shapes_and_state_dict() -> None:
+    head = CenterNetHead(16, 5, head_conv=8, box="ltrb")
+    out = head(torch.randn(2, 16, 6, 7))
+    assert tuple(out) == LTRB_OUTPUT_NAMES == head.output_names == ("heatmap", "ltrb")
+    assert out["heatmap"].shape == (2, 5, 6, 7) and out["ltrb"].shape == (2, 4, 6, 7)
+    assert {key.split(".")[0] for key in head.state_dict()} == {"heatmap", "ltrb"}
+    assert head.ltrb[-1].out_channels == 4 and torch.equal(head.ltrb[-1].bias, torch.zeros(4))
+
+
+def test_ltrb_output_is_rectified_and_scaled() -> None:
+    head = CenterNetHead(3, 1, head_conv=0, box="ltrb", ltrb_scale=16.0)
+    final = head.ltrb[-1]
+    nn.init.zeros_(final.weight)
+    with torch.no_grad():
+        final.bias.copy_(torch.tensor([-1.0, 0.5, 2.0, 0.0]))
+    ltrb = head(torch.randn(1, 3, 2, 2))["ltrb"]
+    # relu(raw) * 16: (0, 8, 32, 0) at every cell
+    torch.testing.assert_close(ltrb, torch.tensor([0.0, 8.0, 32.0, 0.0]).view(1, 4, 1, 1).expand(1, 4, 2, 2))
+

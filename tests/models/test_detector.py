@@ -62,6 +62,21 @@ def test_output_shapes_train_and_eval(model: CenterNet) -> None:
     assert model.size_divisor == 32
 
 
+def test_ltrb_box_branch_replaces_size_and_offset() -> None:
+    torch.manual_seed(0)
+    model = build_centernet(
+        backbone="resnet18", backbone_weights=None, neck="deconv", neck_channels=[32, 32, 32],
+        num_classes=3, head_conv=16, prior_prob=0.1, box="ltrb", ltrb_scale=8.0,
+    ).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, 64, 64))
+    assert {k: tuple(v.shape) for k, v in out.items()} == {"heatmap": (2, 3, 16, 16), "ltrb": (2, 4, 16, 16)}
+    assert (out["ltrb"] >= 0).all() and model.head.ltrb_scale == 8.0
+    head_keys = {k for k in model.state_dict() if k.startswith("head.")}
+    branches = ("heatmap", "ltrb")
+    assert head_keys == {f"head.{b}.{i}.{p}" for b in branches for i in (0, 2) for p in ("weight", "bias")}
+
+
 def test_empty_batch(model: CenterNet) -> None:
     model.eval()
     with torch.no_grad():

@@ -38,3 +38,16 @@ def test_bad_arguments_are_one_line_errors(tiny_config: Callable[..., Path],
     assert "--runs and --batch-size must be >= 1" in capsys.readouterr().err
     assert benchmark_tool.main(["--config", str(tiny_config()), "--runs", "1", "--images", "/nonexistent.jpg"]) == 1
     assert "--images /nonexistent.jpg does not exist" in capsys.readouterr().err
+
+
+def test_images_need_no_annotation_file_and_overrides_apply(
+    tiny_config: Callable[..., Path], tiny_shapes: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "bench.json"
+    absent = ["data.val.ann_file=/nonexistent/val.json", "data.train.ann_file=/nonexistent/train.json"]
+    code = benchmark_tool.main(["--config", str(tiny_config()), "--runs", "1", "--warmup", "0", "--threads", "1",
+                                "--images", str(tiny_shapes / "val"), *absent, "data.input_size=[32,32]",
+                                "--output", str(out)])
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert result["input_size"] == [32, 32] and result["overrides"][-1] == "data.input_size=[32,32]"

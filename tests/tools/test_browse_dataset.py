@@ -63,3 +63,33 @@ def test_bad_num_is_a_one_line_error(tiny_config: Callable[..., Path], tmp_path:
                                      capsys: pytest.CaptureFixture[str]) -> None:
     assert browse.main(["--config", str(tiny_config()), "--output", str(tmp_path), "--num", "0"]) == 1
     assert "--num and --zoom must be >= 1" in capsys.readouterr().err
+
+
+IDENTITY_WARP = (  # no crop, jitter, flip or colour: the train warp maps the 64 px images onto themselves
+    "augment.random_crop=false", "augment.scale_jitter=0.0", "augment.shift_jitter=0.0", "augment.flip_prob=0.0",
+    "augment.color_jitter=false", "augment.pca_lighting_std=0.0",
+)
+
+
+def test_albumentations_chain_is_shown(tiny_config: Callable[..., Path], tmp_path: Path) -> None:
+    config = tiny_config()
+    (plain,) = run(config, tmp_path / "plain", "--num", "1", *IDENTITY_WARP)
+    flip = "augment.albumentations=[{type: VerticalFlip, p: 1.0}]"
+    (flipped,) = run(config, tmp_path / "flipped", "--num", "1", *IDENTITY_WARP, flip)
+    # the heatmap panel (input and its Gaussians) is the plain one upside down, up to JPEG noise; the
+    # box panel is not compared: its class-name labels are written upright
+    plain_heat, flipped_heat = (cv2.imread(str(p)).astype(np.int32)[:, 64 + GAP :] for p in (plain, flipped))
+    mirrored_error = np.abs(flipped_heat - plain_heat[::-1]).mean()
+    unchanged_error = np.abs(flipped_heat - plain_heat).mean()
+    assert mirrored_error < 0.3 * unchanged_error, (mirrored_error, unchanged_error)
+
+
+def test_bad_albumentations_argument_is_one_error_line(
+    tiny_config: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = "augment.albumentations=[{type: HueSaturationValue, hue_shift: 10}]"
+    assert browse.main(["--config", str(tiny_config()), "--output", str(tmp_path), bad]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if " ERROR " in line]
+    assert len(errors) == 1, errors
+    assert "augment.albumentations[0].hue_shift: not an argument of HueSaturationValue" in errors[0]
+    assert "did you mean 'hue_shift_limit'" in errors[0]

@@ -33,12 +33,14 @@ def test_unknown_config_key(
     tiny_config: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     line = run_train(tiny_config(), tmp_path, capsys, "solver.learning_rate=0.1")
-    assert "'solver.learning_rate'" in line and "tiny.yaml" in line
+    assert "command-line override 'solver.learning_rate=0.1'" in line and "unknown config key" in line
+    assert not (tmp_path / "work").exists()  # a config that fails leaves no run folder behind
 
 
 def test_wrong_type(tiny_config: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     line = run_train(tiny_config("runtime: {seed: one}\n", name="typed.yaml"), tmp_path, capsys)
     assert "runtime.seed: expected an integer, got str 'one'" in line and "typed.yaml" in line
+    assert "command-line" not in line
 
 
 def test_missing_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -97,3 +99,59 @@ def test_eval_tool_rejects_a_checkpoint_of_another_model(
     assert code == 1
     errors = [line for line in capsys.readouterr().err.splitlines() if " ERROR " in line]
     assert len(errors) == 1 and "foreign.pth" in errors[0] and "does not fit" in errors[0]
+    assert "1 unexpected keys (first: conv.weight)" in errors[0] and "missing keys (first: backbone." in errors[0]
+    assert "the checkpoint stores no config" in errors[0]
+
+
+TOOLS_WITH_A_MISSING_CONFIG = {
+    "tools/train.py": ["--config", "{absent}"],
+    "tools/eval.py": ["--config", "{absent}", "--predictions", "{tmp}/dets.json", "--out-dir", "{tmp}/o"],
+    "tools/demo.py": ["--config", "{absent}", "--checkpoint", "{tmp}/c.pth", "--input", "{image}", "--output",
+                      "{tmp}/o"],
+    "tools/export.py": ["--config", "{absent}", "--checkpoint", "{tmp}/c.pth", "--format", "onnx", "--output",
+                        "{tmp}/m.onnx"],
+    "tools/benchmark.py": ["--config", "{absent}"],
+    "tools/model_info.py": ["--config", "{absent}"],
+    "tools/browse_dataset.py": ["--config", "{absent}", "--output", "{tmp}/o"],
+    "tools/ablate.py": ["--configs", "{absent}", "--seeds", "0", "--work-dir", "{tmp}/study"],
+}
+
+
+@pytest.mark.parametrize("tool", sorted(TOOLS_WITH_A_MISSING_CONFIG))
+def test_every_tool_reports_a_missing_config_in_one_line(
+    tool: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # default output folders land here, if any were made
+    image = tmp_path / "photo.png"
+    image.write_bytes(b"")
+    values = {"absent": str(tmp_path / "absent.yaml"), "tmp": str(tmp_path), "image": str(image)}
+    argv = [item.format(**values) for item in TOOLS_WITH_A_MISSING_CONFIG[tool]]
+    assert load_script(tool).main(argv) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if " ERROR " in line]
+    assert len(errors) == 1 and "config file not found" in errors[0] and "absent.yaml" in errors[0], errors
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.png"]  # nothing written
+
+
+def test_plot_logs_reports_a_missing_run_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plot_logs = load_script("tools/plot_logs.py")
+    assert plot_logs.main([str(tmp_path / "no_run"), "--output", str(tmp_path / "c.png")]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if " ERROR " in line]
+    assert len(errors) == 1 and "no_run" in errors[0]
+
+
+def test_scoring_a_detections_file_needs_a_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    detections = tmp_path / "dets.json"
+    detections.write_text("[]")
+    assert eval_tool.main(["--predictions", str(detections)]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if " ERROR " in line]
+    assert len(errors) == 1 and "--predictions needs --config" in errors[0]
+    assert not (tmp_path / "eval_dets").exists()
+
+
+def test_unknown_albumentations_transform(
+    tiny_config: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    line = run_train(tiny_config(), tmp_path, capsys, "augment.albumentations=[{type: RandomRotate9, p: 0.5}]")
+    assert "command-line override 'augment.albumentations=[{type: RandomRotate9, p: 0.5}]'" in line
+    assert "tiny.yaml): augment.albumentations[0].type: 'RandomRotate9' is not an albumentations transform" in line
+    assert "did you mean 'RandomRotate90'" in line

@@ -193,3 +193,32 @@ def test_overlay_heatmap_blend() -> None:
     np.testing.assert_array_equal(overlay_heatmap(image, heat), overlay_heatmap(image, heat[1]))
     with pytest.raises(ValueError, match="heatmap must be"):
         overlay_heatmap(image, np.zeros((0, 0)))
+
+
+def test_folder_with_an_unreadable_image_goes_on_and_fails_at_the_end(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    write_image(folder / "a.jpg", 30, 50, seed=1)
+    (folder / "broken.jpg").write_bytes(b"not a jpeg")
+    write_image(folder / "c.png", 20, 20, seed=2)
+    assert run_demo(checkpoint, folder, tmp_path / "out") == 1
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if " ERROR " in line]
+    assert len(errors) == 1 and "1 of 3 images could not be read and were skipped: broken.jpg" in errors[0]
+    assert "WARNING" in err and "cannot read image" in err
+    check_records(tmp_path / "out", {"a.jpg", "c.png"})
+    assert not (tmp_path / "out" / "broken.jpg").exists()
+
+
+def test_a_second_run_into_the_same_output_is_refused(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = write_image(tmp_path / "photo.png", 40, 72)
+    assert run_demo(checkpoint, source, tmp_path / "out") == 0
+    before = (tmp_path / "out" / "detections.json").stat().st_mtime_ns
+    assert run_demo(checkpoint, source, tmp_path / "out", "--score-thr", "0.5") == 1
+    assert "detections.json exists (an earlier run); pass another --output or --overwrite" in error_line(capsys)
+    assert (tmp_path / "out" / "detections.json").stat().st_mtime_ns == before
+    assert run_demo(checkpoint, source, tmp_path / "out", "--overwrite") == 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import torch
@@ -33,7 +35,7 @@ def test_report_matches_the_library() -> None:
         )  # fmt: skip
     info = measure_complexity(model, (128, 96))
     out = result.stdout
-    assert "model: resnet18 + dcn_deconv, 20 classes, head_conv 64" in out  # VOC: 20 classes
+    assert "model: resnet18 + dcn_deconv, 20 classes (the VOC classes), head_conv 64" in out
     assert "input: 128x96, output stride 4 (32x24 maps)" in out
     assert f"parameters: {info.parameters:,} " in out
     assert f"FLOPs: {info.flops:,} " in out
@@ -48,7 +50,7 @@ def test_markdown_row_and_num_classes(capsys: pytest.CaptureFixture[str], monkey
     assert model_info.main(["--config", config, "--markdown", "--num-classes", "80"]) == 0
     assert capsys.readouterr().out.strip() == f"| dla34 + ida_up | 19.68 M | 66.1 G | 4 | `{config}` |"
     assert model_info.main(["--config", config, "--num-classes", "7"]) == 0
-    assert "model: dla34 + ida_up, 7 classes, head_conv 256" in capsys.readouterr().out
+    assert "model: dla34 + ida_up, 7 classes (--num-classes), head_conv 256" in capsys.readouterr().out
 
 
 def test_bad_override_is_one_error_line(capsys: pytest.CaptureFixture[str]) -> None:
@@ -60,3 +62,16 @@ def test_bad_override_is_one_error_line(capsys: pytest.CaptureFixture[str]) -> N
     assert captured.out == ""
     assert model_info.main(["--config", config, "--num-classes", "0"]) == 1
     assert "--num-classes must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_classes_come_from_the_config_or_its_annotations(
+    tiny_config: Callable[..., Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(REPO)
+    assert model_info.main(["--config", "configs/trees_efficientnet_lite0.yaml"]) == 0
+    assert "model: efficientnet_lite0 + deconv_lateral, 1 class (data.classes)" in capsys.readouterr().out
+    assert model_info.main(["--config", str(tiny_config())]) == 0  # the shapes annotations: 5 categories
+    assert "5 classes (the categories of data.val.ann_file)" in capsys.readouterr().out
+    missing = ["data.val.ann_file=/nonexistent/val.json", "data.train.ann_file=/nonexistent/train.json"]
+    assert model_info.main(["--config", str(tiny_config()), *missing]) == 0
+    assert "80 classes (no annotation file found: COCO's 80)" in capsys.readouterr().out

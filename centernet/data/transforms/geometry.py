@@ -44,6 +44,10 @@ class TransformedSample:
         flipped: whether the source was mirrored horizontally before the warp.
         matrix: ``[2, 3]`` float64 affine from the ORIGINAL (un-flipped) image pixels to the input grid,
             flip included; invert it to map input-grid points back to the image.
+        kept: ``int64 [N]`` the input box each row of ``boxes`` comes from, when a transform may drop
+            boxes (an albumentations chain); None when ``boxes`` has one row per input box, in order.
+            With an albumentations chain, ``center``, ``scale`` and ``matrix`` refer to the chain's
+            output image, not the loaded one.
     """
 
     image: np.ndarray
@@ -52,6 +56,7 @@ class TransformedSample:
     scale: float
     flipped: bool
     matrix: np.ndarray
+    kept: np.ndarray | None = None
 
 
 def check_input_size(input_size: Sequence[int]) -> tuple[int, int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -31,6 +32,9 @@ from centernet.data.transforms.geometry import (
 )
 from centernet.utils.affine import apply_affine_to_boxes, get_affine_transform
 
+if TYPE_CHECKING:  # albumentations is slow to import; only configs that list transforms load it
+    from centernet.data.transforms.albumentations_chain import AlbumentationsChain
+
 #: Probability of the horizontal flip in the original.
 FLIP_PROB = 0.5
 
@@ -44,7 +48,9 @@ class TrainTransform:
     and ``s *= clip(N(1, sf), 1 - sf, 1 + sf)``. A horizontal flip (probability ``flip_prob``) mirrors
     the source and sets ``c[0] = W - c[0] - 1``; it is folded into the single bilinear warp. Colour
     jitter and PCA lighting follow on the uint8 warp (see :mod:`centernet.data.transforms.color`).
-    All randomness comes from the ``rng`` passed to :meth:`__call__`.
+    An optional albumentations chain runs first, on the loaded image and boxes (docs/augmentation.md);
+    the warp stays the last geometric step. All randomness comes from the ``rng`` passed to
+    :meth:`__call__` (the chain draws its seeds first, only when there is one).
     """
 
     def __init__(
@@ -60,6 +66,7 @@ class TrainTransform:
         color_jitter_strength: float = COLOR_JITTER_STRENGTH,
         pca_lighting_std: float = PCA_LIGHTING_STD,
         channel_order: str = "rgb",
+        albumentations: AlbumentationsChain | None = None,
     ) -> None:
         """Configure the transform.
 
@@ -74,8 +81,10 @@ class TrainTransform:
             color_jitter_strength: ``v`` of each factor ``1 + U(-v, v)``.
             pca_lighting_std: std of the PCA lighting coefficients (0 disables lighting).
             channel_order: ``"rgb"`` or ``"bgr"``: channel order of the output image.
+            albumentations: transforms applied to the loaded image and boxes before the warp (None: none).
         """
         self.input_size = check_input_size(input_size)
+        self.albumentations = albumentations
         self.scale_choices = tuple(float(v) for v in scale_choices)
         if not self.scale_choices or min(self.scale_choices) <= 0:
             raise ValueError(f"scale_choices must be non-empty and positive, got {scale_choices!r}")
@@ -103,7 +112,8 @@ class TrainTransform:
             f"{type(self).__name__}(input_size={self.input_size}, scale_choices={self.scale_choices}, "
             f"random_crop={self.random_crop}, flip_prob={self.flip_prob}, "
             f"color_jitter_strength={self.color_jitter_strength}, "
-            f"pca_lighting_std={self.pca_lighting_std}, channel_order={self.channel_order!r})"
+            f"pca_lighting_std={self.pca_lighting_std}, channel_order={self.channel_order!r}, "
+            f"albumentations={self.albumentations!r})"
         )
 
     def sample_crop(self, height: int, width: int, rng: np.random.Generator) -> tuple[np.ndarray, float]:
@@ -135,10 +145,15 @@ class TrainTransform:
 
         Returns:
             :class:`TransformedSample` with the ``[H_in, W_in, 3]`` uint8 input in ``channel_order``
-            and the boxes mapped (not clipped) onto the input grid.
+            and the boxes mapped (not clipped) onto the input grid; with an albumentations chain only
+            the boxes it kept, their input rows in ``kept``.
         """
         height, width = check_image(image)
         boxes = check_boxes(boxes)
+        kept = None
+        if self.albumentations is not None:
+            image, boxes, kept = self.albumentations(image, boxes, rng)
+            height, width = image.shape[:2]
         center, scale = self.sample_crop(height, width, rng)
         flipped = bool(rng.random() < self.flip_prob)
         warp_center = center.copy()  # in the coordinates of the (possibly flipped) source, as the original
@@ -163,4 +178,5 @@ class TrainTransform:
             scale=scale,
             flipped=flipped,
             matrix=image_matrix,
+            kept=kept,
         )

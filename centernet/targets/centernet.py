@@ -133,20 +133,25 @@ def gaussian_radius(
 
 
 def _check_inputs(
-    boxes: Tensor, labels: Tensor, valid: Tensor, ignore: Tensor | None, output_size: Sequence[int]
+    boxes: Tensor,
+    labels: Tensor,
+    valid: Tensor,
+    ignore: Tensor | None,
+    output_size: Sequence[int],
+    caller: str = "render_targets",
 ) -> None:
-    """Validate shapes and dtypes of :func:`render_targets` inputs (one-line errors)."""
+    """Validate shapes and dtypes of the renderers' inputs (one-line errors starting with ``caller``)."""
     if boxes.dim() != 3 or boxes.shape[-1] != 4:
-        raise ValueError(f"render_targets: boxes must be [B, M, 4] xyxy, got shape {tuple(boxes.shape)}")
+        raise ValueError(f"{caller}: boxes must be [B, M, 4] xyxy, got shape {tuple(boxes.shape)}")
     expected = tuple(boxes.shape[:2])
     for name, tensor in (("labels", labels), ("valid", valid), ("ignore", ignore)):
         if tensor is not None and tuple(tensor.shape) != expected:
-            raise ValueError(f"render_targets: {name} must be [B, M] = {expected}, got {tuple(tensor.shape)}")
+            raise ValueError(f"{caller}: {name} must be [B, M] = {expected}, got {tuple(tensor.shape)}")
     for name, tensor in (("valid", valid), ("ignore", ignore)):
         if tensor is not None and tensor.dtype != torch.bool:
-            raise ValueError(f"render_targets: {name} must be a bool tensor, got {tensor.dtype}")
+            raise ValueError(f"{caller}: {name} must be a bool tensor, got {tensor.dtype}")
     if len(output_size) != 2 or min(output_size) <= 0:
-        raise ValueError(f"render_targets: output_size must be (height, width) > 0, got {output_size}")
+        raise ValueError(f"{caller}: output_size must be (height, width) > 0, got {output_size}")
 
 
 def _zeros_float32(numel: int, device: torch.device) -> Tensor:

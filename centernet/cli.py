@@ -1,0 +1,158 @@
+"""What every command-line tool in ``tools/`` shares: the argument parser, logging and the error policy.
+
+- :func:`default_argument_parser` gives ``--config`` and trailing ``KEY=VALUE`` config overrides; options
+  taking an optional or a variable number of values (``--resume [PATH]``, ``--scales 0.5 1``) never
+  swallow an override written after them (:meth:`ToolArgumentParser.parse_tool_args`).
+- :func:`setup_tool_logging` sends the ``centernet`` loggers to the console (and a run's ``run.log``);
+  under ``torchrun`` only rank 0 logs below WARNING.
+- :func:`run_tool` is the one place of the error policy: an expected error (:data:`USER_ERRORS`) becomes
+  exactly one ``ERROR`` line and exit code :data:`EXIT_ERROR`; its traceback goes to the DEBUG log only.
+
+See ``docs/failures.md`` for the errors the tools report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import sys
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from centernet.config import ConfigError
+from centernet.engine.logging import setup_logging
+from centernet.utils.errors import one_line_error
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+OVERRIDES_DEST = "overrides"
+
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ConfigError,  # a config file, key or value (also command-line overrides)
+    FileNotFoundError,  # config, annotation, image or checkpoint files
+    ValueError,  # bad values, corrupt files, a checkpoint that does not fit
+    OSError,  # disk full, permissions
+    KeyError,  # an unknown registry name (backbone, neck, loss)
+    TypeError,  # a component given parameters it does not take
+    RuntimeError,  # a device that is not there, torch refusing an input
+    FloatingPointError,  # training diverged (non-finite loss or weights)
+)
+"""The exceptions a tool reports as one line; anything else is a bug and keeps its traceback."""
+
+_ActionT = TypeVar("_ActionT", bound=argparse.Action)
+_OVERRIDE_PATTERN = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*=")
+
+
+def is_override(item: object) -> bool:
+    """Whether a command-line word reads as a ``dotted.key=value`` override (and is not an existing path)."""
+    return isinstance(item, str) and bool(_OVERRIDE_PATTERN.match(item)) and not Path(item).exists()
+
+
+class ToolArgumentParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` that hands ``KEY=VALUE`` words back to the overrides.
+
+    argparse gives the words after ``--resume`` (optional value) or ``--scales`` (one or more values)
+    to that option, overrides included; :meth:`parse_tool_args` moves such words to ``overrides`` in
+    command-line order (an optional value falls back to the option's ``const``).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._greedy: dict[str, argparse.Action] = {}
+
+    def _add_action(self, action: _ActionT) -> _ActionT:
+        # every add_argument ends here, also those of argument groups and mutually exclusive groups
+        if action.option_strings and action.nargs in ("?", "*", "+"):
+            self._greedy[action.dest] = action
+        return super()._add_action(action)
+
+    def parse_tool_args(self, argv: Sequence[str] | None = None) -> argparse.Namespace:
+        """Parse ``argv`` (default ``sys.argv[1:]``), then give swallowed overrides back to ``overrides``."""
+        words = list(sys.argv[1:] if argv is None else argv)
+        args = self.parse_intermixed_args(words)
+        if not hasattr(args, OVERRIDES_DEST):
+            return args
+        reclaimed = [item for dest in self._greedy for item in self._reclaim(args, dest)]
+        if reclaimed:
+            wanted = Counter([*reclaimed, *getattr(args, OVERRIDES_DEST)])
+            ordered = []
+            for word in words:
+                if wanted[word] > 0:
+                    wanted[word] -= 1
+                    ordered.append(word)
+            setattr(args, OVERRIDES_DEST, ordered)
+        return args
+
+    def _reclaim(self, args: argparse.Namespace, dest: str) -> list[str]:
+        """Take the override words out of option ``dest``; returns them."""
+        action, value = self._greedy[dest], getattr(args, dest)
+        if isinstance(value, str) and is_override(value):
+            setattr(args, dest, action.const)
+            return [value]
+        if not isinstance(value, list):
+            return []
+        taken = [item for item in value if is_override(item)]
+        kept = [item for item in value if not is_override(item)]
+        if taken and not kept and action.nargs == "+":
+            self.error(f"{'/'.join(action.option_strings)}: expected at least one value before {taken[0]}")
+        if taken:
+            setattr(args, dest, kept)
+        return taken
+
+
+def default_argument_parser(description: str | None, *, config: str = "required", overrides: bool = True,
+                            config_help: str = "experiment YAML file") -> ToolArgumentParser:
+    """The parser every tool starts from.
+
+    Args:
+        description: the tool's module docstring (shown by ``--help``, formatting kept).
+        config: ``required`` | ``optional`` (e.g. the config stored in a checkpoint is the default) | ``none``.
+        overrides: add the trailing ``KEY=VALUE`` config overrides.
+        config_help: the ``--help`` text of ``--config``.
+    """
+    parser = ToolArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if config != "none":
+        parser.add_argument("--config", required=config == "required", help=config_help)
+    if overrides:
+        parser.add_argument(
+            OVERRIDES_DEST, nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. solver.lr=2.5e-4"
+        )
+    return parser
+
+
+def is_main_process() -> bool:
+    """Rank 0 under ``torchrun`` (``RANK`` unset: a plain single process)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def setup_tool_logging(work_dir: Path | None = None, *, level: int = logging.INFO) -> None:
+    """Console logging at ``level`` (and everything into ``work_dir/run.log``); other ranks: warnings only."""
+    if is_main_process():
+        setup_logging(work_dir, level=level)
+    else:
+        setup_logging(None, level=max(level, logging.WARNING))
+
+
+def report_error(error: BaseException, logger: logging.Logger, prefix: str = "") -> None:
+    """Log ``error`` as one ``ERROR`` line (its traceback at DEBUG level: ``run.log`` only)."""
+    logger.error("%s%s", prefix, one_line_error(error))
+    logger.debug("traceback of the error above", exc_info=error)
+
+
+def run_tool(body: Callable[[], int | None], logger: logging.Logger,
+             cleanup: Callable[[], None] | None = None) -> int:
+    """Run a tool's work: its exit code (``None`` = :data:`EXIT_OK`), or :data:`EXIT_ERROR` after one
+    ``ERROR`` line for a :data:`USER_ERRORS` exception. ``cleanup`` runs in every case."""
+    try:
+        code = body()
+    except USER_ERRORS as error:
+        report_error(error, logger)
+        return EXIT_ERROR
+    finally:
+        if cleanup is not None:
+            cleanup()
+    return EXIT_OK if code is None else code

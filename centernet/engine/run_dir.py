@@ -1,0 +1,115 @@
+"""Choosing what a training command does with its run folder, before anything is written to it.
+
+A second ``tools/train.py`` into a folder that already holds a run would mix two runs (a second epoch-1
+record in ``metrics.jsonl``, two starts in ``run.log``, replaced checkpoints), so :func:`plan_run_dir`
+refuses it unless the user says what to do: ``--resume`` (continue it), ``--work-dir`` (another folder),
+``--overwrite`` (move the old run aside to ``<folder>.old-<timestamp>``; nothing is deleted) or
+``--auto-resume`` (report a finished run, resume an interrupted one, start otherwise; what ``make demo``
+uses). See ``docs/training.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from centernet.engine.checkpoint import load_checkpoint
+from centernet.utils.output_dirs import existing_results, move_aside
+
+if TYPE_CHECKING:
+    from centernet.engine.trainer import Trainer
+
+logger = logging.getLogger(__name__)
+
+LAST_CHECKPOINT = Path("checkpoints") / "last.pth"
+FINAL_METRICS = Path("eval") / "metrics.json"
+SUMMARY_KEYS = ("AP", "AP50", "AP75", "AR100", "mAP")  # printed for a finished run
+
+
+class RunDirNotEmptyError(ValueError):
+    """The run folder already holds a run and the command did not say what to do with it."""
+
+
+@dataclass(frozen=True)
+class RunDirPlan:
+    """What to do with the run folder.
+
+    Attributes:
+        resume: the Trainer's ``resume`` argument (``None``: a fresh run).
+        finished: the folder holds a finished run; nothing to train (``--auto-resume``).
+        moved_to: where an earlier run was moved (``--overwrite``, or ``--auto-resume`` without checkpoints).
+    """
+
+    resume: bool | str | None
+    finished: bool = False
+    moved_to: Path | None = None
+
+
+def completed_epochs(work_dir: Path) -> int | None:
+    """``epoch`` of ``checkpoints/last.pth`` (None without a readable one)."""
+    path = work_dir / LAST_CHECKPOINT
+    if not path.is_file():
+        return None
+    epoch = load_checkpoint(path).get("epoch")
+    return epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None
+
+
+def plan_run_dir(work_dir: Path, *, epochs: int, resume: bool | str | None, overwrite: bool, auto_resume: bool,
+                 is_main: bool = True) -> RunDirPlan:
+    """Decide (and on rank 0 do) what happens to ``work_dir`` before training.
+
+    Args:
+        work_dir: the run folder.
+        epochs: ``solver.epochs`` of the config (a run with that many completed epochs is finished).
+        resume: ``--resume`` (True or a path) or None.
+        overwrite: ``--overwrite``: move an earlier run aside.
+        auto_resume: ``--auto-resume``.
+        is_main: rank 0 (only rank 0 checks and moves; every rank reads the same checkpoint).
+
+    Raises:
+        RunDirNotEmptyError: the folder holds files and none of the flags says what to do.
+    """
+    if resume:
+        return RunDirPlan(resume=resume)
+    if auto_resume:
+        return _auto_resume(work_dir, epochs, is_main)
+    contents = existing_results(work_dir) if is_main else []
+    if not contents:
+        return RunDirPlan(resume=None)
+    if overwrite:
+        return RunDirPlan(resume=None, moved_to=move_aside(work_dir))
+    listed = ", ".join(contents[:4]) + (", ..." if len(contents) > 4 else "")
+    raise RunDirNotEmptyError(
+        f"{work_dir} already holds a run ({listed}); add --resume to continue it, --work-dir DIR to train "
+        f"into another folder, or --overwrite to move it aside to {work_dir.name}.old-<timestamp>"
+    )
+
+
+def _auto_resume(work_dir: Path, epochs: int, is_main: bool) -> RunDirPlan:
+    done = completed_epochs(work_dir)
+    if done is not None and done >= epochs and (work_dir / FINAL_METRICS).is_file():
+        return RunDirPlan(resume=None, finished=True)
+    if done is not None:
+        return RunDirPlan(resume=True)
+    if is_main and existing_results(work_dir):  # a start that never reached a checkpoint
+        return RunDirPlan(resume=None, moved_to=move_aside(work_dir))
+    return RunDirPlan(resume=None)
+
+
+def finished_run_summary(work_dir: Path) -> str:
+    """One line with the main metrics of a finished run's ``eval/metrics.json``."""
+    path = work_dir / FINAL_METRICS
+    metrics: dict[str, Any] = json.loads(path.read_text())
+    shown = [f"{key} {metrics[key]:.4f}" for key in SUMMARY_KEYS if isinstance(metrics.get(key), int | float)]
+    return f"{', '.join(shown) or 'no metrics'} ({path})"
+
+
+def complete_run(trainer: Trainer) -> dict[str, Any] | None:
+    """Train the epochs left; a resumed run that completed its epochs but not its final evaluation (stopped
+    in between) only evaluates. Returns the latest metrics."""
+    if trainer.epoch >= trainer.max_epochs:
+        trainer.evaluate()
+    return trainer.fit()  # with no epoch left, fit only runs the hooks that close the logs
