@@ -11,7 +11,7 @@ SHAPES_CONFIG := configs/shapes_resnet18.yaml
 DEEPFOREST := deepforest==2.1.0
 RUN_DIR = work_dirs/$(basename $(notdir $(CONFIG)))
 
-.PHONY: demo demo-shapes test lint typecheck clean-venv
+.PHONY: demo demo-shapes test lint typecheck gpu-check clean-venv
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -52,6 +52,10 @@ lint: $(BIN)/.installed
 
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy centernet
+
+# Correctness and speed on one CUDA device (~8 min); writes benchmarks/gpu_report_<UTC time>.{json,md}.
+gpu-check: $(BIN)/.installed
+	$(BIN)/python benchmarks/gpu.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -31,6 +31,7 @@ from centernet.decode import (
     detections_to_image,
 )
 from centernet.inference.merge import MergeSettings
+from centernet.inference.optimize import optimize_model, plan_optimizations
 from centernet.inference.runner import predict_maps
 from centernet.inference.trained_model import load_trained_model
 from centernet.inference.tta import MultiScalePredictor, TestTimeAugmentation, build_tta
@@ -104,6 +105,9 @@ class Detector:
         config: the experiment config the model was built from, when known (kept as ``self.config``).
         score_threshold: the default lowest score for callers that keep only confident detections
             (``detector(image).above(detector.score_threshold)``); calls return all ``topk`` regardless.
+        optimize: inference speed-ups, e.g. ``"fast"`` (= ``"fold_bn,channels_last"``, same boxes) or
+            ``"fast,compile"``; see :mod:`centernet.inference.optimize`. ``fold_bn`` changes the
+            model passed in (its BatchNorm layers are folded away).
     """
 
     def __init__(
@@ -126,6 +130,7 @@ class Detector:
         merge: MergeSettings | None = None,
         config: Config | None = None,
         score_threshold: float = DEFAULT_SCORE_THR,
+        optimize: str | Sequence[str] | None = None,
     ) -> None:
         if topk < 1:
             raise ValueError(f"Detector: topk must be >= 1, got {topk}")
@@ -136,6 +141,9 @@ class Detector:
         self.class_names = tuple(class_names)
         self.config = config
         self.category_ids = None if category_ids is None else tuple(int(i) for i in category_ids)
+        plan = plan_optimizations(optimize, device=device, amp=amp, channels_last=channels_last)
+        amp, channels_last = plan.amp, plan.channels_last
+        self.optimizations = plan.steps
         self.device = device
         self.amp = amp
         self.flip = flip
@@ -147,6 +155,9 @@ class Detector:
         self.normalizer = ImageNormalizer(mean, std, channels_last=channels_last).to(device)
         memory_format = torch.channels_last if channels_last else torch.preserve_format
         self.model = model.to(device).to(memory_format=memory_format).eval()
+        if plan.steps:
+            example = torch.zeros(1, 3, *self.transform.input_size, device=device)
+            self.model = optimize_model(self.model, plan, example)
         merge = MergeSettings(topk=topk) if merge is None else dataclasses.replace(merge, topk=topk)
         self.tta = TestTimeAugmentation(scales=tuple(float(s) for s in scales), flip=flip, resize=resize, merge=merge)
         self.multi_scale = MultiScalePredictor(
@@ -167,6 +178,7 @@ class Detector:
         scales: Sequence[float] = (1.0,),
         resize: str = "fixed",
         score_threshold: float | None = None,
+        optimize: str | Sequence[str] | None = None,
     ) -> Detector:
         """Rebuild the detector saved in a training checkpoint.
 
@@ -187,6 +199,7 @@ class Detector:
             resize: ``fixed`` | ``pad`` (see :mod:`centernet.inference.tta`).
             score_threshold: the detector's ``score_threshold``; ``None`` = the checkpoint's
                 ``score_threshold`` (the F1-best threshold of its evaluation, docs/evaluation.md), else 0.3.
+            optimize: inference speed-ups (see the class arguments), e.g. ``"fast"``.
 
         Raises:
             FileNotFoundError: no file at ``path``.
@@ -216,6 +229,7 @@ class Detector:
             score_threshold=(
                 _stored_score_threshold(trained.checkpoint.state) if score_threshold is None else score_threshold
             ),
+            optimize=optimize,
         )
 
     @property

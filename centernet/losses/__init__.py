@@ -2,8 +2,9 @@
 
 Heatmap losses (registry :data:`HEATMAP_LOSSES`, built by :func:`build_heatmap_loss`):
 ``penalty_reduced_focal`` (CenterNet default), ``focal`` (RetinaNet), ``ghm_c`` (GHM-C) and
-``bce``; all take logits and compute in float32. Box regression: L1 on size and offset at the object
-centres (:func:`reg_l1_loss`) or GIoU on dense ``ltrb`` maps (:func:`ltrb_giou_loss`, TTFNet).
+``bce``; all take logits, compute in float32 and are called as
+``loss(logits, target, mask=None, normaliser=None)``. Box regression: L1 on size and offset at the
+object centres (:func:`reg_l1_loss`) or GIoU on dense ``ltrb`` maps (:func:`ltrb_giou_loss`, TTFNet).
 """
 
 from centernet.losses.base import EpochStatistics, HeatmapLoss
@@ -13,6 +14,7 @@ from centernet.losses.focal import (
     PenaltyReducedFocalLoss,
     SigmoidFocalLoss,
     penalty_reduced_focal_loss,
+    penalty_reduced_focal_loss_reference,
     sigmoid_focal_loss,
 )
 from centernet.losses.ghm import GHMC
@@ -34,6 +36,7 @@ __all__ = [
     "ltrb_giou_loss",
     "ltrb_to_boxes",
     "penalty_reduced_focal_loss",
+    "penalty_reduced_focal_loss_reference",
     "reg_l1_loss",
     "sigmoid_focal_loss",
 ]

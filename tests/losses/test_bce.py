@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from centernet.losses import binary_cross_entropy
+from centernet.losses import BCEHeatmapLoss, binary_cross_entropy
 
 
 def test_hand_computed_with_soft_target_and_mask() -> None:
@@ -38,3 +38,14 @@ def test_empty_and_all_masked_are_zero() -> None:
     assert binary_cross_entropy(empty, empty).item() == 0.0
     x = torch.ones(1, 1, 2, 2)
     assert binary_cross_entropy(x, x, torch.zeros(1, 1, 2, 2)).item() == 0.0
+
+
+def test_normaliser_replaces_the_element_count() -> None:
+    gen = torch.Generator().manual_seed(1)
+    logits = torch.randn(2, 3, 4, 4, generator=gen)
+    target = torch.rand(2, 3, 4, 4, generator=gen)
+    mask = (torch.rand(2, 1, 4, 4, generator=gen) > 0.5).float()
+    unnormalised_sum = (F.binary_cross_entropy_with_logits(logits, target, reduction="none") * mask).sum()
+    got = BCEHeatmapLoss()(logits, target, mask, torch.tensor(10.0))
+    torch.testing.assert_close(got, unnormalised_sum / 10.0)
+    torch.testing.assert_close(binary_cross_entropy(logits, target, mask, torch.tensor(0.0)), unnormalised_sum)

@@ -9,7 +9,12 @@ import pytest
 import torch
 import torchvision
 
-from centernet.losses import penalty_reduced_focal_loss, sigmoid_focal_loss
+from centernet.losses import (
+    SigmoidFocalLoss,
+    penalty_reduced_focal_loss,
+    penalty_reduced_focal_loss_reference,
+    sigmoid_focal_loss,
+)
 
 GOLDEN_RTOL = 1e-4
 
@@ -151,3 +156,29 @@ def test_sigmoid_focal_no_positive_and_empty_are_finite() -> None:
     assert sigmoid_focal_loss(logits, target).item() == pytest.approx(expected, rel=1e-6)
     empty = torch.zeros(0, 2, 4, 4)
     assert sigmoid_focal_loss(empty, empty).item() == 0.0
+
+
+def test_sigmoid_focal_normaliser_replaces_the_positive_count() -> None:
+    gen = torch.Generator().manual_seed(3)
+    logits = torch.randn(2, 3, 6, 6, generator=gen) * 2
+    target = (torch.rand(2, 3, 6, 6, generator=gen) > 0.9).float()
+    mask = (torch.rand(2, 1, 6, 6, generator=gen) > 0.3).float()
+    num_pos = (target * mask).sum()
+    assert num_pos > 1
+    unnormalised_sum = sigmoid_focal_loss(logits, target, mask) * num_pos
+    got = sigmoid_focal_loss(logits, target, mask, normaliser=torch.tensor(4.0))
+    assert got.item() == pytest.approx(unnormalised_sum.item() / 4.0, rel=1e-6)
+    module = SigmoidFocalLoss()
+    assert module(logits, target, mask, torch.tensor(4.0)).item() == pytest.approx(got.item(), rel=1e-7)
+    zero = sigmoid_focal_loss(logits, target, mask, normaliser=torch.tensor(0.0))  # divides by 1
+    assert zero.item() == pytest.approx(unnormalised_sum.item(), rel=1e-6)
+
+
+def test_reference_normaliser_and_float64() -> None:
+    logits, target = _tiny()
+    expected_sum = -(math.log(0.5) * 0.5**2 + math.log(0.25) * 0.75**2 * 0.5**4 + math.log(0.75) * 0.25**2)
+    got = penalty_reduced_focal_loss_reference(logits, target, normaliser=torch.tensor(4.0))
+    assert got.dtype == torch.float32 and got.item() == pytest.approx(expected_sum / 4.0, rel=1e-6)
+    logits64 = torch.tensor([0.0, math.log(3.0), -math.log(3.0)], dtype=torch.float64).view(1, 1, 1, 3)
+    got64 = penalty_reduced_focal_loss_reference(logits64, target.double())
+    assert got64.dtype == torch.float64 and got64.item() == pytest.approx(expected_sum, rel=1e-12)

@@ -195,3 +195,16 @@ def test_invalid_arguments() -> None:
         GHMC(momentum=0.75, density="batch")
     with pytest.raises(ValueError, match="density='ema'"):
         GHMC(density="ema")
+
+
+def test_normaliser_replaces_n_valid_in_loss_and_gradient() -> None:
+    logits, target = _batch(G_A, Y_A)
+    logits.requires_grad_(True)
+    loss = GHMC(bins=2)(logits, target, None, torch.tensor(24.0))  # N_valid = 6 -> 24: a quarter
+    assert loss.item() == pytest.approx(_expected(G_A, [0.75, 1.5]) / 4, rel=1e-5)
+    loss.backward()
+    plain = logits.detach().clone().requires_grad_(True)
+    GHMC(bins=2)(plain, target).backward()
+    torch.testing.assert_close(logits.grad, plain.grad / 4)
+    masked = GHMC(bins=2)(logits, target, torch.zeros_like(logits), torch.tensor(0.0))
+    assert masked.item() == 0.0

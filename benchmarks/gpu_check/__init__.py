@@ -1,0 +1,1 @@
+"""The sections of the device check run by ``benchmarks/gpu.py``."""
