@@ -29,8 +29,9 @@ from centernet.engine.checkpoint import load_checkpoint
 from centernet.engine.trainer import Trainer
 from centernet.inference.evaluator import in_dataset_order
 from centernet.losses import CenterNetCriterion, build_heatmap_loss
+from centernet.losses.box_terms import LtrbGIoUTerms
 from centernet.losses.build import build_criterion
-from centernet.targets import render_targets
+from centernet.targets import render_targets, render_ttf_targets
 from tests.conftest import REPO
 
 TORCHRUN_TIMEOUT_S = 240
@@ -146,6 +147,32 @@ def test_global_normaliser_makes_the_rank_mean_equal_the_full_batch_loss(loss_ty
         )
         ranks.append(criterion(split_batch(outputs, half), split_batch(targets, half)))
     for key in ("heatmap", "size", "offset"):
+        mean = (ranks[0][key] + ranks[1][key]) / 2
+        assert mean.item() == pytest.approx(full[key].item(), rel=1e-5), key
+
+
+def test_global_box_weight_makes_the_rank_mean_equal_the_full_batch_giou_loss() -> None:
+    """The same with TTFNet's targets and GIoU box term: the box weights the ranks sum differ (3 vs 1 box)."""
+    boxes = torch.tensor([[[8.0, 8.0, 32.0, 36.0], [40.0, 12.0, 56.0, 48.0], [4.0, 40.0, 24.0, 60.0]],
+                          [[16.0, 16.0, 48.0, 48.0], [0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]])
+    valid = torch.tensor([[True, True, True], [True, False, False]])
+    targets = render_ttf_targets(boxes, torch.tensor([[0, 1, 0], [1, 0, 0]]), valid, ignore=None, num_classes=2,
+                                 output_size=(16, 16), down_ratio=4, alpha=0.54, beta=0.54, box_weight="log_area")
+    generator = torch.Generator().manual_seed(0)
+    outputs = {"heatmap": torch.randn(2, 2, 16, 16, generator=generator),
+               "ltrb": torch.rand(2, 4, 16, 16, generator=generator) * 24}
+
+    def criterion(**kwargs: object) -> CenterNetCriterion:
+        return CenterNetCriterion(build_heatmap_loss("penalty_reduced_focal"),
+                                  box_terms=LtrbGIoUTerms(weight=5.0, down_ratio=4), **kwargs)
+
+    full = criterion()(outputs, targets)
+    halves = [slice(0, 1), slice(1, 2)]
+    total = sum(criterion().normaliser_counts(split_batch(targets, h)) for h in halves)
+    ranks = [criterion(all_reduce_sum=lambda _local: total, world_size=2)(split_batch(outputs, h),
+                                                                         split_batch(targets, h)) for h in halves]
+    assert full["box"].item() > 0.1
+    for key in ("heatmap", "box"):
         mean = (ranks[0][key] + ranks[1][key]) / 2
         assert mean.item() == pytest.approx(full[key].item(), rel=1e-5), key
 
