@@ -28,7 +28,7 @@ import torch
 
 from benchmarks.common import Row
 from benchmarks.context import Context
-from benchmarks.rows import evaluation, ghm, inference, loader, memory, targets, train_step
+from benchmarks.rows import evaluation, ghm, inference, loader, memory, targets, train_step, ttfnet_step
 
 OUT_DEFAULT = Path(__file__).resolve().parent / "results.json"
 DEFAULT_THREADS = 1  # per-core figures; the shared 2-core machines make multi-threaded timings erratic
@@ -38,6 +38,7 @@ ROWS: dict[str, Callable[[Context], list[Row]]] = {
     "loader": loader.run,
     "targets": targets.run,
     "train_step": train_step.run,
+    "ttfnet_step": ttfnet_step.run,
     "inference": inference.run,
     "evaluation": evaluation.run,
     "memory": memory.run,
