@@ -56,7 +56,7 @@ def test_radius_hand_computed_square():
     assert gaussian_radius(10, 10) == pytest.approx((math.sqrt(1120) - 28) / 2, abs=1e-12)
     # Corrected: "both corners inside" binds: (10 - 2r)^2 = 0.7 * 100 -> r = (10 - sqrt(70)) / 2.
     assert gaussian_radius(10, 10, formula="cornernet") == pytest.approx((10 - math.sqrt(70)) / 2, abs=1e-12)
-    # The original is ~3.35x the corrected radius (DESIGN §4).
+    # The original is ~3.35x the corrected radius (see _radius_centernet).
     ratio = gaussian_radius(10, 10) / gaussian_radius(10, 10, formula="cornernet")
     assert ratio == pytest.approx(3.35, abs=0.01)
 

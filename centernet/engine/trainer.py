@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +44,9 @@ class Trainer(TrainStateMixin):
     Args:
         model: the detector (on ``device``); its ``backbone`` submodule is not required.
         criterion: ``criterion(outputs, targets) -> {term: FloatTensor[]}``, summed into the loss.
-        train_loader: yields collated batches (``images`` uint8 ``[B, 3, H, W]``, ``boxes``, ``labels``,
-            ``valid``, ``ignore``, ``metas``); its sampler and dataset may have ``set_epoch``.
+        train_loader: a sized iterable of collated batches (``images`` uint8 ``[B, 3, H, W]``, ``boxes``,
+            ``labels``, ``valid``, ``ignore``, ``metas``): a ``DataLoader`` whose sampler and dataset
+            may have ``set_epoch``, or simply a list of batches.
         optimizer, scheduler: stepped once per iteration (the scheduler counts iterations).
         targets: renders the targets of a batch on the device (:data:`TargetRenderer`).
         normalizer: uint8 images -> normalised float images.
@@ -67,7 +68,7 @@ class Trainer(TrainStateMixin):
         self,
         model: nn.Module,
         criterion: nn.Module,
-        train_loader: torch.utils.data.DataLoader,
+        train_loader: Iterable[Mapping[str, Any]] | torch.utils.data.DataLoader,
         optimizer: torch.optim.Optimizer,
         scheduler: torch.optim.lr_scheduler.LRScheduler,
         *,
@@ -97,8 +98,8 @@ class Trainer(TrainStateMixin):
         self.skip_nonfinite_steps = skip_nonfinite_steps
         self.store, self.metadata = store, dict(metadata or {})
         self.progress = progress and self.dist.is_main
-        self.iters_per_epoch = len(train_loader)
-        self.batch_size = int(train_loader.batch_size or 1)
+        self.iters_per_epoch = len(train_loader)  # type: ignore[arg-type]
+        self.batch_size = int(getattr(train_loader, "batch_size", None) or 1)
         self.global_batch_size = self.batch_size * self.dist.world_size
         self.epoch = 0  # completed epochs
         self.iteration = 0  # completed iterations (batches consumed, skipped steps included)
@@ -220,10 +221,10 @@ class Trainer(TrainStateMixin):
 
     def _set_loader_epoch(self) -> None:
         """Tell the dataset (augmentation seeds) and the sampler (permutation, start) which epoch runs."""
-        dataset_set_epoch = getattr(self.train_loader.dataset, "set_epoch", None)
+        dataset_set_epoch = getattr(getattr(self.train_loader, "dataset", None), "set_epoch", None)
         if callable(dataset_set_epoch):
             dataset_set_epoch(self.epoch)
-        sampler_set_epoch = getattr(self.train_loader.sampler, "set_epoch", None)
+        sampler_set_epoch = getattr(getattr(self.train_loader, "sampler", None), "set_epoch", None)
         if callable(sampler_set_epoch):
             sampler_set_epoch(self.epoch, start=self.epoch_iter * self.batch_size)
 

@@ -1,7 +1,7 @@
 """COCO box mAP: conversion of decoded detections to COCO records and evaluation with COCOeval.
 
 ``evaluate_coco`` wraps pycocotools' (or faster-coco-eval's) ``COCOeval`` for ``iouType="bbox"`` and
-returns the ``metrics.json`` dict of DESIGN §3.2::
+returns the ``metrics.json`` dict::
 
     {"metric": "coco", "AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100",
      "per_class": {category_name: AP}}

@@ -1,6 +1,6 @@
 """Pascal VOC detection mAP (VOC07 11-point AP and VOC2010+ area AP).
 
-``evaluate_voc`` returns the ``metrics.json`` dict of DESIGN §3.2::
+``evaluate_voc`` returns the ``metrics.json`` dict::
 
     {"metric": "voc07" | "voc", "mAP": float | None, "per_class": {class_name: AP | None}}
 

@@ -1,6 +1,6 @@
 """The CenterNet detector (backbone -> neck -> head) and its builder.
 
-The model only maps images to raw maps; targets, losses and decoding live elsewhere (DESIGN §2, §8.3).
+The model only maps images to raw maps; targets, losses and decoding live elsewhere (``docs/architecture.md``).
 ``forward`` returns the same dict in train and eval mode. ``channels_last`` is supported: convert the
 model and the input with ``.to(memory_format=torch.channels_last)``; the output maps may then be
 channels_last too (read them with ``reshape``/indexing, not ``view``).
