@@ -32,7 +32,18 @@ import torch
 
 from benchmarks.common import Row
 from benchmarks.context import Context
-from benchmarks.rows import end_to_end, evaluation, focal, ghm, inference, loader, memory, targets, train_step
+from benchmarks.rows import (
+    end_to_end,
+    evaluation,
+    focal,
+    ghm,
+    inference,
+    loader,
+    memory,
+    targets,
+    train_step,
+    ttfnet_step,
+)
 
 TRACKED_RESULTS = Path(__file__).resolve().parent / "results.json"
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "work_dirs" / "benchmarks"
@@ -44,6 +55,7 @@ ROWS: dict[str, Callable[[Context], list[Row]]] = {
     "targets": targets.run,
     "train_step": train_step.run,
     "focal": focal.run,
+    "ttfnet_step": ttfnet_step.run,
     "inference": inference.run,
     "end_to_end": end_to_end.run,
     "evaluation": evaluation.run,

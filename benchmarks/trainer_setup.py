@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 from benchmarks.synthetic import write_coco_set
@@ -43,12 +44,14 @@ def synthetic_overrides(
 
 
 def make_trainer(
-    folder: Path, *, images: int, image_size: tuple[int, int], input_size: int, batch: int, workers: int
+    folder: Path, *, images: int, image_size: tuple[int, int], input_size: int, batch: int, workers: int,
+    extra: Sequence[str] = (),
 ) -> Trainer:
-    """The ResNet-18 CenterNet trainer on a synthetic set (see :func:`synthetic_overrides`), progress bars off."""
+    """The ResNet-18 CenterNet trainer on a synthetic set (see :func:`synthetic_overrides`), progress bars off;
+    ``extra`` overrides come last (e.g. the TTFNet options)."""
     overrides = synthetic_overrides(
         folder, images=images, image_size=image_size, input_size=input_size, batch=batch, workers=workers
     )
-    cfg = load_config(BASE_CONFIG, overrides)
+    cfg = load_config(BASE_CONFIG, [*overrides, *extra])
     logging.getLogger("centernet").setLevel(logging.WARNING)
     return Trainer.from_config(cfg, folder / "work", progress=False)

@@ -323,11 +323,12 @@ def batch_detections_to_image(
 
 
 class GraphDecoder(nn.Module):
-    """Top-``k`` decoding inside an exported graph (same results as :func:`decode_detections`).
+    """Top-``k`` decoding inside an exported graph (same results as :func:`decode_detections` and
+    :func:`decode_ltrb_detections`).
 
     Args:
         k: detections per image (clamped to ``C * H * W`` for the export's map size).
-        output_stride: input pixels per output cell; boxes are multiplied by it (input grid).
+        output_stride: input pixels per output cell; boxes are returned on the input grid.
     """
 
     def __init__(self, k: int, output_stride: int) -> None:
@@ -337,12 +338,8 @@ class GraphDecoder(nn.Module):
         self.k = int(k)
         self.output_stride = float(output_stride)
 
-    def forward(self, heatmap: Tensor, size: Tensor, offset: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Args: ``heatmap [B, C, H, W]`` logits, ``size``/``offset`` ``[B, 2, H, W]``.
-
-        Returns:
-            ``boxes [B, K, 4]`` xyxy on the input grid, ``scores [B, K]``, ``classes [B, K]`` int64.
-        """
+    def _peaks(self, heatmap: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """``scores``, ``classes``, flat ``index`` and the peak cells ``xs``, ``ys`` ``[B, K]``, best first."""
         _, num_classes, height, width = heatmap.shape
         heat = heatmap.float().sigmoid()
         pooled = F.max_pool2d(heat, PEAK_KERNEL, stride=1, padding=(PEAK_KERNEL - 1) // 2)
@@ -355,5 +352,33 @@ class GraphDecoder(nn.Module):
         index = class_index.flatten(1).gather(1, order)  # [B, K] flat cells
         ys = torch.div(index, width, rounding_mode="floor").to(heat.dtype)
         xs = (index % width).to(heat.dtype)
+        return scores, classes, index, xs, ys
+
+    def forward(self, heatmap: Tensor, size: Tensor, offset: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Args: ``heatmap [B, C, H, W]`` logits, ``size``/``offset`` ``[B, 2, H, W]``.
+
+        Returns:
+            ``boxes [B, K, 4]`` xyxy on the input grid, ``scores [B, K]``, ``classes [B, K]`` int64.
+        """
+        scores, classes, index, xs, ys = self._peaks(heatmap)
         boxes = centre_size_boxes(xs, ys, _gather_map(offset.float(), index), _gather_map(size.float(), index))
         return boxes * self.output_stride, scores, classes
+
+    def decode_ltrb(self, heatmap: Tensor, ltrb: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Args: ``heatmap [B, C, H, W]`` logits, ``ltrb [B, 4, H, W]`` distances in input pixels.
+
+        Returns:
+            ``boxes [B, K, 4]`` ``[x*s - l, y*s - t, x*s + r, y*s + b]`` on the input grid, ``scores``,
+            ``classes``, as :meth:`forward`.
+        """
+        scores, classes, index, xs, ys = self._peaks(heatmap)
+        sides = _gather_map(ltrb.float(), index)  # [B, K, 4] input pixels
+        cx, cy = xs * self.output_stride, ys * self.output_stride
+        boxes = torch.stack((cx - sides[..., 0], cy - sides[..., 1], cx + sides[..., 2], cy + sides[..., 3]), dim=-1)
+        return boxes, scores, classes
+
+    def decode_maps(self, maps: Mapping[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        """Decode a head's output dict: :meth:`decode_ltrb` when it has ``ltrb``, else :meth:`forward`."""
+        if "ltrb" in maps:
+            return self.decode_ltrb(maps["heatmap"], maps["ltrb"])
+        return self(maps["heatmap"], maps["size"], maps["offset"])

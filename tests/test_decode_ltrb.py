@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from centernet.data.transforms import flip_boxes
-from centernet.decode import decode_detections, decode_ltrb_detections, decode_maps, unflip_ltrb
+from centernet.decode import GraphDecoder, decode_detections, decode_ltrb_detections, decode_maps, unflip_ltrb
 from centernet.targets import render_ttf_targets
 
 DOWN = 4
@@ -34,7 +34,7 @@ def test_hand_computed_box_of_one_peak():
     np.testing.assert_allclose(det[0, 0].numpy(), expected, rtol=1e-6)
 
 
-def test_round_trip_render_then_decode():
+def _round_trip_case() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
     # Two images, three classes; each box's centre cell regresses that box (no smaller box covers it).
     boxes = torch.tensor(
         [
@@ -46,14 +46,29 @@ def test_round_trip_render_then_decode():
     valid = labels >= 0
     targets = render_ttf_targets(boxes, labels, valid, num_classes=3, output_size=(32, 32), down_ratio=DOWN)
     logits = torch.logit(targets["heatmap"].clamp(LOGIT_CLAMP, 1 - LOGIT_CLAMP))
-    ltrb = _perfect_ltrb(targets["box_target"], DOWN)
-    dets = decode_ltrb_detections(logits, ltrb, down_ratio=DOWN, k=3)
+    return boxes, labels, valid, {"heatmap": logits, "ltrb": _perfect_ltrb(targets["box_target"], DOWN)}
+
+
+def test_round_trip_render_then_decode():
+    boxes, labels, valid, maps = _round_trip_case()
+    dets = decode_ltrb_detections(maps["heatmap"], maps["ltrb"], down_ratio=DOWN, k=3)
     for image in range(2):
         found = {int(row[5]): row[:4].tolist() for row in dets[image] if row[4] > 0.99}
         expected = {int(labels[image, m]): (boxes[image, m] / DOWN).tolist() for m in range(3) if valid[image, m]}
         assert found.keys() == expected.keys()
         for label, box in expected.items():
             np.testing.assert_allclose(found[label], box, atol=1e-5)
+
+
+def test_round_trip_render_then_graph_decode():
+    boxes, labels, valid, maps = _round_trip_case()
+    graph_boxes, scores, classes = GraphDecoder(k=3, output_stride=DOWN).decode_maps(maps)  # input pixels
+    for image in range(2):
+        found = {int(c): b.tolist() for b, s, c in zip(graph_boxes[image], scores[image], classes[image]) if s > 0.99}
+        expected = {int(labels[image, m]): boxes[image, m].tolist() for m in range(3) if valid[image, m]}
+        assert found.keys() == expected.keys()
+        for label, box in expected.items():
+            np.testing.assert_allclose(found[label], box, atol=1e-4)
 
 
 def test_decode_maps_picks_the_decoder_by_keys():

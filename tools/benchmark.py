@@ -38,8 +38,9 @@ from centernet.config import load_config
 from centernet.config.schema import Config
 from centernet.data.build import build_dataset
 from centernet.data.classes import config_num_classes
-from centernet.decode import decode_detections, detections_to_image
+from centernet.decode import detections_to_image
 from centernet.inference.predictor import Detector
+from centernet.inference.runner import decode_predicted
 from centernet.models.build import build_model
 from centernet.utils.amp import autocast_context
 from centernet.utils.image_files import collect_image_paths, read_bgr
@@ -122,7 +123,7 @@ def run_batch(detector: Detector, network: Callable[[torch.Tensor], dict[str, to
     times["network"] = time.perf_counter() - start
     start = time.perf_counter()
     with torch.inference_mode():
-        dets = decode_detections(maps["heatmap"], maps["size"], maps["offset"], k=detector.topk).cpu().numpy()
+        dets = decode_predicted(inputs, maps, k=detector.topk).cpu().numpy()
     times["decode"] = time.perf_counter() - start
     start = time.perf_counter()
     output_size = tuple(maps["heatmap"].shape[-2:])

@@ -35,7 +35,7 @@ from centernet.engine.hooks import (
 from centernet.engine.logging import MetricsLogger
 from centernet.engine.optim import TrainingPlan, build_optimizer, build_scheduler, plan_training, scaled_lr
 from centernet.engine.sync_bn import convert_sync_batchnorm
-from centernet.engine.targets import CenterNetTargets
+from centernet.engine.targets import ConfiguredTargets
 from centernet.engine.trainer import Trainer
 from centernet.inference.evaluator import evaluate_model
 from centernet.losses import CenterNetCriterion, EpochStatistics
@@ -137,8 +137,7 @@ def build_trainer(cfg: Config, work_dir: Path, *, resume: bool | str | Path | No
     scheduler = build_scheduler(optimizer, plan.apply(cfg.solver), len(train_loader))
     trainer = Trainer(
         model, criterion, train_loader, optimizer, scheduler,
-        targets=CenterNetTargets(num_classes=num_classes, down_ratio=cfg.data.down_ratio,
-                                 radius_formula=cfg.target.radius, min_overlap=cfg.target.min_overlap),
+        targets=ConfiguredTargets(cfg.target, num_classes=num_classes, down_ratio=cfg.data.down_ratio),
         normalizer=normalizer, max_epochs=plan.epochs, train_model=train_model, dist=dist,
         amp=cfg.runtime.amp, scaler=torch.amp.GradScaler(dist.device.type, enabled=cfg.runtime.amp == "fp16"),
         ema=ema, grad_clip=cfg.solver.grad_clip, skip_nonfinite_steps=cfg.solver.skip_nonfinite_steps,

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import torch
 
-from centernet.decode import decode_detections
+from centernet.decode import decode_maps
 from centernet.utils.visualize import DEFAULT_SCORE_THR, draw_predictions_and_ground_truth, overlay_heatmap, tile_images
 
 logger = logging.getLogger(__name__)
@@ -55,7 +55,8 @@ def training_visual(
     Args:
         image: uint8 ``[H, W, 3]`` BGR network input.
         gt_boxes: float ``[N, 4]`` xyxy on the input grid (valid objects only).
-        outputs: the model's maps ``heatmap [B, C, h, w]`` logits, ``size``, ``offset`` ``[B, 2, h, w]``.
+        outputs: the model's maps ``heatmap [B, C, h, w]`` logits, ``size``, ``offset`` ``[B, 2, h, w]``
+            (or ``ltrb [B, 4, h, w]``).
         target_heatmap: float ``[B, C, h, w]`` rendered targets.
         index: which sample of the batch.
         down_ratio: input pixels per output cell.
@@ -64,8 +65,8 @@ def training_visual(
     Returns:
         uint8 ``[H, 3 W + 2 gap, 3]`` BGR.
     """
-    maps = {key: outputs[key][index : index + 1].detach().float() for key in ("heatmap", "size", "offset")}
-    dets = decode_detections(maps["heatmap"], maps["size"], maps["offset"], k=_VIS_TOPK)[0].cpu().numpy()
+    maps = {key: value[index : index + 1].detach().float() for key, value in outputs.items()}
+    dets = decode_maps(maps, down_ratio=down_ratio, k=_VIS_TOPK)[0].cpu().numpy()
     boxes_panel = draw_predictions_and_ground_truth(
         image, gt_boxes, dets[:, :4] * down_ratio, dets[:, 4], score_thr=score_thr
     )
@@ -93,7 +94,7 @@ def log_training_visuals(
         step: the global step (training iteration).
         batch: the collated batch: ``images`` uint8 ``[B, 3, H, W]`` in ``channel_order``, ``boxes``
             ``[B, M, 4]`` xyxy on the input grid, ``valid`` bool ``[B, M]``.
-        outputs: the model output of that batch (``heatmap`` logits, ``size``, ``offset``).
+        outputs: the model output of that batch (``heatmap`` logits, ``size``, ``offset`` or ``ltrb``).
         targets: :func:`centernet.targets.render_targets` of that batch (``heatmap`` is used).
         channel_order: ``rgb`` | ``bgr``, the order of ``batch["images"]``.
         down_ratio: input pixels per output cell.

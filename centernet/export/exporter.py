@@ -50,8 +50,7 @@ class ExportableDetector(nn.Module):
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Args: ``images`` float ``[B, 3, H, W]``, normalised. Returns ``(boxes, scores, classes)``."""
-        maps = self.model(images)
-        return self.decoder(maps["heatmap"], maps["size"], maps["offset"])
+        return self.decoder.decode_maps(self.model(images))  # size/offset or ltrb, by the head's output keys
 
 
 Exporter = Callable[[nn.Module, Tensor, Path], None]

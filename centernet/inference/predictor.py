@@ -1,7 +1,7 @@
 """Detect objects in single images with a trained checkpoint (the library side of ``tools/demo.py``).
 
 :class:`Detector` wraps the evaluation path (``ValTransform`` → :class:`ImageNormalizer` → forward
-under autocast → :func:`decode_detections` → :func:`detections_to_image`) for plain BGR arrays, so
+under autocast → :func:`decode_maps` → :func:`detections_to_image`) for plain BGR arrays, so
 that a script or notebook gets boxes in image pixels from one call.
 """
 
@@ -27,12 +27,11 @@ from centernet.decode import (
     CLASS_COLUMN,
     NUM_DET_COLUMNS,
     SCORE_COLUMN,
-    decode_detections,
     detections_to_image,
 )
 from centernet.inference.merge import MergeSettings
 from centernet.inference.optimize import optimize_model, plan_optimizations
-from centernet.inference.runner import predict_maps
+from centernet.inference.runner import decode_predicted, predict_maps
 from centernet.inference.trained_model import load_trained_model
 from centernet.inference.tta import MultiScalePredictor, TestTimeAugmentation, build_tta
 from centernet.utils.affine import get_affine_transform
@@ -262,8 +261,8 @@ class Detector:
             return []
         if not self.tta.is_plain:
             return [Detections.from_rows(self.multi_scale(image), self.class_names) for image in images]
-        samples, maps = self._forward(images)
-        dets = decode_detections(maps["heatmap"], maps["size"], maps["offset"], k=self.topk).cpu().numpy()
+        samples, inputs, maps = self._forward(images)
+        dets = decode_predicted(inputs, maps, k=self.topk).cpu().numpy()
         output_size = tuple(maps["heatmap"].shape[-2:])  # (height, width)
         return [
             Detections.from_rows(
@@ -286,7 +285,7 @@ class Detector:
         Returns:
             float32 ``[C, h, w]`` sigmoid probabilities in ``[0, 1]``.
         """
-        (sample,), maps = self._forward([image_bgr])
+        (sample,), _, maps = self._forward([image_bgr])
         probs = torch.sigmoid(maps["heatmap"][0]).cpu().numpy()  # [C, out_h, out_w]
         out_h, out_w = probs.shape[-2:]
         to_image = get_affine_transform(sample.center, sample.scale, (out_w, out_h), inverse=True)
@@ -304,8 +303,9 @@ class Detector:
 
     def _forward(
         self, images: Sequence[np.ndarray]
-    ) -> tuple[list[TransformedSample], dict[str, torch.Tensor]]:
-        """Transform, normalise and run ``images``; returns the transformed samples and the fp32 maps."""
+    ) -> tuple[list[TransformedSample], torch.Tensor, dict[str, torch.Tensor]]:
+        """Transform, normalise and run ``images``; returns the transformed samples, the network input and
+        the fp32 maps."""
         samples: list[TransformedSample] = []
         for index, image in enumerate(images):
             try:
@@ -316,7 +316,7 @@ class Detector:
         inputs = self.normalizer(batch.to(self.device))
         with autocast_context(self.device, self.amp):
             maps = predict_maps(self.model, inputs, flip=self.flip)
-        return samples, maps
+        return samples, inputs, maps
 
 
 def _usable_amp(amp: str, device: torch.device) -> str:

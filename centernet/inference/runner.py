@@ -10,22 +10,38 @@ from torch import nn
 from tqdm import tqdm
 
 from centernet.data.normalize import ImageNormalizer
-from centernet.decode import decode_detections, detections_to_image
+from centernet.decode import decode_maps, detections_to_image, unflip_ltrb
 from centernet.utils.amp import autocast_context
 
 
+def map_stride(images: torch.Tensor, heatmap: torch.Tensor) -> int:
+    """Input pixels per output cell: the input ``[..., H_in, W_in]`` over the map ``[..., H, W]``.
+
+    Raises:
+        ValueError: when the input is not a whole multiple of the map on both axes.
+    """
+    (in_h, in_w), (out_h, out_w) = images.shape[-2:], heatmap.shape[-2:]
+    stride = in_w // max(out_w, 1)
+    if stride < 1 or (in_h, in_w) != (out_h * stride, out_w * stride):
+        raise ValueError(f"input {in_h}x{in_w} is not a whole multiple of the output maps {out_h}x{out_w}")
+    return stride
+
+
 def predict_maps(model: nn.Module, images: torch.Tensor, *, flip: bool = False) -> dict[str, torch.Tensor]:
-    """Forward pass returning heatmap logits, size and offset maps (flip test-time augmentation optional).
+    """Forward pass returning the head's maps in fp32 (flip test-time augmentation optional).
 
     With ``flip``, the batch is also run mirrored; heatmap probabilities and sizes of the two passes
-    are averaged, the offset comes from the un-flipped pass (as the original CenterNet does).
+    are averaged, the offset comes from the un-flipped pass (as the original CenterNet does). An ``ltrb``
+    head's maps are averaged with the mirrored pass's expressed for the un-mirrored input
+    (:func:`centernet.decode.unflip_ltrb`).
 
     Args:
         model: the detector.
         images: normalised float ``[B, 3, H, W]``.
 
     Returns:
-        ``{"heatmap": logits [B, C, h, w], "size": [B, 2, h, w], "offset": [B, 2, h, w]}`` in fp32.
+        ``{"heatmap": logits [B, C, h, w], "size": [B, 2, h, w], "offset": [B, 2, h, w]}`` or
+        ``{"heatmap", "ltrb": [B, 4, h, w]}`` (input pixels), in fp32.
     """
     if not flip:
         outputs = model(images)
@@ -34,9 +50,22 @@ def predict_maps(model: nn.Module, images: torch.Tensor, *, flip: bool = False) 
     batch = images.shape[0]
     heat = torch.sigmoid(both["heatmap"].float())
     heat = (heat[:batch] + heat[batch:].flip(-1)) / 2  # [B, C, h, w]
-    size = (both["size"][:batch].float() + both["size"][batch:].float().flip(-1)) / 2
     eps = torch.finfo(torch.float32).eps
-    return {"heatmap": torch.logit(heat, eps=eps), "size": size, "offset": both["offset"][:batch].float()}
+    maps = {"heatmap": torch.logit(heat, eps=eps)}
+    if "ltrb" in both:
+        ltrb = both["ltrb"].float()
+        unflipped = unflip_ltrb(ltrb[batch:], down_ratio=map_stride(images, heat))
+        maps["ltrb"] = (ltrb[:batch] + unflipped) / 2
+        return maps
+    maps["size"] = (both["size"][:batch].float() + both["size"][batch:].float().flip(-1)) / 2
+    maps["offset"] = both["offset"][:batch].float()
+    return maps
+
+
+def decode_predicted(images: torch.Tensor, maps: dict[str, torch.Tensor], *, k: int) -> torch.Tensor:
+    """:func:`centernet.decode.decode_maps` of :func:`predict_maps`'s output for ``images`` (any head):
+    ``[B, K, 6]`` detections on the output grid."""
+    return decode_maps(maps, down_ratio=map_stride(images, maps["heatmap"]), k=k)
 
 
 @torch.inference_mode()
@@ -64,7 +93,7 @@ def run_inference(
         images = normalizer(batch["images"].to(device, non_blocking=True))
         with autocast_context(device, amp):
             maps = predict_maps(model, images, flip=flip)
-        dets = decode_detections(maps["heatmap"], maps["size"], maps["offset"], k=topk).cpu().numpy()
+        dets = decode_predicted(images, maps, k=topk).cpu().numpy()
         output_size = tuple(maps["heatmap"].shape[-2:])  # (height, width)
         for meta, image_dets in zip(batch["metas"], dets, strict=True):
             mapped = detections_to_image(image_dets, meta["center"], meta["scale"], output_size)

@@ -34,9 +34,9 @@ from centernet.data.base import DetectionDataset
 from centernet.data.normalize import ImageNormalizer
 from centernet.data.transforms.color import check_channel_order, to_channel_order
 from centernet.data.transforms.geometry import check_image, warp_image
-from centernet.decode import BOX_COORDS, decode_detections, detections_to_image
+from centernet.decode import BOX_COORDS, detections_to_image
 from centernet.inference.merge import MergeSettings, merge_detections
-from centernet.inference.runner import predict_maps
+from centernet.inference.runner import decode_predicted, predict_maps
 from centernet.utils.affine import get_affine_transform
 from centernet.utils.amp import autocast_context
 
@@ -220,7 +220,7 @@ class MultiScalePredictor:
             inputs = self.normalizer(batch.to(self.device))
             with autocast_context(self.device, self.amp):
                 maps = predict_maps(self.model, inputs, flip=self.tta.flip)
-            dets = decode_detections(maps["heatmap"], maps["size"], maps["offset"], k=topk)[0]
+            dets = decode_predicted(inputs, maps, k=topk)[0]
             passes.append(scaled_detections_to_image(dets, prepared, maps["heatmap"].shape[-2:]))
         if len(passes) == 1:
             return passes[0]

@@ -1,4 +1,4 @@
-"""The CenterNet training criterion: weighted heatmap, size and offset loss terms."""
+"""The CenterNet training criterion: a weighted heatmap term plus the box-regression terms."""
 
 from __future__ import annotations
 
@@ -8,12 +8,19 @@ import torch
 from torch import Tensor, nn
 
 from centernet.losses.base import HeatmapLoss
+from centernet.losses.box_terms import BoxTerms, CentreL1Terms
 from centernet.losses.masking import safe_denominator
-from centernet.losses.regression import NORMALISER_EPS, reg_l1_loss, regression_count
+from centernet.losses.regression import NORMALISER_EPS
 
-OUTPUT_KEYS = ("heatmap", "size", "offset")
-TARGET_KEYS = ("heatmap", "size", "offset", "index", "mask")
 OPTIONAL_TARGET_KEYS = ("heatmap_mask",)
+
+
+def _check_heatmap_shape(output: Tensor, target: Tensor, stack_index: int) -> None:
+    if output.shape != target.shape:
+        raise ValueError(
+            f"CenterNetCriterion: outputs[{stack_index}]['heatmap'] shape {tuple(output.shape)} != "
+            f"targets['heatmap'] shape {tuple(target.shape)}"
+        )
 
 
 def _require(mapping: Mapping[str, Tensor], keys: Sequence[str], what: str) -> None:
@@ -24,9 +31,11 @@ def _require(mapping: Mapping[str, Tensor], keys: Sequence[str], what: str) -> N
 
 
 class CenterNetCriterion(nn.Module):
-    """Weighted CenterNet loss terms ``{"heatmap", "size", "offset"}``, ready to be summed.
+    """Weighted loss terms ``{"heatmap", "size", "offset"}`` (CenterNet) or ``{"heatmap", "box"}`` (TTFNet).
 
-    The terms are ``heatmap_weight * L_hm``, ``size_weight * L_size`` and ``offset_weight * L_off``.
+    The terms are ``heatmap_weight * L_hm`` plus the weighted terms of ``box_terms``
+    (:mod:`centernet.losses.box_terms`): ``size_weight * L_size`` and ``offset_weight * L_off`` by default,
+    or ``weight * L_GIoU`` of the ``ltrb`` maps.
 
     The heatmap term is any registered heatmap loss (see
     :func:`centernet.losses.build_heatmap_loss`) applied with ``targets["heatmap_mask"]``; size and
@@ -35,8 +44,9 @@ class CenterNetCriterion(nn.Module):
 
     Normalisers (as DETR's ``SetCriterion`` does with ``num_boxes``): once per batch the criterion
     computes what each term divides by — the heatmap loss's own count (:meth:`HeatmapLoss.normaliser`:
-    masked positives for the focal losses, valid elements for GHM-C / BCE) and the number of object
-    coordinates — all-reduces both in one call under DDP and hands them to the losses. With
+    masked positives for the focal losses, valid elements for GHM-C / BCE) and the box terms' count (the
+    number of object coordinates, or the sum of the GIoU box weights) — all-reduces both in one call
+    under DDP and hands them to the losses. With
     ``all_reduce_sum`` each rank divides by ``global_count / world_size``, so that the gradient DDP
     averages over the ranks equals the single-process gradient of the global batch.
 
@@ -45,6 +55,8 @@ class CenterNetCriterion(nn.Module):
         heatmap_weight: weight of the heatmap term.
         size_weight: weight of the size term (0.1 in CenterNet).
         offset_weight: weight of the offset term.
+        box_terms: the box-regression strategy (default: :class:`CentreL1Terms` with ``size_weight`` and
+            ``offset_weight``; both are unused when ``box_terms`` is given).
         all_reduce_sum: under DDP, a function summing a tensor over the ranks (``None``: one process).
         world_size: number of ranks (with ``all_reduce_sum``).
     """
@@ -56,14 +68,15 @@ class CenterNetCriterion(nn.Module):
         heatmap_weight: float = 1.0,
         size_weight: float = 0.1,
         offset_weight: float = 1.0,
+        box_terms: BoxTerms | None = None,
         all_reduce_sum: Callable[[Tensor], Tensor] | None = None,
         world_size: int = 1,
     ) -> None:
         super().__init__()
         self.heatmap_loss = heatmap_loss
         self.heatmap_weight = float(heatmap_weight)
-        self.size_weight = float(size_weight)
-        self.offset_weight = float(offset_weight)
+        self.box_terms: BoxTerms = box_terms or CentreL1Terms(size_weight=size_weight, offset_weight=offset_weight)
+        self.weights = {"heatmap": self.heatmap_weight, **self.box_terms.weights}
         self.all_reduce_sum = all_reduce_sum
         self.world_size = int(world_size)
 
@@ -76,15 +89,17 @@ class CenterNetCriterion(nn.Module):
 
         Args:
             outputs: the model output ``{"heatmap": [B, C, H, W] logits, "size": [B, 2, H, W],
-                "offset": [B, 2, H, W]}``, or a list of such dicts (one per hourglass stack: every
-                term is averaged over the stacks).
-            targets: from ``render_targets``: ``heatmap [B, C, H, W]``, ``size [B, M, 2]`` (w, h),
-                ``offset [B, M, 2]``, ``index [B, M]`` long, ``mask [B, M]`` and optionally
-                ``heatmap_mask [B, 1, H, W]`` (0 = ignored).
+                "offset": [B, 2, H, W]}`` (or ``{"heatmap", "ltrb": [B, 4, H, W]}`` with GIoU box
+                terms), or a list of such dicts (one per hourglass stack: every term is averaged over
+                the stacks).
+            targets: ``heatmap [B, C, H, W]``, optionally ``heatmap_mask [B, 1, H, W]`` (0 = ignored),
+                and the box targets: from ``render_targets`` ``size [B, M, 2]`` (w, h), ``offset [B, M, 2]``,
+                ``index [B, M]`` long, ``mask [B, M]``; or from ``render_ttf_targets`` ``box_target
+                [B, 4, H, W]`` and ``box_weight [B, 1, H, W]``.
 
         Returns:
-            ``{"heatmap": FloatTensor[], "size": FloatTensor[], "offset": FloatTensor[]}``, weighted,
-            float32; the total loss is their sum.
+            ``{"heatmap": FloatTensor[], "size": FloatTensor[], "offset": FloatTensor[]}`` (or
+            ``{"heatmap", "box"}``), weighted, float32; the total loss is their sum.
 
         Raises:
             KeyError: naming a missing output or target key.
@@ -93,47 +108,38 @@ class CenterNetCriterion(nn.Module):
         stacks = [outputs] if isinstance(outputs, Mapping) else list(outputs)
         if not stacks:
             raise ValueError("CenterNetCriterion: outputs is an empty list; expected at least one stack")
-        _require(targets, TARGET_KEYS, "targets")
+        _require(targets, ("heatmap", *self.box_terms.target_keys), "targets")
         heatmap_mask = targets.get(OPTIONAL_TARGET_KEYS[0])
-        heatmap_norm, regression_norm = self.normalisers(targets)
+        heatmap_norm, box_norm = self.normalisers(targets)
         sums: dict[str, Tensor] = {}
         for stack_index, stack in enumerate(stacks):
-            _require(stack, OUTPUT_KEYS, f"outputs[{stack_index}]")
-            if stack["heatmap"].shape != targets["heatmap"].shape:
-                raise ValueError(
-                    f"CenterNetCriterion: outputs[{stack_index}]['heatmap'] shape "
-                    f"{tuple(stack['heatmap'].shape)} != targets['heatmap'] shape "
-                    f"{tuple(targets['heatmap'].shape)}"
-                )
+            _require(stack, ("heatmap", *self.box_terms.output_keys), f"outputs[{stack_index}]")
+            _check_heatmap_shape(stack["heatmap"], targets["heatmap"], stack_index)
             terms = {
                 "heatmap": self.heatmap_loss(stack["heatmap"].float(), targets["heatmap"], heatmap_mask, heatmap_norm),
-                "size": reg_l1_loss(stack["size"], targets["size"], targets["index"], targets["mask"], regression_norm),
-                "offset": reg_l1_loss(
-                    stack["offset"], targets["offset"], targets["index"], targets["mask"], regression_norm
-                ),
+                **self.box_terms.terms(stack, targets, box_norm),
             }
             for key, value in terms.items():
                 sums[key] = sums[key] + value.float() if key in sums else value.float()
-        weights = {"heatmap": self.heatmap_weight, "size": self.size_weight, "offset": self.offset_weight}
         num_stacks = len(stacks)
-        return {key: sums[key] * (weights[key] / num_stacks) for key in OUTPUT_KEYS}
+        return {key: sums[key] * (weight / num_stacks) for key, weight in self.weights.items()}
 
     def normaliser_counts(self, targets: Mapping[str, Tensor]) -> Tensor:
-        """This batch's counts ``[heatmap count, object coordinates]`` before any all-reduce.
+        """This batch's counts ``[heatmap count, box count]`` before any all-reduce.
 
-        The heatmap count is :meth:`HeatmapLoss.normaliser` of the heatmap loss; the regression count
-        is ``D * num_objects`` (``D = 2``). Returns FloatTensor[2] (no gradient).
+        The heatmap count is :meth:`HeatmapLoss.normaliser` of the heatmap loss; the box count is the box
+        terms' (``D * num_objects`` with ``D = 2`` for L1, the sum of the box weights for GIoU). Returns
+        FloatTensor[2] (no gradient).
         """
-        regression_dims = targets["size"].shape[-1]  # D coordinates per object
         heatmap = self.heatmap_loss.normaliser(targets["heatmap"], targets.get(OPTIONAL_TARGET_KEYS[0]))
-        return torch.stack([heatmap.float(), regression_count(targets["mask"], regression_dims)]).detach()
+        return torch.stack([heatmap.float(), self.box_terms.count(targets).float()]).detach()
 
     def normalisers(self, targets: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
-        """What the heatmap and the regression terms divide by: one all-reduce under DDP, none otherwise.
+        """What the heatmap and the box terms divide by: one all-reduce under DDP, none otherwise.
 
         Returns:
-            ``(heatmap, regression)`` float32 scalars. One process: this batch's count (heatmap) and
-            count + 1e-4 (regression, as the original). DDP: ``global / world_size`` of both (the heatmap
+            ``(heatmap, box)`` float32 scalars. One process: this batch's count (heatmap) and count + 1e-4
+            (box terms, as CenterNet and TTFNet). DDP: ``global / world_size`` of both (the heatmap
             count is clamped to >= 1 first, as a lone process would).
         """
         counts = self.normaliser_counts(targets)  # [2]
@@ -143,6 +149,4 @@ class CenterNetCriterion(nn.Module):
         return safe_denominator(total[0]) / self.world_size, (total[1] + NORMALISER_EPS) / self.world_size
 
     def extra_repr(self) -> str:
-        return (
-            f"heatmap_weight={self.heatmap_weight}, size_weight={self.size_weight}, offset_weight={self.offset_weight}"
-        )
+        return ", ".join(f"{key}_weight={weight}" for key, weight in self.weights.items())

@@ -23,6 +23,8 @@ def build_model(cfg: Config, num_classes: int) -> CenterNet:
         num_classes=num_classes,
         head_conv=model_cfg.head.head_conv,
         prior_prob=model_cfg.head.prior_prob,
+        box=model_cfg.head.box,
+        ltrb_scale=model_cfg.head.ltrb_scale,
     )
     if model_cfg.init_checkpoint:
         report = load_original_centernet_checkpoint(model, model_cfg.init_checkpoint)

@@ -29,8 +29,9 @@ from centernet.engine.checkpoint import load_checkpoint
 from centernet.engine.trainer import Trainer
 from centernet.inference.evaluator import in_dataset_order
 from centernet.losses import CenterNetCriterion, build_heatmap_loss
+from centernet.losses.box_terms import LtrbGIoUTerms
 from centernet.losses.build import build_criterion
-from centernet.targets import render_targets
+from centernet.targets import render_targets, render_ttf_targets
 from tests.conftest import REPO
 
 TORCHRUN_TIMEOUT_S = 240
@@ -47,34 +48,40 @@ def torchrun(nproc: int, args: list[str], cwd: Path) -> subprocess.CompletedProc
     return subprocess.run(command, capture_output=True, text=True, timeout=TORCHRUN_TIMEOUT_S, cwd=cwd, env=env)
 
 
-@pytest.fixture(scope="module")
-def ddp_run(tmp_path_factory: pytest.TempPathFactory, tiny_shapes: Path) -> tuple[Path, Path]:
-    """A 1-epoch (3-step) DDP run on 2 ranks x batch 2: (config path, work dir)."""
+COMMON = [
+    "solver.epochs=1", "runtime.device=cpu", "runtime.amp=off", "eval.batch_size=1",
+    "solver.optimizer=sgd", "solver.lr=0.1", "solver.reference_batch_size=8",
+]
+DDP_OVERRIDES = ["data.batch_size=2", "runtime.sync_bn=true"]
+TTFNET = ["target.heatmap=elliptical", "target.box=gaussian_area", "model.head.box=ltrb", "loss.box.type=giou"]
+SETUPS = {"centernet": COMMON, "ttfnet": [*COMMON, *TTFNET]}
+
+
+@pytest.fixture(scope="module", params=list(SETUPS))
+def ddp_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+            tiny_shapes: Path) -> tuple[Path, Path, list[str]]:
+    """A 1-epoch (3-step) DDP run on 2 ranks x batch 2 of a setup: (config path, work dir, overrides)."""
     from tests.conftest import TINY_CONFIG
 
     root = tmp_path_factory.mktemp("ddp")
     config = root / "tiny.yaml"
     config.write_text(TINY_CONFIG.format(base=REPO / "configs" / "shapes_resnet18.yaml", root=tiny_shapes))
     work_dir = root / "ddp"
+    common = SETUPS[request.param]
     result = torchrun(
         2,
-        ["--config", str(config), "--work-dir", str(work_dir), "--no-progress", *DDP_OVERRIDES],
+        ["--config", str(config), "--work-dir", str(work_dir), "--no-progress", *common, *DDP_OVERRIDES],
         cwd=root,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    return config, work_dir
+    return config, work_dir, common
 
 
-COMMON = [
-    "solver.epochs=1", "runtime.device=cpu", "runtime.amp=off", "eval.batch_size=1",
-    "solver.optimizer=sgd", "solver.lr=0.1", "solver.reference_batch_size=8",
-]
-DDP_OVERRIDES = [*COMMON, "data.batch_size=2", "runtime.sync_bn=true"]
-
-
-def test_two_ranks_train_like_one_process_with_the_global_batch(ddp_run: tuple[Path, Path], tmp_path: Path) -> None:
-    config, work_dir = ddp_run
-    single_cfg = load_config(config, [*COMMON, "data.batch_size=4"])
+def test_two_ranks_train_like_one_process_with_the_global_batch(
+    ddp_run: tuple[Path, Path, list[str]], tmp_path: Path
+) -> None:
+    config, work_dir, common = ddp_run
+    single_cfg = load_config(config, [*common, "data.batch_size=4"])
     single = Trainer.from_config(single_cfg, tmp_path / "single", progress=False)
     single.fit()
     assert single.iteration == 3
@@ -82,7 +89,8 @@ def test_two_ranks_train_like_one_process_with_the_global_batch(ddp_run: tuple[P
     assert ddp_state["iteration"] == 3 and ddp_state["world_size"] == 2 and ddp_state["global_batch_size"] == 4
     ours = single.model.state_dict()
     assert ours.keys() == ddp_state["model"].keys()
-    initial = Trainer.from_config(load_config(config, COMMON), tmp_path / "init", progress=False).model.state_dict()
+    assert any(k.startswith("head.ltrb.") for k in ours) == ("model.head.box=ltrb" in common)
+    initial = Trainer.from_config(load_config(config, common), tmp_path / "init", progress=False).model.state_dict()
     moved = 0
     for key, value in ours.items():
         torch.testing.assert_close(ddp_state["model"][key], value, atol=WEIGHT_ATOL, rtol=1e-4, msg=key)
@@ -94,10 +102,10 @@ def test_two_ranks_train_like_one_process_with_the_global_batch(ddp_run: tuple[P
     assert single.optimizer.param_groups[0]["lr"] == pytest.approx(0.05 * 0.1)
 
 
-def test_sharded_evaluation_equals_single_process(ddp_run: tuple[Path, Path], tmp_path: Path) -> None:
-    config, work_dir = ddp_run
+def test_sharded_evaluation_equals_single_process(ddp_run: tuple[Path, Path, list[str]], tmp_path: Path) -> None:
+    config, work_dir, common = ddp_run
     checkpoint = work_dir / "checkpoints" / "last.pth"
-    trainer = Trainer.from_config(load_config(config, COMMON), tmp_path / "eval1", resume=checkpoint, progress=False)
+    trainer = Trainer.from_config(load_config(config, common), tmp_path / "eval1", resume=checkpoint, progress=False)
     metrics = trainer.evaluate()
     assert metrics == json.loads((work_dir / "eval" / "metrics.json").read_text())
     single = json.loads((tmp_path / "eval1" / "eval" / "detections.json").read_text())
@@ -105,8 +113,8 @@ def test_sharded_evaluation_equals_single_process(ddp_run: tuple[Path, Path], tm
     assert len(sharded) == 4 * 100 and sharded == single
 
 
-def test_only_rank_zero_writes(ddp_run: tuple[Path, Path]) -> None:
-    _, work_dir = ddp_run
+def test_only_rank_zero_writes(ddp_run: tuple[Path, Path, list[str]]) -> None:
+    _, work_dir, _ = ddp_run
     records = [json.loads(line) for line in (work_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["iter"] for r in records if r["type"] == "train"] == [1, 2, 3]  # one writer, no duplicates
     assert [p.name for p in (work_dir / "checkpoints").glob("*.pth")].count("last.pth") == 1
@@ -146,6 +154,32 @@ def test_global_normaliser_makes_the_rank_mean_equal_the_full_batch_loss(loss_ty
         )
         ranks.append(criterion(split_batch(outputs, half), split_batch(targets, half)))
     for key in ("heatmap", "size", "offset"):
+        mean = (ranks[0][key] + ranks[1][key]) / 2
+        assert mean.item() == pytest.approx(full[key].item(), rel=1e-5), key
+
+
+def test_global_box_weight_makes_the_rank_mean_equal_the_full_batch_giou_loss() -> None:
+    """The same with TTFNet's targets and GIoU box term: the box weights the ranks sum differ (3 vs 1 box)."""
+    boxes = torch.tensor([[[8.0, 8.0, 32.0, 36.0], [40.0, 12.0, 56.0, 48.0], [4.0, 40.0, 24.0, 60.0]],
+                          [[16.0, 16.0, 48.0, 48.0], [0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]])
+    valid = torch.tensor([[True, True, True], [True, False, False]])
+    targets = render_ttf_targets(boxes, torch.tensor([[0, 1, 0], [1, 0, 0]]), valid, ignore=None, num_classes=2,
+                                 output_size=(16, 16), down_ratio=4, alpha=0.54, beta=0.54, box_weight="log_area")
+    generator = torch.Generator().manual_seed(0)
+    outputs = {"heatmap": torch.randn(2, 2, 16, 16, generator=generator),
+               "ltrb": torch.rand(2, 4, 16, 16, generator=generator) * 24}
+
+    def criterion(**kwargs: object) -> CenterNetCriterion:
+        return CenterNetCriterion(build_heatmap_loss("penalty_reduced_focal"),
+                                  box_terms=LtrbGIoUTerms(weight=5.0, down_ratio=4), **kwargs)
+
+    full = criterion()(outputs, targets)
+    halves = [slice(0, 1), slice(1, 2)]
+    total = sum(criterion().normaliser_counts(split_batch(targets, h)) for h in halves)
+    ranks = [criterion(all_reduce_sum=lambda _local: total, world_size=2)(split_batch(outputs, h),
+                                                                         split_batch(targets, h)) for h in halves]
+    assert full["box"].item() > 0.1
+    for key in ("heatmap", "box"):
         mean = (ranks[0][key] + ranks[1][key]) / 2
         assert mean.item() == pytest.approx(full[key].item(), rel=1e-5), key
 

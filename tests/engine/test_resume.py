@@ -34,6 +34,8 @@ OVERRIDES = [
     "runtime.checkpoint_interval=2", "runtime.keep_checkpoints=3", "eval.interval=0", "solver.ema=true",
     "solver.ema_warmup_iters=2", "solver.schedule=cosine",
 ]
+TTFNET = ["target.heatmap=elliptical", "target.box=gaussian_area", "model.head.box=ltrb", "loss.box.type=giou"]
+SETUPS = {"centernet": OVERRIDES, "ttfnet": [*OVERRIDES, *TTFNET]}  # each resumes exactly
 KILL_BEFORE_ITERATION = 6  # the child stops once 5 iterations are done: one past the checkpoint at 4
 CHILD_TIMEOUT_S = 180
 
@@ -60,10 +62,10 @@ def weights_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> boo
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def run_until_killed(config: Path, work_dir: Path, tmp_path: Path) -> None:
+def run_until_killed(config: Path, work_dir: Path, tmp_path: Path, overrides: list[str]) -> None:
     """Start the training CLI in a child process and SIGKILL it in the middle of epoch 2."""
     marker = tmp_path / "paused"
-    argv = ["--config", str(config), "--work-dir", str(work_dir), "--no-progress", *OVERRIDES]
+    argv = ["--config", str(config), "--work-dir", str(work_dir), "--no-progress", *overrides]
     script = CHILD.format(kill_before=KILL_BEFORE_ITERATION, marker=str(marker), argv=argv,
                           train=str(REPO / "tools" / "train.py"))
     child = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.DEVNULL,
@@ -78,38 +80,43 @@ def run_until_killed(config: Path, work_dir: Path, tmp_path: Path) -> None:
     assert child.returncode == -signal.SIGKILL
 
 
-def resume_cli(config: Path, work_dir: Path) -> subprocess.CompletedProcess[str]:
+def resume_cli(config: Path, work_dir: Path, overrides: list[str]) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, str(REPO / "tools" / "train.py"), "--config", str(config), "--work-dir", str(work_dir),
-               "--no-progress", *OVERRIDES, "--resume"]
+               "--no-progress", *overrides, "--resume"]
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S)
 
 
-@pytest.fixture(scope="module")
-def straight_run(tmp_path_factory: pytest.TempPathFactory, tiny_shapes: Path) -> tuple[Path, Trainer]:
-    """The uninterrupted reference run (2 epochs, checkpoints at iterations 2, 3, 4 and 6)."""
+@pytest.fixture(scope="module", params=list(SETUPS))
+def straight_run(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, tiny_shapes: Path
+) -> tuple[Path, Trainer, list[str]]:
+    """The uninterrupted reference run (2 epochs, checkpoints at iterations 2, 3, 4 and 6) of a setup:
+    (config, trainer, overrides)."""
     root = tmp_path_factory.mktemp("straight")
     config = root / "tiny.yaml"
     config.write_text(TINY_CONFIG.format(base=REPO / "configs" / "shapes_resnet18.yaml", root=tiny_shapes))
-    trainer = Trainer.from_config(load_config(config, OVERRIDES), root / "straight", progress=False)
+    overrides = SETUPS[request.param]
+    trainer = Trainer.from_config(load_config(config, overrides), root / "straight", progress=False)
     trainer.fit()
-    return config, trainer
+    return config, trainer, overrides
 
 
 def test_sigkill_mid_epoch_then_resume_gives_bitwise_identical_weights(
-    straight_run: tuple[Path, Trainer], tmp_path: Path
+    straight_run: tuple[Path, Trainer, list[str]], tmp_path: Path
 ) -> None:
-    config, straight = straight_run
+    config, straight, overrides = straight_run
     work_dir = tmp_path / "killed"
-    run_until_killed(config, work_dir, tmp_path)
+    run_until_killed(config, work_dir, tmp_path, overrides)
     state = load_checkpoint(work_dir / "checkpoints" / "last.pth")
     assert (state["epoch"], state["iteration"], state["epoch_iter"]) == (1, 4, 1)  # mid-epoch 2
     assert not weights_equal(state["model"], straight.model.state_dict())
 
-    result = resume_cli(config, work_dir)
+    result = resume_cli(config, work_dir, overrides)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "resumed from" in result.stderr and "iteration 4 (1 into the epoch)" in result.stderr
     final = load_checkpoint(work_dir / "checkpoints" / "last.pth")
     assert final["iteration"] == 6
+    assert any(k.startswith("head.ltrb.") for k in final["model"]) == ("model.head.box=ltrb" in overrides)
     assert weights_equal(final["model"], straight.model.state_dict())
     assert weights_equal(final["ema"]["model"], straight.ema.module.state_dict())  # type: ignore[union-attr]
     assert weights_equal(final["optimizer"]["state"][0], straight.optimizer.state_dict()["state"][0])
@@ -119,9 +126,9 @@ def test_sigkill_mid_epoch_then_resume_gives_bitwise_identical_weights(
 
 
 def test_truncated_newest_checkpoint_falls_back_to_the_previous_one(
-    straight_run: tuple[Path, Trainer], tmp_path: Path, caplog: pytest.LogCaptureFixture
+    straight_run: tuple[Path, Trainer, list[str]], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    config, straight = straight_run
+    config, straight, overrides = straight_run
     work_dir = tmp_path / "run"
     assert straight.store is not None
     shutil.copytree(straight.store.folder, work_dir / "checkpoints")
@@ -130,7 +137,7 @@ def test_truncated_newest_checkpoint_falls_back_to_the_previous_one(
         path.write_bytes(path.read_bytes()[:1000])
 
     with caplog.at_level(logging.WARNING, logger="centernet"):
-        resumed = Trainer.from_config(load_config(config, OVERRIDES), work_dir, resume=True, progress=False)
+        resumed = Trainer.from_config(load_config(config, overrides), work_dir, resume=True, progress=False)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("last.pth is corrupt" in w for w in warnings)
     assert any("iter_000000006.pth is corrupt" in w for w in warnings)

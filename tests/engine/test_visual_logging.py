@@ -6,6 +6,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.tensorboard import SummaryWriter
@@ -19,7 +20,7 @@ DOWN = 4
 GAP = 8  # tile_images' default gap
 
 
-def hand_made_batch() -> tuple[dict, dict, dict]:
+def hand_made_batch(head: str = "size_offset") -> tuple[dict, dict, dict]:
     """One grey 64x64 image, one ground-truth box, and maps with one confident peak elsewhere."""
     images = torch.full((1, 3, SIZE, SIZE), 90, dtype=torch.uint8)
     boxes = torch.tensor([[[4.0, 40.0, 20.0, 60.0]]])
@@ -30,12 +31,17 @@ def hand_made_batch() -> tuple[dict, dict, dict]:
     size = torch.zeros(1, 2, grid, grid)
     size[0, :, 10, 8] = torch.tensor([4.0, 4.0])  # 16 x 16 input pixels -> box [24, 32, 40, 48]
     outputs = {"heatmap": heat, "size": size, "offset": torch.zeros(1, 2, grid, grid)}
+    if head == "ltrb":  # the same box as distances from the cell's input pixel (32, 40) to its sides
+        ltrb = torch.zeros(1, 4, grid, grid)
+        ltrb[0, :, 10, 8] = torch.tensor([8.0, 8.0, 8.0, 8.0])
+        outputs = {"heatmap": heat, "ltrb": ltrb}
     targets = render_targets(boxes / DOWN, batch["labels"], batch["valid"], num_classes=2, output_size=(grid, grid))
     return batch, outputs, targets
 
 
-def test_visuals_round_trip_through_an_event_file(tmp_path: Path) -> None:
-    batch, outputs, targets = hand_made_batch()
+@pytest.mark.parametrize("head", ["size_offset", "ltrb"])
+def test_visuals_round_trip_through_an_event_file(head: str, tmp_path: Path) -> None:
+    batch, outputs, targets = hand_made_batch(head)
     writer = SummaryWriter(log_dir=str(tmp_path))
     written = log_training_visuals(writer, step=7, batch=batch, outputs=outputs, targets=targets,
                                    channel_order="rgb", down_ratio=DOWN)

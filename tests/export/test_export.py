@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from centernet.config import Config, config_to_dict
-from centernet.decode import GraphDecoder, decode_detections
+from centernet.decode import GraphDecoder, decode_detections, decode_ltrb_detections
 from centernet.engine.checkpoint import save_checkpoint
 from centernet.export.verify import compare_detections, load_exported
 from centernet.models.build import build_model
@@ -89,6 +89,43 @@ def test_graph_decoder_equals_the_library_decoder() -> None:
     torch.testing.assert_close(boxes, expected[..., :4] * 4)
     torch.testing.assert_close(scores, expected[..., 4])
     torch.testing.assert_close(classes, expected[..., 5].long())
+
+
+TTFNET = ("model.head.box=ltrb", "target.box=gaussian_area", "loss.box.type=giou")
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_export_and_verify_an_ltrb_model(fmt: str, tmp_path: Path, images_dir: Path) -> None:
+    checkpoint = spread_checkpoint(tmp_path / "model.pth", tiny_config(*TTFNET))
+    output = tmp_path / f"model.{fmt}"
+    assert export_tool.main(["--checkpoint", str(checkpoint), "--format", fmt, "--output", str(output),
+                             "--topk", "20", "--verify", "--verify-images", str(images_dir)]) == 0
+    images = np.random.default_rng(0).normal(size=(3, 3, 64, 64)).astype(np.float32)
+    boxes, scores, classes = load_exported(output, fmt)(images)
+    detector = export_tool.Detector.from_checkpoint(checkpoint, device="cpu")
+    with torch.no_grad():
+        maps = detector.model.cpu().eval()(torch.from_numpy(images))
+    assert set(maps) == {"heatmap", "ltrb"}
+    expected = decode_ltrb_detections(maps["heatmap"], maps["ltrb"], down_ratio=4, k=20)
+    np.testing.assert_allclose(scores, expected[..., 4].numpy(), atol=1e-5)
+    np.testing.assert_array_equal(classes, expected[..., 5].long().numpy())
+    np.testing.assert_allclose(boxes, expected[..., :4].numpy() * 4, atol=1e-3)
+    assert np.ptp(boxes[..., 2] - boxes[..., 0]) > 1.0  # the ltrb maps vary: widths are not all equal
+
+
+def test_graph_decoder_equals_the_library_ltrb_decoder() -> None:
+    torch.manual_seed(0)
+    heat, ltrb = torch.randn(2, 3, 8, 10), torch.rand(2, 4, 8, 10) * 20
+    boxes, scores, classes = GraphDecoder(k=15, output_stride=4).decode_maps({"heatmap": heat, "ltrb": ltrb})
+    expected = decode_ltrb_detections(heat, ltrb, down_ratio=4, k=15)
+    torch.testing.assert_close(boxes, expected[..., :4] * 4)
+    torch.testing.assert_close(scores, expected[..., 4])
+    torch.testing.assert_close(classes, expected[..., 5].long())
+    # the best peak's box is its cell centre (x * 4, y * 4) minus / plus the ltrb read there
+    cell = int(heat[0, classes[0, 0]].flatten().argmax())
+    y, x = divmod(cell, 10)
+    left, top, right, bottom = ltrb[0, :, y, x].tolist()
+    torch.testing.assert_close(boxes[0, 0], torch.tensor([x * 4 - left, y * 4 - top, x * 4 + right, y * 4 + bottom]))
 
 
 @pytest.mark.parametrize("groups", [1, 2])

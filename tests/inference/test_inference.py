@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from centernet.data.normalize import ImageNormalizer
-from centernet.inference.runner import predict_maps
+from centernet.inference.runner import decode_predicted, map_stride, predict_maps
 from centernet.utils.amp import autocast_context
 
 
@@ -69,3 +69,39 @@ def test_fp16_on_cpu_is_refused() -> None:
         autocast_context(torch.device("cpu"), "fp16")
     with autocast_context(torch.device("cpu"), "off"):
         pass
+
+
+class ExactLtrbModel(nn.Module):
+    """Stride 4: every cell predicts the exact distances to the sides of the bright pixels' box, whose
+    corners are the first and last bright pixel indices (the convention the mirror u -> W - 1 - u keeps)."""
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        batch, _, height, width = images.shape
+        ys, xs = torch.meshgrid(torch.arange(height // 4) * 4.0, torch.arange(width // 4) * 4.0, indexing="ij")
+        heat = torch.full((batch, 1, height // 4, width // 4), -5.0)
+        ltrb = torch.zeros(batch, 4, height // 4, width // 4)
+        for i in range(batch):
+            bright = images[i, 0] > 0.5
+            cols, rows = bright.any(0).nonzero()[:, 0].float(), bright.any(1).nonzero()[:, 0].float()
+            x1, x2, y1, y2 = cols.min(), cols.max(), rows.min(), rows.max()
+            ltrb[i] = torch.stack((xs - x1, ys - y1, x2 - xs, y2 - ys))
+            heat[i, 0, int((y1 + y2) / 8), int((x1 + x2) / 8)] = 3.0
+        return {"heatmap": heat, "ltrb": ltrb}
+
+
+def test_flip_merge_of_an_exact_ltrb_model_keeps_its_boxes() -> None:
+    images = torch.zeros(1, 3, 32, 48)
+    images[0, :, 6:19, 9:30] = 1.0  # bright pixels x 9..29, y 6..18
+    plain = predict_maps(ExactLtrbModel(), images)
+    merged = predict_maps(ExactLtrbModel(), images, flip=True)
+    assert set(merged) == {"heatmap", "ltrb"}
+    torch.testing.assert_close(merged["ltrb"], plain["ltrb"])
+    top = decode_predicted(images, merged, k=1)[0, 0]
+    # peak cell (x=4, y=3) on the stride-4 grid; decoded on the output grid = input pixels / 4
+    torch.testing.assert_close(top[:4] * 4, torch.tensor([9.0, 6.0, 29.0, 18.0]))
+    assert map_stride(images, merged["heatmap"]) == 4
+
+
+def test_map_stride_needs_a_whole_multiple() -> None:
+    with pytest.raises(ValueError, match="whole multiple"):
+        map_stride(torch.zeros(1, 3, 30, 48), torch.zeros(1, 1, 8, 12))

@@ -18,10 +18,12 @@ from tests.conftest import CHECKPOINT_KEYS_PATH
 SMALL = {"depth": 2, "dims": (16, 16, 24), "modules": (1, 1, 2), "num_stacks": 2, "cnv_dim": 16, "stem_channels": 8}
 
 
-def small_hourglass_detector(num_classes: int = 3) -> CenterNet:
+def small_hourglass_detector(num_classes: int = 3, box: str = "size_offset") -> CenterNet:
     """A CenterNet around the small hourglass, one head per stack (as build_centernet does)."""
     backbone = HourglassBackbone(**SMALL)  # type: ignore[arg-type]
-    heads = torch.nn.ModuleList(CenterNetHead(16, num_classes, head_conv=8) for _ in range(SMALL["num_stacks"]))
+    heads = torch.nn.ModuleList(
+        CenterNetHead(16, num_classes, head_conv=8, box=box) for _ in range(SMALL["num_stacks"])
+    )
     return CenterNet(backbone, NECKS["identity"](feature_channels=backbone.feature_channels), heads)
 
 

@@ -42,6 +42,8 @@ def test_config_builds_its_model(path: Path) -> None:
         out = model(torch.zeros(1, 3, height, width))
     stride = cfg.data.down_ratio
     assert tuple(out["heatmap"].shape) == (1, NUM_CLASSES, height // stride, width // stride)
+    assert ("ltrb" in out) == (cfg.model.head.box == "ltrb")
+    assert ("size" in out) == (cfg.model.head.box == "size_offset")
 
 
 def test_zoo_configs_exist_with_the_original_settings() -> None:

@@ -32,6 +32,16 @@ def test_two_runs_on_a_tiny_model(tiny_config: Callable[..., Path], tmp_path: Pa
     assert result["peak_memory_mib"] > 10 and result["peak_memory_kind"] == "process peak RSS"
 
 
+def test_an_ltrb_model(tiny_config: Callable[..., Path], tmp_path: Path) -> None:
+    config = tmp_path / "ttf.yaml"
+    config.write_text(f"_base_: {tiny_config()}\nmodel: {{head: {{box: ltrb}}}}\ntarget: {{box: gaussian_area}}\n"
+                      "loss: {box: {type: giou}}\n")
+    out = tmp_path / "bench.json"
+    assert benchmark_tool.main(["--config", str(config), "--runs", "1", "--warmup", "0", "--device", "cpu",
+                                "--threads", "1", "--output", str(out)]) == 0
+    assert json.loads(out.read_text())["decode"]["median_ms"] > 0
+
+
 def test_bad_arguments_are_one_line_errors(tiny_config: Callable[..., Path],
                                            capsys: pytest.CaptureFixture[str]) -> None:
     assert benchmark_tool.main(["--config", str(tiny_config()), "--runs", "0"]) == 1

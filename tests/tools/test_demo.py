@@ -59,6 +59,20 @@ def test_single_image_with_heatmap(checkpoint: Path, tmp_path: Path) -> None:
     assert len(records) == 100  # topk with threshold 0
 
 
+def test_an_ltrb_checkpoint_with_flip(tmp_path: Path) -> None:
+    ttf = tiny_config("model.head.box=ltrb", "target.box=gaussian_area", "target.heatmap=elliptical",
+                      "loss.box.type=giou")
+    checkpoint = write_checkpoint(tmp_path / "ttf.pth", ttf)
+    source = write_image(tmp_path / "photo.png", 40, 72)
+    assert run_demo(checkpoint, source, tmp_path / "out", "--flip", "--show-heatmap") == 0
+    records = check_records(tmp_path / "out", {"photo.png"})
+    assert len(records) == 100
+    expected = demo.Detector.from_checkpoint(checkpoint, device="cpu", flip=True)(cv2.imread(str(source)))
+    x1, y1, x2, y2 = expected.boxes[0].tolist()
+    assert records[0]["bbox"] == pytest.approx([x1, y1, x2 - x1, y2 - y1], abs=1e-3)
+    assert all(r["bbox"][2] >= 0 and r["bbox"][3] >= 0 for r in records)  # ltrb distances are never negative
+
+
 def test_score_threshold_filters(checkpoint: Path, tmp_path: Path) -> None:
     source = write_image(tmp_path / "photo.jpg", 40, 72)
     assert run_demo(checkpoint, source, tmp_path / "out", "--score-thr", "1.0") == 0
