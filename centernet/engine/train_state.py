@@ -18,6 +18,7 @@ import torch
 
 from centernet.engine.distributed import DistContext
 from centernet.engine.ema import ModelEMA
+from centernet.inference.trained_model import weight_differences
 from centernet.utils.env import capture_rng_state, restore_rng_state
 
 logger = logging.getLogger(__name__)
@@ -79,6 +80,10 @@ class TrainStateMixin:
         Raises:
             ValueError: the checkpoint does not fit this model/optimizer (the message names the file).
         """
+        weights = state.get("model")
+        differences = weight_differences(self.model.state_dict(), weights) if isinstance(weights, dict) else ""
+        if differences:
+            raise ValueError(f"cannot resume from {path}: its weights do not fit this model: {differences}")
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
