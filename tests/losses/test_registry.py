@@ -9,8 +9,8 @@ import torch
 
 from centernet.losses import (
     GHMC,
-    GHMCenterNet,
     HEATMAP_LOSSES,
+    GHMCenterNet,
     binary_cross_entropy,
     build_heatmap_loss,
     penalty_reduced_focal_loss,
