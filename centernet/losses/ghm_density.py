@@ -102,7 +102,7 @@ class GradientDensityLoss(HeatmapLoss):
             raise ValueError(f"{type(self).__name__}: {problem}")
         self.bins = bins
         self.momentum = float(momentum)
-        self.density: DensitySource = density  # type: ignore[assignment]
+        self.density: DensitySource = density
         self.ema_init: EmaInit = ema_init
         self.switch_epoch = switch_epoch
         self.switch_tolerance = float(switch_tolerance)
