@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from centernet.ablation import config_differences
 from centernet.config import config_to_dict, load_config
 from centernet.engine.checkpoint import load_checkpoint
-from centernet.engine.trainer import Trainer
+from centernet.engine.hooks import EvalHook
 from tests.conftest import REPO, load_script
 
 ablate = load_script("tools/ablate.py")
@@ -110,14 +111,14 @@ def test_interrupted_run_resumes_and_sums_its_time(
     config = str(tiny_config(name="only.yaml"))  # 2 epochs, evaluated after each
     work = tmp_path / "study"
     argv = ["--configs", config, "--seeds", "3", "--work-dir", str(work), "--no-progress"]
-    evaluate = Trainer.evaluate
+    evaluate = EvalHook.run  # what the trainer calls after each epoch
 
-    def fail_at_epoch_2(trainer: Trainer) -> dict:
-        if trainer.epoch == 2:
+    def fail_at_epoch_2(hook: EvalHook) -> dict:
+        if hook.trainer.epoch == 2:
             raise FloatingPointError("simulated divergence at epoch 2")
-        return evaluate(trainer)
+        return evaluate(hook)
 
-    monkeypatch.setattr(Trainer, "evaluate", fail_at_epoch_2)
+    monkeypatch.setattr(EvalHook, "run", fail_at_epoch_2)
     assert ablate.main(argv) == 1
     errors = error_lines(capsys)
     assert any("only seed 3 failed: simulated divergence" in line for line in errors), errors
@@ -127,7 +128,7 @@ def test_interrupted_run_resumes_and_sums_its_time(
     assert first["sessions"] == 1 and not first["finished"]
     assert not (work / "ablation.csv").exists()  # nothing finished: no report
 
-    monkeypatch.setattr(Trainer, "evaluate", evaluate)
+    monkeypatch.setattr(EvalHook, "run", evaluate)
     assert ablate.main(argv) == 0
     assert "resuming after epoch 1/2" in capsys.readouterr().err
     second = json.loads((run_dir / "run_info.json").read_text())
@@ -175,3 +176,62 @@ def test_duplicate_config_stems_and_seeds(
     (line,) = error_lines(capsys)
     assert "--seeds lists [1] more than once" in line
     assert not (work / "same").exists()  # nothing trained
+
+
+def read_rows(work: Path) -> list[dict[str, str]]:
+    with (work / "ablation.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_two_jobs_at_a_time_then_skip(
+    tiny_config: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configs = [str(tiny_config(name="prfocal.yaml")), str(tiny_config(BCE_LOSS, name="bce.yaml"))]
+    work = tmp_path / "study"
+    argv = ["--configs", *configs, "--seeds", "0", "--work-dir", str(work), "--jobs", "2", "--baseline", "bce",
+            "solver.epochs=1"]
+    assert ablate.main(argv) == 0
+    assert [(r["config"], r["seed"]) for r in read_rows(work)] == [("prfocal", "0"), ("bce", "0")]  # plan order
+    threads = max(1, (os.cpu_count() or 1) // 2)  # the CPU split between the two workers
+    for name in ("prfocal", "bce"):
+        state = load_checkpoint(work / name / "seed0" / "checkpoints" / "last.pth")
+        assert state["epoch"] == 1 and state["config"]["runtime"]["threads"] == threads
+    assert "| prfocal | penalty_reduced_focal | 1 | " in (work / "ablation.md").read_text()
+    assert "ΔAP vs bce (pp)" in (work / "ablation.md").read_text()
+    capsys.readouterr()
+    assert ablate.main(argv) == 0
+    assert capsys.readouterr().err.count("is done (1 epochs): skipped") == 2
+
+
+def test_submitit_local_executor_runs_and_resumes(
+    tiny_config: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("submitit")
+    config = str(tiny_config(name="tiny.yaml"))
+    work = tmp_path / "study"
+    argv = ["--configs", config, "--seeds", "0", "1", "--work-dir", str(work), "--launcher", "submitit",
+            "--cluster", "local", "--gpus-per-node", "0", "--cpus-per-task", "1", "--timeout", "10",
+            "solver.epochs=1", "runtime.device=cpu"]
+    assert ablate.main(argv) == 0
+    assert [(r["config"], r["seed"]) for r in read_rows(work)] == [("tiny", "0"), ("tiny", "1")]
+    assert list((work / "submitit").glob("*_log.out"))  # the jobs' own logs
+    # seed 1 stopped after training, before its final evaluation was written: the job only evaluates
+    (work / "tiny" / "seed1" / "eval" / "metrics.json").unlink()
+    capsys.readouterr()
+    assert ablate.main(argv) == 0
+    err = capsys.readouterr().err
+    assert "tiny seed 0 is done (1 epochs): skipped" in err and err.count(": job ") == 1
+    assert (work / "tiny" / "seed1" / "eval" / "metrics.json").is_file()
+    info = json.loads((work / "tiny" / "seed1" / "run_info.json").read_text())
+    assert info["sessions"] == 2 and info["finished"]
+
+
+def test_launch_options_are_checked() -> None:
+    with pytest.raises(SystemExit):
+        ablate.parse_args(["--configs", "a.yaml", "--seeds", "0", "--jobs", "0"])
+    with pytest.raises(SystemExit):
+        ablate.parse_args(["--configs", "a.yaml", "--seeds", "0", "--baseline", "b"])
+    with pytest.raises(SystemExit):
+        ablate.parse_args(["--configs", "a.yaml", "--seeds", "0", "--launcher", "submitit", "--jobs", "2"])
+    args = ablate.parse_args(["--configs", "x/a.yaml", "b.yaml", "--seeds", "0", "--baseline", "b"])
+    assert args.baseline == "b" and args.jobs == 1 and args.launcher == "local"
