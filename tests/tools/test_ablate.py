@@ -26,23 +26,36 @@ def error_lines(capsys: pytest.CaptureFixture[str]) -> list[str]:
     return [line for line in capsys.readouterr().err.splitlines() if " ERROR " in line]
 
 
-def test_ablation_configs_differ_from_the_base_only_in_the_heatmap_loss() -> None:
-    base = config_to_dict(load_config(REPO / "configs" / "shapes_resnet18.yaml"))
-    types = {}
-    for path in sorted(ABLATION_DIR.glob("*.yaml")):
+STUDY_LOSSES = {
+    "bce": ("bce", None),
+    "focal": ("focal", None),
+    "penalty_reduced_focal": ("penalty_reduced_focal", None),
+    "ghm_c_batch": ("ghm_c", (10, 0.0, "batch")),
+    "ghm_c": ("ghm_c", (10, 0.75, "ema")),
+    "ghm_c_ema30": ("ghm_c", (30, 0.75, "ema")),
+    "ghm_c_epoch": ("ghm_c", (10, 0.0, "epoch")),
+    "ghm_c_batch_then_epoch": ("ghm_c", (10, 0.0, "batch_then_epoch")),
+    "ghm_centernet": ("ghm_centernet", (10, 0.75, "ema")),
+    "ghm_centernet_batch_then_epoch": ("ghm_centernet", (10, 0.0, "batch_then_epoch")),
+}
+
+
+@pytest.mark.parametrize(("folder", "prefix", "base"), [
+    (ABLATION_DIR, "shapes", "shapes_resnet18.yaml"),
+    (ABLATION_DIR / "trees", "trees", "trees_efficientnet_lite0.yaml"),
+])  # fmt: skip
+def test_ablation_configs_differ_from_the_base_only_in_the_heatmap_loss(folder: Path, prefix: str, base: str) -> None:
+    base_dict = config_to_dict(load_config(REPO / "configs" / base))
+    found = {}
+    for path in sorted(folder.glob("*.yaml")):
         cfg = load_config(path)
         assert path.read_text().startswith("# "), f"{path.name} needs a header comment"
-        changed = config_differences(base, config_to_dict(cfg))
+        changed = config_differences(base_dict, config_to_dict(cfg))
         assert all(key.startswith("loss.heatmap.") for key in changed), (path.name, changed)
-        types[path.stem] = cfg.loss.heatmap.type
-    assert types == {
-        "shapes_bce": "bce",
-        "shapes_focal": "focal",
-        "shapes_ghm_c": "ghm_c",
-        "shapes_penalty_reduced_focal": "penalty_reduced_focal",
-    }
-    ghm = load_config(ABLATION_DIR / "shapes_ghm_c.yaml").loss.heatmap
-    assert (ghm.bins, ghm.momentum, ghm.density) == (10, 0.75, "ema")
+        heatmap = cfg.loss.heatmap
+        density = (heatmap.bins, heatmap.momentum, heatmap.density) if hasattr(heatmap, "density") else None
+        found[path.stem] = (heatmap.type, density)
+    assert found == {f"{prefix}_{name}": value for name, value in STUDY_LOSSES.items()}
 
 
 def test_overrides_after_the_seeds_are_overrides() -> None:
