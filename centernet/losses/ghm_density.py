@@ -159,11 +159,12 @@ class GradientDensityLoss(HeatmapLoss):
             return torch.where(acc > 0, acc, counts_f)
         if self.training:
             self.epoch_counts.add_(counts.to(self.epoch_counts.dtype))
-        if self.density == "batch_then_epoch" and not self.has_switched:
-            return counts_f
         previous = self.previous_epoch_counts.float()
         scaled = previous * (counts_f.sum() / previous.sum().clamp_min(1.0))  # rescaled to this batch
-        return torch.where(scaled > 0, scaled, counts_f)
+        epoch_density = torch.where(scaled > 0, scaled, counts_f)
+        if self.density == "batch_then_epoch":  # selected on the device: no host sync per step
+            return torch.where(self.switched_at_epoch > 0, epoch_density, counts_f)
+        return epoch_density
 
     @property
     def has_switched(self) -> bool:
