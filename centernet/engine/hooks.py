@@ -171,7 +171,8 @@ class LossStatisticsHook(HookBase):
         self._reset_epoch()
 
     def _reset_epoch(self) -> None:
-        self.loss_sum = torch.zeros((), dtype=torch.float64)
+        device = self.trainer.device if hasattr(self, "trainer") else None
+        self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)  # on the device: no sync per step
         self.loss_steps = 0
 
     def before_train(self) -> None:
