@@ -32,7 +32,7 @@ from centernet.ablation import (
     run_status,
     write_reports,
 )
-from centernet.ablation.launch import RUN_ERRORS, SubmititOptions, run_pool, run_submitit, train_run
+from centernet.ablation.launch import SubmititOptions, run_pool, run_sequential, run_submitit
 from centernet.config import Config, ConfigError, config_to_dict, load_config
 from centernet.engine.logging import setup_logging
 from centernet.utils.errors import one_line_error
@@ -139,17 +139,7 @@ def launch(pending: list[tuple[RunSpec, Config, RunStatus]], args: argparse.Name
     if pending and args.jobs > 1:
         threads_set = any(item.partition("=")[0].strip() == THREADS_KEY for item in args.overrides)
         return run_pool(runs, args.jobs, threads_set=threads_set)
-    errors: list[str | None] = []
-    for index, (spec, cfg, status) in enumerate(pending, start=1):
-        logger.info("run %d/%d", index, len(pending))
-        try:
-            train_run(spec, cfg, status, progress=not args.no_progress)
-        except RUN_ERRORS as error:
-            logger.debug("traceback of the error below", exc_info=True)
-            errors.append(one_line_error(error))
-            continue
-        errors.append(None)
-    return errors
+    return run_sequential(pending, progress=not args.no_progress)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -172,7 +162,12 @@ def main(argv: list[str] | None = None) -> int:
             finished.append(spec)
         else:
             pending.append((spec, cfg, status))
-    for spec, error in zip([spec for spec, _, _ in pending], launch(pending, args), strict=True):
+    try:
+        errors = launch(pending, args)
+    except ImportError as error:  # --launcher submitit without the package
+        logger.error("%s", one_line_error(error))
+        return 1
+    for spec, error in zip([spec for spec, _, _ in pending], errors, strict=True):
         if error is None:
             finished.append(spec)
         else:

@@ -122,6 +122,21 @@ def execute(spec: RunSpec, cfg: Config, progress: bool = False) -> str | None:
     return None
 
 
+def run_sequential(pending: Sequence[tuple[RunSpec, Config, RunStatus]], *, progress: bool) -> list[str | None]:
+    """Train the runs one after another in this process; the error (or None) of each run, in order."""
+    errors: list[str | None] = []
+    for index, (spec, cfg, status) in enumerate(pending, start=1):
+        logger.info("run %d/%d", index, len(pending))
+        try:
+            train_run(spec, cfg, status, progress=progress)
+        except RUN_ERRORS as error:
+            logger.debug("traceback of the error below", exc_info=True)
+            errors.append(one_line_error(error))
+            continue
+        errors.append(None)
+    return errors
+
+
 class RunJob:
     """A picklable run for ``submitit``: called in the job; ``checkpoint`` requeues it on preemption."""
 

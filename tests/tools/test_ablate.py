@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -248,3 +249,15 @@ def test_launch_options_are_checked() -> None:
         ablate.parse_args(["--configs", "a.yaml", "--seeds", "0", "--launcher", "submitit", "--jobs", "2"])
     args = ablate.parse_args(["--configs", "x/a.yaml", "b.yaml", "--seeds", "0", "--baseline", "b"])
     assert args.baseline == "b" and args.jobs == 1 and args.launcher == "local"
+
+
+def test_submitit_missing_is_one_error_line(
+    tiny_config: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "submitit", None)  # import submitit -> ImportError
+    argv = ["--configs", str(tiny_config()), "--seeds", "0", "--work-dir", str(tmp_path / "w"),
+            "--launcher", "submitit"]
+    assert ablate.main(argv) == 1
+    (line,) = error_lines(capsys)
+    assert "--launcher submitit needs the submitit package" in line
