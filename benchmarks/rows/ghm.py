@@ -1,14 +1,15 @@
 """Heatmap-loss rows: a training step with each loss of the loss study against one with the penalty-reduced
-focal loss (the CenterNet default), each pair interleaved on the same model and inputs."""
+focal loss (the CenterNet default): the same model and inputs, every loss's step interleaved round-robin."""
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from benchmarks.common import Row, interleaved_medians, make_row, thread_label
+from benchmarks.common import Row, interleaved_times, make_row, thread_label
 from benchmarks.context import Context
 from centernet.losses import CenterNetCriterion, build_heatmap_loss
 from centernet.models import build_centernet
@@ -71,16 +72,15 @@ def training_step_factory(heatmap_loss: str, *, batch: int, size: int) -> Callab
 
 
 def run(ctx: Context) -> list[Row]:
-    """One row per loss of :data:`LOSSES`: its step and the penalty-reduced focal step, interleaved."""
+    """One row per loss of :data:`LOSSES` against the penalty-reduced focal step, all steps interleaved
+    round-robin (one shared reference)."""
     p = QUICK if ctx.quick else FULL
     batch, size = p["batch"], p["size"]
+    steps = {label: training_step_factory(label, batch=batch, size=size) for label in (*LOSSES, REFERENCE)}
+    times = interleaved_times(steps, p["repeats"])
+    reference_ms = statistics.median(times[REFERENCE])
     rows = []
     for label in LOSSES:
-        ours_ms, reference_ms = interleaved_medians(
-            training_step_factory(label, batch=batch, size=size),
-            training_step_factory(REFERENCE, batch=batch, size=size),
-            p["repeats"],
-        )
         which = "" if label == ORIGINAL_ROW else f" {label}"  # the original row keeps its name
         rows.append(
             make_row(
@@ -88,7 +88,7 @@ def run(ctx: Context) -> list[Row]:
                 label,
                 REFERENCE,
                 "ms",
-                ours_ms,
+                statistics.median(times[label]),
                 reference_ms,
                 "<= 1.15",
             )
