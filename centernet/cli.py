@@ -40,6 +40,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     TypeError,  # a component given parameters it does not take
     RuntimeError,  # a device that is not there, torch refusing an input
     FloatingPointError,  # training diverged (non-finite loss or weights)
+    ImportError,  # an optional package a chosen option needs (e.g. submitit)
 )
 """The exceptions a tool reports as one line; anything else is a bug and keeps its traceback."""
 

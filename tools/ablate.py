@@ -1,11 +1,16 @@
 """Run an ablation study: train + evaluate every config x seed, then compare them in a table and a plot.
 
-python tools/ablate.py --configs configs/ablations/*.yaml --seeds 0 1 2 [--work-dir DIR] [--no-progress] [KEY=VALUE ...]
+python tools/ablate.py --configs configs/ablations/*.yaml --seeds 0 1 2 [--work-dir DIR] [--no-progress]
+    [--baseline CONFIG] [--jobs N | --launcher submitit [--partition P] [--timeout MIN] [--gpus-per-node G]]
+    [KEY=VALUE ...]
 
-Runs go one after another into <work-dir>/<config stem>/seed<seed>/ with runtime.seed=<seed> and the
-overrides. Rerunning the same command skips finished runs and resumes interrupted ones. The results
-land in <work-dir>/ablation.csv (one row per run), ablation.md (mean ± std over seeds per config) and
-ablation.png. A run that fails (e.g. a diverging loss) is reported and the others still run.
+Runs go into <work-dir>/<config stem>/seed<seed>/ with runtime.seed=<seed> and the overrides: one after
+another, N at a time (--jobs N: one GPU each, or the CPU threads split) or as SLURM jobs (--launcher
+submitit). Rerunning the same command skips finished runs and resumes interrupted ones. The results
+land in <work-dir>/ablation.csv (one row per run), ablation.md (mean ± std and 95% t interval over
+seeds per config, the AP difference to --baseline paired by seed), ablation.png (with the validation
+curves) and ablation_ghm_bins.png (GHM losses). A run that fails (e.g. a diverging loss) is reported
+and the others still run.
 """
 
 from __future__ import annotations
@@ -13,9 +18,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from centernet.ablation import (
@@ -27,29 +29,19 @@ from centernet.ablation import (
     RunStatus,
     collect_run,
     config_differences,
-    record_run_time,
     run_status,
     write_reports,
 )
-from centernet.cli import (
-    EXIT_ERROR,
-    EXIT_OK,
-    USER_ERRORS,
-    ToolArgumentParser,
-    default_argument_parser,
-    report_error,
-    run_tool,
-    setup_tool_logging,
-)
+from centernet.ablation.launch import SubmititOptions, run_pool, run_sequential, run_submitit
+from centernet.cli import EXIT_ERROR, EXIT_OK, ToolArgumentParser, default_argument_parser, run_tool, setup_tool_logging
 from centernet.config import Config, config_to_dict, load_config
-from centernet.engine.logging import LOG_FORMAT
-from centernet.engine.run_dir import complete_run
-from centernet.engine.trainer import Trainer
 
 logger = logging.getLogger("centernet.tools.ablate")
 
 DEFAULT_WORK_DIR = Path("work_dirs") / "ablation"
 SEED_KEY = "runtime.seed"
+LAUNCHERS = ("local", "submitit")
+THREADS_KEY = "runtime.threads"
 
 
 def build_parser() -> ToolArgumentParser:
@@ -58,12 +50,28 @@ def build_parser() -> ToolArgumentParser:
     parser.add_argument("--seeds", nargs="+", required=True, metavar="SEED", help="values of runtime.seed")
     parser.add_argument("--work-dir", default=str(DEFAULT_WORK_DIR), help=f"study folder (default: {DEFAULT_WORK_DIR})")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument("--baseline", metavar="CONFIG", help="config stem to compare with (default: the first)")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N", help="local runs at a time (default: 1)")
+    parser.add_argument("--launcher", choices=LAUNCHERS, default="local", help="local processes or submitit jobs")
+    slurm = parser.add_argument_group("--launcher submitit")
+    slurm.add_argument("--cluster", choices=("slurm", "local", "debug"), help="submitit cluster (default: auto)")
+    slurm.add_argument("--partition", help="SLURM partition")
+    slurm.add_argument("--timeout", type=int, default=240, metavar="MIN", help="job time limit, minutes (default 240)")
+    slurm.add_argument("--gpus-per-node", type=int, default=1, metavar="G", help="GPUs per job (default 1)")
+    slurm.add_argument("--cpus-per-task", type=int, default=8, metavar="C", help="CPU cores per job (default 8)")
     return parser
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_tool_args(argv)  # KEY=VALUE words after --configs / --seeds go to the overrides
+    if args.jobs < 1:
+        parser.error(f"--jobs must be >= 1, got {args.jobs}")
+    if args.launcher == "submitit" and args.jobs != 1:
+        parser.error("--jobs is for --launcher local; submitit runs every job the cluster allows")
+    stems = [Path(config).stem for config in args.configs]
+    if args.baseline is not None and args.baseline not in stems:
+        parser.error(f"--baseline {args.baseline} is not one of the config stems {stems}")
     try:
         args.seeds = [int(item) for item in args.seeds]
     except ValueError:
@@ -115,66 +123,45 @@ def plan_runs(
     return plan
 
 
-@contextmanager
-def run_log(run_dir: Path) -> Iterator[None]:
-    """Also log everything into ``run_dir/run.log`` while one run trains (the study log gets it too)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(run_dir / "run.log")
-    handler.setLevel(logging.DEBUG)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT, datefmt="%H:%M:%S"))
-    root = logging.getLogger("centernet")
-    root.addHandler(handler)
-    try:
-        yield
-    finally:
-        root.removeHandler(handler)
-        handler.close()
-
-
-def train_run(spec: RunSpec, cfg: Config, status: RunStatus, *, progress: bool) -> None:
-    """Train (or resume, or only evaluate) one run and add its wall time to ``run_info.json``."""
-    epochs = cfg.solver.epochs
-    resume = status.completed_epochs > 0
-    action = f"resuming after epoch {status.completed_epochs}/{epochs}" if resume else f"training {epochs} epochs"
-    logger.info("%s seed %d (%s loss): %s in %s", spec.name, spec.seed, spec.loss_type, action, spec.run_dir)
-    started = time.perf_counter()
-    finished = False
-    try:
-        with run_log(spec.run_dir):
-            trainer = Trainer.from_config(cfg, spec.run_dir, resume=True if resume else None, progress=progress)
-            complete_run(trainer)  # also a run trained but stopped before its final evaluation
-        finished = True
-    finally:
-        info = record_run_time(spec.run_dir, time.perf_counter() - started, finished=finished, resumed=resume)
-    logger.info("%s seed %d finished in %.1f s", spec.name, spec.seed, info["train_time_s"])
-
-
-def run_plan(plan: list[tuple[RunSpec, Config, RunStatus]], *, progress: bool) -> tuple[list[RunSpec], list[RunSpec]]:
-    """Train every run of ``plan`` not done yet; returns the finished and the failed runs."""
-    finished: list[RunSpec] = []
-    failed: list[RunSpec] = []
-    for index, (spec, cfg, status) in enumerate(plan, start=1):
-        logger.info("run %d/%d", index, len(plan))
-        if status.done:
-            logger.info("%s seed %d is done (%d epochs): skipped", spec.name, spec.seed, status.completed_epochs)
-            finished.append(spec)
-            continue
-        try:
-            train_run(spec, cfg, status, progress=progress)
-        except USER_ERRORS as error:
-            report_error(error, logger, prefix=f"{spec.name} seed {spec.seed} failed: ")
-            failed.append(spec)
-            continue
-        finished.append(spec)
-    return finished, failed
+def launch(pending: list[tuple[RunSpec, Config, RunStatus]], args: argparse.Namespace) -> list[str | None]:
+    """Train the pending runs as ``args`` says; the error (or None) of each run, in order."""
+    runs = [(spec, cfg) for spec, cfg, _ in pending]
+    if pending and args.launcher == "submitit":
+        options = SubmititOptions(cluster=args.cluster, partition=args.partition, timeout_min=args.timeout,
+                                  gpus_per_node=args.gpus_per_node, cpus_per_task=args.cpus_per_task)
+        return run_submitit(runs, Path(args.work_dir) / "submitit", options)
+    if pending and args.jobs > 1:
+        threads_set = any(item.partition("=")[0].strip() == THREADS_KEY for item in args.overrides)
+        return run_pool(runs, args.jobs, threads_set=threads_set)
+    return run_sequential(pending, progress=not args.no_progress)
 
 
 def ablate(args: argparse.Namespace, work_dir: Path) -> int:
     plan = plan_runs(args.configs, args.seeds, args.overrides, work_dir)
     setup_tool_logging(work_dir)  # the study log, once every config has loaded
-    finished, failed = run_plan(plan, progress=not args.no_progress)
+    finished: list[RunSpec] = []
+    failed: list[RunSpec] = []
+    pending: list[tuple[RunSpec, Config, RunStatus]] = []
+    for spec, cfg, status in plan:
+        if status.done:
+            logger.info("%s seed %d is done (%d epochs): skipped", spec.name, spec.seed, status.completed_epochs)
+            finished.append(spec)
+        else:
+            pending.append((spec, cfg, status))
+    errors = launch(pending, args)  # ImportError: --launcher submitit without the package
+    for spec, error in zip([spec for spec, _, _ in pending], errors, strict=True):
+        if error is None:
+            finished.append(spec)
+        else:
+            logger.error("%s seed %d failed: %s", spec.name, spec.seed, error)
+            failed.append(spec)
+    finished.sort(key=[spec for spec, _, _ in plan].index)  # table and CSV in plan order
+    baseline = args.baseline
+    if baseline is not None and all(spec.name != baseline for spec in finished):
+        logger.warning("the baseline %s has no finished run: the first config is the baseline", baseline)
+        baseline = None
     if finished:
-        table = write_reports([collect_run(spec) for spec in finished], work_dir)
+        table = write_reports([collect_run(spec) for spec in finished], work_dir, baseline)
         logger.info("ablation of %d runs (%s, %s, %s in %s):\n%s", len(finished), CSV_FILE, MARKDOWN_FILE, PLOT_FILE,
                     work_dir, table)
     if failed:
@@ -186,9 +173,8 @@ def ablate(args: argparse.Namespace, work_dir: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    work_dir = Path(args.work_dir)
     setup_tool_logging(None)
-    return run_tool(lambda: ablate(args, work_dir), logger)
+    return run_tool(lambda: ablate(args, Path(args.work_dir)), logger)
 
 
 if __name__ == "__main__":

@@ -1,21 +1,28 @@
-"""Ablation studies: the runs of a config x seed grid (:mod:`.runs`) and their reports (:mod:`.report`)."""
+"""Ablation studies: the runs of a config x seed grid (:mod:`.runs`), their statistics (:mod:`.stats`),
+reports (:mod:`.report`, :mod:`.plots`) and launching them (:mod:`.launch`)."""
 
-from centernet.ablation.report import (
-    CSV_FILE,
-    CSV_METRICS,
+from centernet.ablation.plots import (
+    BINS_PLOT_FILE,
     ERROR_BAR_CAPSIZE,
-    MARKDOWN_FILE,
-    MISSING,
-    PERCENT,
     PLOT_DPI,
     PLOT_FILE,
     PLOT_SIZE_INCHES,
+    bin_shares,
+    plot_ablation,
+    plot_bins,
+)
+from centernet.ablation.report import (
+    CSV_FILE,
+    CSV_METRICS,
+    MARKDOWN_FILE,
+    MISSING,
+    PERCENT,
     TABLE_METRICS,
     ConfigSummary,
+    format_interval,
     format_mean_std,
     markdown_table,
     mean_std,
-    plot_ablation,
     summarize,
     write_csv,
     write_reports,
@@ -37,8 +44,11 @@ from centernet.ablation.runs import (
     record_run_time,
     run_status,
 )
+from centernet.ablation.stats import CONFIDENCE, Interval, mean_band, paired_difference, t_interval
 
 __all__ = [
+    "BINS_PLOT_FILE",
+    "CONFIDENCE",
     "CSV_FILE",
     "CSV_METRICS",
     "CURVE_METRIC",
@@ -57,19 +67,26 @@ __all__ = [
     "RUN_METRICS",
     "TABLE_METRICS",
     "ConfigSummary",
+    "Interval",
     "RunResult",
     "RunSpec",
     "RunStatus",
+    "bin_shares",
     "collect_run",
     "config_differences",
+    "format_interval",
     "format_mean_std",
     "markdown_table",
+    "mean_band",
     "mean_std",
+    "paired_difference",
     "plot_ablation",
+    "plot_bins",
     "read_run_info",
     "record_run_time",
     "run_status",
     "summarize",
+    "t_interval",
     "write_csv",
     "write_reports",
 ]

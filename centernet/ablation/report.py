@@ -1,5 +1,7 @@
-"""Ablation reports: ``ablation.csv`` (one row per run), ``ablation.md`` (one row per config, mean ± std
-over seeds) and ``ablation.png`` (final AP per config and the validation curves)."""
+"""Ablation reports: ``ablation.csv`` (one row per run), ``ablation.md`` (one row per config: mean ± std
+over seeds, the 95% t interval of AP and the AP difference to a baseline config paired by seed),
+``ablation.png`` (final AP per config and the validation curves) and, for GHM losses,
+``ablation_ghm_bins.png`` (the gradient-norm histograms per epoch). See ``docs/loss_study.md``."""
 
 from __future__ import annotations
 
@@ -9,24 +11,34 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from centernet.ablation.plots import BINS_PLOT_FILE, PLOT_DPI, PLOT_FILE, PLOT_SIZE_INCHES, plot_ablation, plot_bins
 from centernet.ablation.runs import CURVE_METRIC, RUN_METRICS, RunResult
+from centernet.ablation.stats import CONFIDENCE, Interval, paired_difference, t_interval
 
 CSV_FILE = "ablation.csv"
 MARKDOWN_FILE = "ablation.md"
-PLOT_FILE = "ablation.png"
 
 CSV_METRICS = RUN_METRICS  # per-run columns of ablation.csv
 TABLE_METRICS = ("AP", "AP50", "APs", "APm", "APl")  # mean ± std columns of ablation.md
 PERCENT = 100.0  # metrics are fractions in [0, 1]; tables show percent
 MISSING = "–"  # table cell for a value that does not exist (std of one seed, metric never defined)
-PLOT_SIZE_INCHES = (12.0, 4.5)
-PLOT_DPI = 100
-ERROR_BAR_CAPSIZE = 4.0
+
+__all__ = [
+    "BINS_PLOT_FILE", "CSV_FILE", "CSV_METRICS", "MARKDOWN_FILE", "MISSING", "PERCENT", "PLOT_DPI", "PLOT_FILE",
+    "PLOT_SIZE_INCHES", "TABLE_METRICS", "ConfigSummary", "format_interval", "format_mean_std", "markdown_table",
+    "mean_std", "summarize", "write_csv", "write_reports",
+]  # fmt: skip
 
 
 @dataclass
 class ConfigSummary:
-    """Mean and sample std (ddof = 1) over the seeds of one config; ``None`` where undefined."""
+    """Mean and sample std (ddof = 1) over the seeds of one config; ``None`` where undefined.
+
+    Attributes:
+        interval: the t interval of the mean final ``AP`` over the seeds.
+        difference: the t interval of ``AP - AP(baseline)`` over the seeds both have; ``None`` for
+            the baseline itself.
+    """
 
     name: str
     loss_type: str
@@ -35,6 +47,8 @@ class ConfigSummary:
     std: dict[str, float | None]
     final_loss: tuple[float | None, float | None]
     train_time_s: float | None
+    interval: Interval | None = None
+    difference: Interval | None = None
 
 
 def mean_std(values: Iterable[float | None]) -> tuple[float | None, float | None]:
@@ -49,11 +63,22 @@ def mean_std(values: Iterable[float | None]) -> tuple[float | None, float | None
     return statistics.fmean(present), (statistics.stdev(present) if len(present) > 1 else None)
 
 
-def summarize(results: Sequence[RunResult]) -> list[ConfigSummary]:
-    """One summary per config name, in order of first appearance."""
+def summarize(results: Sequence[RunResult], baseline: str | None = None) -> list[ConfigSummary]:
+    """One summary per config name, in order of first appearance.
+
+    Args:
+        results: the runs.
+        baseline: the config the others are compared with, paired by seed (default: the first).
+
+    Raises:
+        ValueError: ``baseline`` is not a config of ``results``.
+    """
     groups: dict[str, list[RunResult]] = {}
     for result in results:
         groups.setdefault(result.spec.name, []).append(result)
+    if baseline is not None and baseline not in groups:
+        raise ValueError(f"baseline {baseline!r} is not one of the configs {list(groups)}")
+    reference = baseline if baseline is not None else next(iter(groups), None)
     summaries = []
     for name, runs in groups.items():
         stats = {metric: mean_std(run.metrics.get(metric) for run in runs) for metric in CSV_METRICS}
@@ -66,6 +91,9 @@ def summarize(results: Sequence[RunResult]) -> list[ConfigSummary]:
                 std={metric: value[1] for metric, value in stats.items()},
                 final_loss=mean_std(run.final_loss for run in runs),
                 train_time_s=mean_std(run.train_time_s for run in runs)[0],
+                interval=t_interval(run.metrics.get(CURVE_METRIC) for run in runs),
+                difference=None if name == reference else paired_difference(results, name, str(reference),
+                                                                             CURVE_METRIC),
             )
         )
     return summaries
@@ -80,13 +108,36 @@ def format_mean_std(mean: float | None, std: float | None, *, scale: float = 1.0
     return f"{mean * scale:.{digits}f} ± {spread}"
 
 
-def markdown_table(summaries: Sequence[ConfigSummary]) -> str:
-    """The per-config table (metrics in %, mean ± std over seeds) as GitHub markdown."""
-    header = ["config", "heatmap loss", "seeds", *(f"{m} (%)" for m in TABLE_METRICS), "final loss", "train time (s)"]
+def format_interval(interval: Interval | None, *, scale: float = 1.0, digits: int = 1, signed: bool = False) -> str:
+    """``"[30.1, 39.9]"`` (``"[-1.0, +2.0]"`` when ``signed``); ``"–"`` when undefined."""
+    if interval is None or interval.low is None or interval.high is None:
+        return MISSING
+    sign = "+" if signed else ""
+    return f"[{interval.low * scale:{sign}.{digits}f}, {interval.high * scale:{sign}.{digits}f}]"
+
+
+def markdown_table(summaries: Sequence[ConfigSummary], baseline: str | None = None) -> str:
+    """The per-config table as GitHub markdown: metrics in %, mean ± std over seeds, the 95% t interval
+    of AP and the AP difference (percentage points) to ``baseline`` (default: the first config) over
+    the paired seeds, with its interval and the number of pairs."""
+    reference = baseline if baseline is not None else (summaries[0].name if summaries else "baseline")
+    level = f"{CONFIDENCE:.0%}"
+    header = ["config", "heatmap loss", "seeds", f"{CURVE_METRIC} (%)", f"{CURVE_METRIC} {level} CI",
+              f"Δ{CURVE_METRIC} vs {reference} (pp)", f"Δ {level} CI", "pairs",
+              *(f"{m} (%)" for m in TABLE_METRICS if m != CURVE_METRIC), "final loss", "train time (s)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * (len(header) - 3)) + "|"]
     for summary in summaries:
         cells = [summary.name, summary.loss_type, str(len(summary.seeds))]
-        cells += [format_mean_std(summary.mean[m], summary.std[m], scale=PERCENT) for m in TABLE_METRICS]
+        cells.append(format_mean_std(summary.mean[CURVE_METRIC], summary.std[CURVE_METRIC], scale=PERCENT))
+        cells.append(format_interval(summary.interval, scale=PERCENT))
+        diff = summary.difference
+        if diff is None:
+            cells += ["baseline", MISSING, MISSING]
+        else:
+            cells.append(MISSING if diff.mean is None else f"{diff.mean * PERCENT:+.1f}")
+            cells += [format_interval(diff, scale=PERCENT, signed=True), str(diff.n)]
+        cells += [format_mean_std(summary.mean[m], summary.std[m], scale=PERCENT) for m in TABLE_METRICS
+                  if m != CURVE_METRIC]
         cells.append(format_mean_std(*summary.final_loss, digits=4))
         cells.append(MISSING if summary.train_time_s is None else f"{summary.train_time_s:.1f}")
         lines.append("| " + " | ".join(cells) + " |")
@@ -94,69 +145,33 @@ def markdown_table(summaries: Sequence[ConfigSummary]) -> str:
 
 
 def write_csv(results: Sequence[RunResult], path: Path) -> None:
-    """One row per run: config, heatmap_loss, seed, the metrics (fractions), final_loss, train_time_s.
-
-    Undefined values are empty cells.
+    """One row per run: config, heatmap_loss, seed, the metrics (fractions), final_loss, train_time_s,
+    ghm_switch_epoch. Undefined values are empty cells.
     """
-    columns = ["config", "heatmap_loss", "seed", *CSV_METRICS, "final_loss", "train_time_s"]
+    columns = ["config", "heatmap_loss", "seed", *CSV_METRICS, "final_loss", "train_time_s", "ghm_switch_epoch"]
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(columns)
         for run in results:
-            values = [*(run.metrics.get(m) for m in CSV_METRICS), run.final_loss, run.train_time_s]
+            values = [*(run.metrics.get(m) for m in CSV_METRICS), run.final_loss, run.train_time_s, run.switch_epoch]
             writer.writerow(
                 [run.spec.name, run.spec.loss_type, run.spec.seed, *("" if v is None else v for v in values)]
             )
 
 
-def plot_ablation(results: Sequence[RunResult], path: Path) -> None:
-    """Left: mean AP (%) per config with std error bars; right: mean validation AP (%) over epochs."""
-    from matplotlib.figure import Figure  # no pyplot: no global backend, renders with Agg
-    from matplotlib.ticker import MaxNLocator
+def write_reports(results: Sequence[RunResult], out_dir: Path, baseline: str | None = None) -> str:
+    """Write ``ablation.csv``, ``ablation.md``, ``ablation.png`` (and ``ablation_ghm_bins.png`` when a
+    run logged GHM histograms) into ``out_dir``; return the markdown table.
 
-    summaries = summarize(results)
-    figure = Figure(figsize=PLOT_SIZE_INCHES)
-    bars, curves = figure.subplots(1, 2)
-    names = [s.name for s in summaries]
-    means = [PERCENT * (s.mean[CURVE_METRIC] or 0.0) for s in summaries]
-    errors = [PERCENT * (s.std[CURVE_METRIC] or 0.0) for s in summaries]
-    positions = list(range(len(summaries)))
-    drawn = bars.bar(positions, means, yerr=errors, capsize=ERROR_BAR_CAPSIZE, color=[f"C{i}" for i in positions])
-    labels = [format_mean_std(s.mean[CURVE_METRIC], s.std[CURVE_METRIC], scale=PERCENT) for s in summaries]
-    bars.bar_label(drawn, labels=labels, label_type="center")  # inside the bar, clear of the error bar
-    bars.set_xticks(positions, names, rotation=15, ha="right")
-    bars.set_ylabel(f"final {CURVE_METRIC} (%), mean ± std over seeds")
-    bars.set_title("final accuracy")
-
-    for index, summary in enumerate(summaries):
-        per_epoch: dict[int, list[float | None]] = {}
-        for run in results:
-            if run.spec.name == summary.name:
-                for epoch, value in run.val_curve.items():
-                    per_epoch.setdefault(epoch, []).append(value)
-        points = [(epoch, mean_std(values)[0]) for epoch, values in sorted(per_epoch.items())]
-        points = [(epoch, PERCENT * value) for epoch, value in points if value is not None]
-        if points:
-            epochs, values = zip(*points, strict=True)
-            curves.plot(epochs, values, marker="o", color=f"C{index}", label=summary.name)
-    curves.set_xlabel("epoch")
-    curves.xaxis.set_major_locator(MaxNLocator(integer=True))
-    curves.set_ylabel(f"validation {CURVE_METRIC} (%), mean over seeds")
-    curves.set_title("validation curve")
-    if curves.get_legend_handles_labels()[0]:
-        curves.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=PLOT_DPI)
-
-
-def write_reports(results: Sequence[RunResult], out_dir: Path) -> str:
-    """Write ``ablation.csv``, ``ablation.md`` and ``ablation.png`` into ``out_dir``; return the markdown table."""
+    Raises:
+        ValueError: ``baseline`` is not a config of ``results``.
+    """
+    summaries = summarize(results, baseline)
     out_dir.mkdir(parents=True, exist_ok=True)
-    table = markdown_table(summarize(results))
+    table = markdown_table(summaries, baseline)
     write_csv(results, out_dir / CSV_FILE)
     (out_dir / MARKDOWN_FILE).write_text(table)
     plot_ablation(results, out_dir / PLOT_FILE)
+    if any(run.bin_counts for run in results):
+        plot_bins(results, out_dir / BINS_PLOT_FILE)
     return table
-
-
-# ------------------------------------------------------------------------------ helpers

@@ -53,6 +53,8 @@ class RunResult:
         final_loss: ``loss`` of the last ``train`` record of ``metrics.jsonl`` (``None`` without one).
         train_time_s: wall time of the run from ``run_info.json`` (``None`` without that file).
         val_curve: validation ``AP`` per epoch (the last record of an epoch wins, e.g. after a resume).
+        bin_counts: GHM losses: the ``ghm_bin_counts`` of each epoch's last ``train`` record.
+        switch_epoch: ``batch_then_epoch`` GHM: the last ``ghm_switch_epoch`` logged (``None``: none).
     """
 
     spec: RunSpec
@@ -60,6 +62,8 @@ class RunResult:
     final_loss: float | None
     train_time_s: float | None
     val_curve: dict[int, float | None] = field(default_factory=dict)
+    bin_counts: dict[int, list[int]] = field(default_factory=dict)
+    switch_epoch: int | None = None
 
 
 # ----------------------------------------------------------------------------- run state
@@ -157,7 +161,7 @@ def record_run_time(run_dir: Path, seconds: float, *, finished: bool, resumed: b
 
 # --------------------------------------------------------------------------- collecting
 def collect_run(spec: RunSpec) -> RunResult:
-    """Read a finished run's final metrics, last training loss, validation curve and wall time.
+    """Read a finished run's final metrics, last training loss, validation curve, GHM histograms and wall time.
 
     Raises:
         FileNotFoundError: the run has no ``eval/metrics.json``.
@@ -171,15 +175,24 @@ def collect_run(spec: RunSpec) -> RunResult:
 
     final_loss: float | None = None
     curve: dict[int, float | None] = {}
+    bin_counts: dict[int, list[int]] = {}
+    switch_epoch: int | None = None
     jsonl_path = spec.run_dir / JSONL_FILE
     for number, record in _read_jsonl(jsonl_path):
         where = f"{jsonl_path}:{number}"
+        if record.get("type") == "train":
+            counts, switch = record.get("ghm_bin_counts"), record.get("ghm_switch_epoch")
+            if isinstance(record.get("epoch"), int) and isinstance(counts, list):
+                bin_counts[record["epoch"]] = [int(c) for c in counts]
+            if isinstance(switch, int):
+                switch_epoch = switch
         if record.get("type") == "train" and "loss" in record:
             final_loss = _optional_float(record["loss"], f"{where}: loss")
         elif record.get("type") == "val" and isinstance(record.get("epoch"), int):
             curve[record["epoch"]] = _optional_float(record.get(CURVE_METRIC), f"{where}: {CURVE_METRIC}")
     time_s = _optional_float(read_run_info(spec.run_dir).get("train_time_s"), f"{spec.run_dir / RUN_INFO_FILE}")
-    return RunResult(spec, metrics, final_loss, time_s, dict(sorted(curve.items())))
+    return RunResult(spec, metrics, final_loss, time_s, dict(sorted(curve.items())), dict(sorted(bin_counts.items())),
+                     switch_epoch)
 
 
 def _optional_float(value: Any, where: str) -> float | None:

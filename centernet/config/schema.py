@@ -145,13 +145,33 @@ class FocalConfig:
     gamma: float = 2.0  # focusing exponent
 
 
+GHM_DENSITIES = ("batch", "ema", "epoch", "batch_then_epoch")
+GHM_EMA_INITS = ("first_count", "zero")
+
+
 @dataclass
 class GHMCConfig:
     type: Literal["ghm_c"] = "ghm_c"
     weight: float = 1.0
     bins: int = 10  # number of gradient-norm bins on [0, 1]
-    momentum: float = 0.0  # EMA momentum of the bin counts (density: ema)
-    density: Literal["batch", "ema", "epoch"] = "batch"  # where the gradient density comes from
+    momentum: float = 0.0  # EMA momentum of the bin counts (density: ema), in [0, 1)
+    density: Literal["batch", "ema", "epoch", "batch_then_epoch"] = "batch"  # where the gradient density comes from
+    ema_init: Literal["first_count", "zero"] = "first_count"  # ema: a bin's average starts at its first count | 0
+    switch_epoch: int = 0  # batch_then_epoch: last epoch of batch density; 0 = switch on switch_tolerance
+    switch_tolerance: float = 0.01  # batch_then_epoch: switch when the epoch-mean loss improves by less (relative)
+
+
+@dataclass
+class GHMCenterNetConfig:
+    type: Literal["ghm_centernet"] = "ghm_centernet"
+    weight: float = 1.0
+    beta: float = 4.0  # penalty reduction (1 - y)^beta of the negatives near centres
+    bins: int = 10  # the gradient-density keys as in ghm_c
+    momentum: float = 0.0
+    density: Literal["batch", "ema", "epoch", "batch_then_epoch"] = "batch"
+    ema_init: Literal["first_count", "zero"] = "first_count"
+    switch_epoch: int = 0
+    switch_tolerance: float = 0.01
 
 
 @dataclass
@@ -160,7 +180,7 @@ class BCEConfig:
     weight: float = 1.0
 
 
-HeatmapLossConfig = PenaltyReducedFocalConfig | FocalConfig | GHMCConfig | BCEConfig
+HeatmapLossConfig = PenaltyReducedFocalConfig | FocalConfig | GHMCConfig | GHMCenterNetConfig | BCEConfig
 
 
 @dataclass
@@ -272,8 +292,9 @@ def cross_key_error(config: Config) -> str | None:
     """A one-line description of what is wrong beyond single key types, or None when the config is valid.
 
     Checks the names of the ``data.val`` sets and ``eval.best_metric`` (:func:`val_set_error`), that
-    ``target.alpha``, ``target.beta`` lie in (0, 1], ``model.head.ltrb_scale`` > 0, and that the box head,
-    box targets and box loss form one of :data:`BOX_SETUPS`.
+    ``target.alpha``, ``target.beta`` lie in (0, 1], the GHM loss keys agree (:func:`ghm_options_error`),
+    ``model.head.ltrb_scale`` > 0, and that the box head, box targets and box loss form one of
+    :data:`BOX_SETUPS`.
     """
     problem = val_set_error(config)
     if problem is not None:
@@ -281,6 +302,12 @@ def cross_key_error(config: Config) -> str | None:
     for key, value in (("target.alpha", config.target.alpha), ("target.beta", config.target.beta)):
         if not 0.0 < value <= 1.0:
             return f"{key}: {value} is not in (0, 1]"
+    heatmap = config.loss.heatmap
+    if isinstance(heatmap, GHMCConfig | GHMCenterNetConfig):
+        problem = ghm_options_error(heatmap.bins, heatmap.momentum, heatmap.density, heatmap.ema_init,
+                                    heatmap.switch_epoch, heatmap.switch_tolerance)
+        if problem is not None:
+            return f"loss.heatmap ({heatmap.type}): {problem}"
     if not config.model.head.ltrb_scale > 0:
         return f"model.head.ltrb_scale: {config.model.head.ltrb_scale} is not > 0"
     setup = (config.model.head.box, config.target.box, config.loss.box.type)
@@ -315,4 +342,35 @@ def val_set_error(config: Config) -> str | None:
         set_name, sep, key = best.partition("/")
         if not sep or not key or set_name not in names:
             return f"eval.best_metric: {best!r} is not <set>/<metric> with a set of data.val ({', '.join(names)})"
+    return None
+
+
+def ghm_options_error(
+    bins: object, momentum: object, density: object, ema_init: object, switch_epoch: object, switch_tolerance: object
+) -> str | None:
+    """A one-line description of what is wrong with GHM gradient-density options, or None when they are valid.
+
+    ``bins`` an integer >= 1; ``momentum`` in [0, 1) and > 0 exactly when ``density`` is ``ema``;
+    ``ema_init: zero`` only with ``ema``; ``switch_epoch`` an integer >= 0 (> 0 only with
+    ``batch_then_epoch``) and ``switch_tolerance`` >= 0 (see ``docs/loss_study.md``).
+    """
+    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
+        return f"bins must be an integer >= 1, got {bins!r}"
+    if isinstance(momentum, bool) or not isinstance(momentum, int | float) or not 0.0 <= momentum < 1.0:
+        return f"momentum must be in [0, 1), got {momentum!r}"
+    if density not in GHM_DENSITIES:
+        return f"density must be one of {list(GHM_DENSITIES)}, got {density!r}"
+    if (density == "ema") != (momentum > 0):
+        return (f"density='ema' needs 0 < momentum < 1 and momentum > 0 needs density='ema'; "
+                f"got density={density!r}, momentum={momentum!r}")
+    if ema_init not in GHM_EMA_INITS:
+        return f"ema_init must be one of {list(GHM_EMA_INITS)}, got {ema_init!r}"
+    if ema_init != "first_count" and density != "ema":
+        return f"ema_init={ema_init!r} needs density='ema', got density={density!r}"
+    if isinstance(switch_epoch, bool) or not isinstance(switch_epoch, int) or switch_epoch < 0:
+        return f"switch_epoch must be an integer >= 0, got {switch_epoch!r}"
+    if isinstance(switch_tolerance, bool) or not isinstance(switch_tolerance, int | float) or not switch_tolerance >= 0:
+        return f"switch_tolerance must be >= 0, got {switch_tolerance!r}"
+    if switch_epoch > 0 and density != "batch_then_epoch":
+        return f"switch_epoch={switch_epoch} needs density='batch_then_epoch', got density={density!r}"
     return None

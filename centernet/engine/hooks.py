@@ -151,18 +151,49 @@ class LossStatisticsHook(HookBase):
     """Statistics of a loss that keeps some (:class:`EpochStatistics`, e.g. GHM-C's gradient-norm histogram).
 
     Logs the histogram with every training record (``ghm_bin_counts`` in ``metrics.jsonl`` and the
-    TensorBoard histogram ``train/ghm_gradient_norm``) and closes the loss's epoch after each epoch.
+    TensorBoard histogram ``train/ghm_gradient_norm``) plus the loss's own fields (``ghm_switch_epoch``
+    once a ``batch_then_epoch`` density has switched), and after each epoch closes the loss's epoch
+    with the epoch-mean training loss: the mean of ``losses[loss_key]`` over the epoch's steps that were
+    not skipped, all-reduced over the ranks (after a mid-epoch resume, over the steps since the resume).
 
     Args:
         loss: the loss holding the statistics.
         metrics_logger: ``None`` on ranks other than 0.
+        loss_key: the term of ``trainer.last_step.losses`` averaged (``heatmap``; ``loss`` when absent).
     """
 
     TAG = "train/ghm_gradient_norm"
 
-    def __init__(self, loss: EpochStatistics, metrics_logger: MetricsLogger | None) -> None:
+    def __init__(self, loss: EpochStatistics, metrics_logger: MetricsLogger | None, loss_key: str = "heatmap") -> None:
         self.loss = loss
         self.metrics_logger = metrics_logger
+        self.loss_key = loss_key
+        self._reset_epoch()
+
+    def _reset_epoch(self) -> None:
+        device = self.trainer.device if hasattr(self, "trainer") else None
+        self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)  # on the device: no sync per step
+        self.loss_steps = 0
+
+    def before_train(self) -> None:
+        self._reset_epoch()
+
+    def after_step(self) -> None:
+        step = self.trainer.last_step
+        if step is None or step.skipped:
+            return
+        value = step.losses.get(self.loss_key, step.losses.get("loss"))
+        if value is not None:
+            self.loss_sum = self.loss_sum.to(value.device) + value.detach().double()
+            self.loss_steps += 1
+
+    def epoch_loss(self) -> float | None:
+        """The epoch-mean training loss over all ranks (one all-reduce), None without steps."""
+        device = self.loss_sum.device
+        totals = all_reduce_sum(torch.stack([self.loss_sum, torch.tensor(float(self.loss_steps), device=device,
+                                                                          dtype=torch.float64)]))
+        total, steps = totals.tolist()
+        return total / steps if steps > 0 else None
 
     def record_fields(self) -> dict[str, Any]:
         """The fields added to each training record (and the TensorBoard histogram, written here)."""
@@ -171,10 +202,15 @@ class LossStatisticsHook(HookBase):
             return {}
         if self.metrics_logger is not None:
             self.metrics_logger.log_histogram(self.TAG, *histogram, step=self.trainer.iteration)
-        return {"ghm_bin_counts": histogram[1]}
+        return {"ghm_bin_counts": histogram[1], **self.loss.record_fields()}
 
     def after_epoch(self) -> None:
-        self.loss.end_epoch()
+        before = self.loss.record_fields()
+        self.loss.end_epoch(self.epoch_loss())
+        after = self.loss.record_fields()
+        if after != before:
+            logger.info("epoch %d: %s", self.trainer.epoch, ", ".join(f"{k}={v}" for k, v in after.items()))
+        self._reset_epoch()
 
 
 class VisualLoggingHook(HookBase):

@@ -14,7 +14,7 @@ statistics across batches (GHM-C's histograms) implement :class:`EpochStatistics
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from torch import Tensor, nn
 
@@ -54,6 +54,14 @@ class EpochStatistics(Protocol):
         """Bin edges and counts of the last training batch, or None before the first one."""
         ...
 
-    def end_epoch(self) -> None:
-        """Close the current epoch (e.g. make its histogram the next epoch's density)."""
+    def record_fields(self) -> dict[str, Any]:
+        """More fields for the training records of ``metrics.jsonl`` (e.g. ``ghm_switch_epoch``)."""
+        ...
+
+    def end_epoch(self, epoch_loss: float | None = None) -> None:
+        """Close the current epoch (e.g. make its histogram the next epoch's density).
+
+        Args:
+            epoch_loss: the epoch-mean training loss (all ranks), or None when unknown.
+        """
         ...

@@ -16,11 +16,13 @@ from centernet.losses.base import HeatmapLoss
 from centernet.losses.bce import BCEHeatmapLoss
 from centernet.losses.focal import PenaltyReducedFocalLoss, SigmoidFocalLoss
 from centernet.losses.ghm import GHMC
+from centernet.losses.ghm_centernet import GHMCenterNet
 
 HEATMAP_LOSSES: dict[str, Callable[..., HeatmapLoss]] = {
     "penalty_reduced_focal": PenaltyReducedFocalLoss,  # alpha, beta
     "focal": SigmoidFocalLoss,  # alpha, gamma
-    "ghm_c": GHMC,  # bins, momentum, density
+    "ghm_c": GHMC,  # bins, momentum, density, ema_init, switch_epoch, switch_tolerance
+    "ghm_centernet": GHMCenterNet,  # beta + the ghm_c keys
     "bce": BCEHeatmapLoss,  # no parameters
 }
 
@@ -39,7 +41,7 @@ def build_heatmap_loss(
 
     Args:
         name: a key of :data:`HEATMAP_LOSSES` (``penalty_reduced_focal``, ``focal``, ``ghm_c``,
-            ``bce``).
+            ``ghm_centernet``, ``bce``).
         reduce_counts: under DDP, the all-reduce sum for losses that keep batch statistics (a loss
             whose factory takes a ``reduce_counts`` keyword gets it; the others need none).
         **params: that loss's own parameters (e.g. ``alpha=2.0, beta=4.0``); config-only keys such

@@ -142,18 +142,30 @@ def test_summary_and_markdown_table(study: list[RunSpec]) -> None:
     assert focal.train_time_s == pytest.approx(12.0)
     assert bce.std["AP"] is None and bce.train_time_s is None
 
+    # t interval of AP over 2 seeds: 0.35 ± t(0.975, 1) * sqrt(0.005) / sqrt(2) = 0.35 ± 12.7062 * 0.05
+    assert (focal.interval.low, focal.interval.high) == pytest.approx((0.35 - 0.63531, 0.35 + 0.63531), abs=1e-5)
+    assert focal.difference is None  # the baseline (first config)
+    assert bce.difference.n == 1 and bce.difference.mean == pytest.approx(-0.10) and bce.difference.low is None
+
     lines = markdown_table(summaries).splitlines()
     assert lines[0] == (
-        "| config | heatmap loss | seeds | AP (%) | AP50 (%) | APs (%) | APm (%) | APl (%) "
-        "| final loss | train time (s) |"
+        "| config | heatmap loss | seeds | AP (%) | AP 95% CI | ΔAP vs pr_focal (pp) | Δ 95% CI | pairs "
+        "| AP50 (%) | APs (%) | APm (%) | APl (%) | final loss | train time (s) |"
     )
     assert len(lines) == 4
     # std of AP: sqrt(0.005) = 0.0707 -> 7.1 %; AP50 identical over seeds -> std 0.0
     assert lines[2] == (
-        "| pr_focal | penalty_reduced_focal | 2 | 35.0 ± 7.1 | 50.0 ± 0.0 | 5.0 ± 0.0 | 35.0 ± 7.1 | 80.0 ± – "
-        "| 1.6000 ± 0.1414 | 12.0 |"
+        "| pr_focal | penalty_reduced_focal | 2 | 35.0 ± 7.1 | [-28.5, 98.5] | baseline | – | – "
+        "| 50.0 ± 0.0 | 5.0 ± 0.0 | 35.0 ± 7.1 | 80.0 ± – | 1.6000 ± 0.1414 | 12.0 |"
     )
-    assert lines[3] == "| bce | bce | 1 | 20.0 ± – | 50.0 ± – | 5.0 ± – | 20.0 ± – | – | 0.2500 ± – | – |"
+    # bce seed 0 against pr_focal seed 0: 20.0 - 30.0; one pair, no interval
+    assert lines[3] == (
+        "| bce | bce | 1 | 20.0 ± – | – | -10.0 | – | 1 | 50.0 ± – | 5.0 ± – | 20.0 ± – | – | 0.2500 ± – | – |"
+    )
+    with pytest.raises(ValueError, match="baseline 'nope' is not one of the configs"):
+        summarize([collect_run(spec) for spec in study], baseline="nope")
+    against_bce = summarize([collect_run(spec) for spec in study], baseline="bce")
+    assert against_bce[1].difference is None and against_bce[0].difference.mean == pytest.approx(0.10)
 
 
 def test_write_reports_csv_and_png(study: list[RunSpec], tmp_path: Path) -> None:
@@ -165,7 +177,8 @@ def test_write_reports_csv_and_png(study: list[RunSpec], tmp_path: Path) -> None
     with (out / "ablation.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert list(rows[0]) == [
-        "config", "heatmap_loss", "seed", "AP", "AP50", "AP75", "APs", "APm", "APl", "final_loss", "train_time_s"
+        "config", "heatmap_loss", "seed", "AP", "AP50", "AP75", "APs", "APm", "APl", "final_loss", "train_time_s",
+        "ghm_switch_epoch",
     ]  # fmt: skip
     assert [(r["config"], r["heatmap_loss"], r["seed"]) for r in rows] == [
         ("pr_focal", "penalty_reduced_focal", "0"),
@@ -180,6 +193,7 @@ def test_write_reports_csv_and_png(study: list[RunSpec], tmp_path: Path) -> None
     assert png.read_bytes()[: len(PNG_SIGNATURE)] == PNG_SIGNATURE
     height, width = imread(png).shape[:2]
     assert (width, height) == (PLOT_SIZE_INCHES[0] * PLOT_DPI, PLOT_SIZE_INCHES[1] * PLOT_DPI)
+    assert not (out / "ablation_ghm_bins.png").exists()  # no GHM run in this study
 
 
 def test_empty_study(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import torch
 from centernet.losses import (
     GHMC,
     HEATMAP_LOSSES,
+    GHMCenterNet,
     binary_cross_entropy,
     build_heatmap_loss,
     penalty_reduced_focal_loss,
@@ -27,7 +28,7 @@ def _inputs() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 
 def test_registry_names() -> None:
-    assert set(HEATMAP_LOSSES) == {"penalty_reduced_focal", "focal", "ghm_c", "bce"}
+    assert set(HEATMAP_LOSSES) == {"penalty_reduced_focal", "focal", "ghm_c", "ghm_centernet", "bce"}
 
 
 def test_built_modules_forward_their_parameters() -> None:
@@ -44,6 +45,7 @@ def test_built_modules_forward_their_parameters() -> None:
         ),
         (build_heatmap_loss("bce"), binary_cross_entropy(logits, target, mask)),
         (build_heatmap_loss("ghm_c", bins=4), GHMC(bins=4)(logits, target, mask)),
+        (build_heatmap_loss("ghm_centernet", beta=2.0), GHMCenterNet(beta=2.0)(logits, target, mask)),
     ]
     for module, expected in cases:
         assert isinstance(module, torch.nn.Module)
@@ -54,6 +56,10 @@ def test_ghm_c_parameters() -> None:
     module = build_heatmap_loss("ghm_c", bins=7, momentum=0.75, density="ema")
     assert isinstance(module, GHMC)
     assert (module.bins, module.momentum, module.density) == (7, 0.75, "ema")
+    assert module.ema_init == "first_count"
+    module = build_heatmap_loss("ghm_centernet", bins=5, density="batch_then_epoch", switch_epoch=3)
+    assert isinstance(module, GHMCenterNet)
+    assert (module.bins, module.density, module.switch_epoch, module.beta) == (5, "batch_then_epoch", 3, 4.0)
 
 
 def test_bce_hand_value_through_registry() -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,23 +27,36 @@ def error_lines(capsys: pytest.CaptureFixture[str]) -> list[str]:
     return [line for line in capsys.readouterr().err.splitlines() if " ERROR " in line]
 
 
-def test_ablation_configs_differ_from_the_base_only_in_the_heatmap_loss() -> None:
-    base = config_to_dict(load_config(REPO / "configs" / "shapes_resnet18.yaml"))
-    types = {}
-    for path in sorted(ABLATION_DIR.glob("*.yaml")):
+STUDY_LOSSES = {
+    "bce": ("bce", None),
+    "focal": ("focal", None),
+    "penalty_reduced_focal": ("penalty_reduced_focal", None),
+    "ghm_c_batch": ("ghm_c", (10, 0.0, "batch")),
+    "ghm_c": ("ghm_c", (10, 0.75, "ema")),
+    "ghm_c_ema30": ("ghm_c", (30, 0.75, "ema")),
+    "ghm_c_epoch": ("ghm_c", (10, 0.0, "epoch")),
+    "ghm_c_batch_then_epoch": ("ghm_c", (10, 0.0, "batch_then_epoch")),
+    "ghm_centernet": ("ghm_centernet", (10, 0.75, "ema")),
+    "ghm_centernet_batch_then_epoch": ("ghm_centernet", (10, 0.0, "batch_then_epoch")),
+}
+
+
+@pytest.mark.parametrize(("folder", "prefix", "base"), [
+    (ABLATION_DIR, "shapes", "shapes_resnet18.yaml"),
+    (ABLATION_DIR / "trees", "trees", "trees_efficientnet_lite0.yaml"),
+])  # fmt: skip
+def test_ablation_configs_differ_from_the_base_only_in_the_heatmap_loss(folder: Path, prefix: str, base: str) -> None:
+    base_dict = config_to_dict(load_config(REPO / "configs" / base))
+    found = {}
+    for path in sorted(folder.glob("*.yaml")):
         cfg = load_config(path)
         assert path.read_text().startswith("# "), f"{path.name} needs a header comment"
-        changed = config_differences(base, config_to_dict(cfg))
+        changed = config_differences(base_dict, config_to_dict(cfg))
         assert all(key.startswith("loss.heatmap.") for key in changed), (path.name, changed)
-        types[path.stem] = cfg.loss.heatmap.type
-    assert types == {
-        "shapes_bce": "bce",
-        "shapes_focal": "focal",
-        "shapes_ghm_c": "ghm_c",
-        "shapes_penalty_reduced_focal": "penalty_reduced_focal",
-    }
-    ghm = load_config(ABLATION_DIR / "shapes_ghm_c.yaml").loss.heatmap
-    assert (ghm.bins, ghm.momentum, ghm.density) == (10, 0.75, "ema")
+        heatmap = cfg.loss.heatmap
+        density = (heatmap.bins, heatmap.momentum, heatmap.density) if hasattr(heatmap, "density") else None
+        found[path.stem] = (heatmap.type, density)
+    assert found == {f"{prefix}_{name}": value for name, value in STUDY_LOSSES.items()}
 
 
 def test_overrides_after_the_seeds_are_overrides() -> None:
@@ -110,7 +125,7 @@ def test_interrupted_run_resumes_and_sums_its_time(
     config = str(tiny_config(name="only.yaml"))  # 2 epochs, evaluated after each
     work = tmp_path / "study"
     argv = ["--configs", config, "--seeds", "3", "--work-dir", str(work), "--no-progress"]
-    evaluate = EvalHook.run
+    evaluate = EvalHook.run  # what the trainer calls after each epoch
 
     def fail_at_epoch_2(hook: EvalHook) -> dict:
         if hook.trainer.epoch == 2:
@@ -175,3 +190,74 @@ def test_duplicate_config_stems_and_seeds(
     (line,) = error_lines(capsys)
     assert "--seeds lists [1] more than once" in line
     assert not (work / "same").exists()  # nothing trained
+
+
+def read_rows(work: Path) -> list[dict[str, str]]:
+    with (work / "ablation.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_two_jobs_at_a_time_then_skip(
+    tiny_config: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configs = [str(tiny_config(name="prfocal.yaml")), str(tiny_config(BCE_LOSS, name="bce.yaml"))]
+    work = tmp_path / "study"
+    argv = ["--configs", *configs, "--seeds", "0", "--work-dir", str(work), "--jobs", "2", "--baseline", "bce",
+            "solver.epochs=1"]
+    assert ablate.main(argv) == 0
+    assert [(r["config"], r["seed"]) for r in read_rows(work)] == [("prfocal", "0"), ("bce", "0")]  # plan order
+    threads = max(1, (os.cpu_count() or 1) // 2)  # the CPU split between the two workers
+    for name in ("prfocal", "bce"):
+        state = load_checkpoint(work / name / "seed0" / "checkpoints" / "last.pth")
+        assert state["epoch"] == 1 and state["config"]["runtime"]["threads"] == threads
+    assert "| prfocal | penalty_reduced_focal | 1 | " in (work / "ablation.md").read_text()
+    assert "ΔAP vs bce (pp)" in (work / "ablation.md").read_text()
+    capsys.readouterr()
+    assert ablate.main(argv) == 0
+    assert capsys.readouterr().err.count("is done (1 epochs): skipped") == 2
+
+
+def test_submitit_local_executor_runs_and_resumes(
+    tiny_config: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("submitit")
+    config = str(tiny_config(name="tiny.yaml"))
+    work = tmp_path / "study"
+    argv = ["--configs", config, "--seeds", "0", "1", "--work-dir", str(work), "--launcher", "submitit",
+            "--cluster", "local", "--gpus-per-node", "0", "--cpus-per-task", "1", "--timeout", "10",
+            "solver.epochs=1", "runtime.device=cpu"]
+    assert ablate.main(argv) == 0
+    assert [(r["config"], r["seed"]) for r in read_rows(work)] == [("tiny", "0"), ("tiny", "1")]
+    assert list((work / "submitit").glob("*_log.out"))  # the jobs' own logs
+    # seed 1 stopped after training, before its final evaluation was written: the job only evaluates
+    (work / "tiny" / "seed1" / "eval" / "metrics.json").unlink()
+    capsys.readouterr()
+    assert ablate.main(argv) == 0
+    err = capsys.readouterr().err
+    assert "tiny seed 0 is done (1 epochs): skipped" in err and err.count(": job ") == 1
+    assert (work / "tiny" / "seed1" / "eval" / "metrics.json").is_file()
+    info = json.loads((work / "tiny" / "seed1" / "run_info.json").read_text())
+    assert info["sessions"] == 2 and info["finished"]
+
+
+def test_launch_options_are_checked() -> None:
+    with pytest.raises(SystemExit):
+        ablate.parse_args(["--configs", "a.yaml", "--seeds", "0", "--jobs", "0"])
+    with pytest.raises(SystemExit):
+        ablate.parse_args(["--configs", "a.yaml", "--seeds", "0", "--baseline", "b"])
+    with pytest.raises(SystemExit):
+        ablate.parse_args(["--configs", "a.yaml", "--seeds", "0", "--launcher", "submitit", "--jobs", "2"])
+    args = ablate.parse_args(["--configs", "x/a.yaml", "b.yaml", "--seeds", "0", "--baseline", "b"])
+    assert args.baseline == "b" and args.jobs == 1 and args.launcher == "local"
+
+
+def test_submitit_missing_is_one_error_line(
+    tiny_config: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "submitit", None)  # import submitit -> ImportError
+    argv = ["--configs", str(tiny_config()), "--seeds", "0", "--work-dir", str(tmp_path / "w"),
+            "--launcher", "submitit"]
+    assert ablate.main(argv) == 1
+    (line,) = error_lines(capsys)
+    assert "--launcher submitit needs the submitit package" in line

@@ -1,0 +1,234 @@
+"""Running the runs of an ablation study: one after another, N at a time on one machine, or as SLURM jobs.
+
+Every run trains in its own folder and is resumable, so all three ways share one rule: a run that
+is done is skipped, an interrupted one resumes from its ``checkpoints/last.pth`` (the state is read
+where the run starts, so a requeued SLURM job resumes too). ``tools/ablate.py`` picks the way:
+
+- ``--jobs 1`` (default): in this process, one run after another.
+- ``--jobs N``: a pool of N worker processes (``spawn``). With GPUs visible (``CUDA_VISIBLE_DEVICES``
+  or all CUDA devices), worker ``i`` sees only device ``devices[i % len(devices)]``; on a CPU every
+  run gets ``runtime.threads = max(1, cpu_count // N)`` unless the overrides set ``runtime.threads``.
+- ``--launcher submitit``: one job per run through ``submitit`` (SLURM, or its local executor); a job
+  preempted or timed out is requeued and resumes. This process waits for every job.
+
+See ``docs/loss_study.md`` for the study commands.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import multiprocessing
+import os
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from centernet.ablation.runs import RunSpec, RunStatus, record_run_time, run_status
+from centernet.config import Config, ConfigError
+from centernet.engine.logging import LOG_FORMAT, setup_logging
+from centernet.utils.errors import one_line_error
+
+logger = logging.getLogger("centernet.ablation")
+
+RUN_ERRORS = (ConfigError, FileNotFoundError, ValueError, FloatingPointError, OSError)
+"""Errors that fail one run and let the others go on."""
+SUBMITIT_FOLDER = "submitit"  # job scripts and logs, under the study folder
+
+
+@dataclass(frozen=True)
+class SubmititOptions:
+    """Resources of each SLURM job (``--launcher submitit``).
+
+    Args:
+        cluster: ``None`` = SLURM when available, else local; ``"slurm" | "local" | "debug"``.
+        partition: SLURM partition (``None`` = the cluster's default).
+        timeout_min: wall-time limit of a job in minutes (requeued and resumed when reached).
+        gpus_per_node: GPUs of a job.
+        cpus_per_task: CPU cores of a job.
+    """
+
+    cluster: str | None = None
+    partition: str | None = None
+    timeout_min: int = 240
+    gpus_per_node: int = 1
+    cpus_per_task: int = 8
+
+
+@contextmanager
+def run_log(run_dir: Path) -> Iterator[None]:
+    """Also log everything into ``run_dir/run.log`` while one run trains (the study log gets it too)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(run_dir / "run.log")
+    handler.setLevel(logging.DEBUG)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT, datefmt="%H:%M:%S"))
+    root = logging.getLogger("centernet")
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+
+
+def train_run(spec: RunSpec, cfg: Config, status: RunStatus, *, progress: bool) -> None:
+    """Train (or resume, or only evaluate) one run and add its wall time to ``run_info.json``."""
+    from centernet.engine.run_dir import complete_run  # the heavy imports only where a run trains
+    from centernet.engine.trainer import Trainer
+
+    epochs = cfg.solver.epochs
+    resume = status.completed_epochs > 0
+    action = f"resuming after epoch {status.completed_epochs}/{epochs}" if resume else f"training {epochs} epochs"
+    logger.info("%s seed %d (%s loss): %s in %s", spec.name, spec.seed, spec.loss_type, action, spec.run_dir)
+    started = time.perf_counter()
+    finished = False
+    try:
+        with run_log(spec.run_dir):
+            trainer = Trainer.from_config(cfg, spec.run_dir, resume=True if resume else None, progress=progress)
+            complete_run(trainer)  # also a run trained but stopped before its final evaluation
+        finished = True
+    finally:
+        info = record_run_time(spec.run_dir, time.perf_counter() - started, finished=finished, resumed=resume)
+    logger.info("%s seed %d finished in %.1f s", spec.name, spec.seed, info["train_time_s"])
+
+
+def execute(spec: RunSpec, cfg: Config, progress: bool = False) -> str | None:
+    """Train one run from its current state (done: nothing; interrupted: resume).
+
+    Returns:
+        None on success, else the one-line error of a failure in :data:`RUN_ERRORS`.
+    """
+    if not logging.getLogger("centernet").handlers:  # a fresh worker process or job
+        setup_logging(None)
+    try:
+        status = run_status(spec.run_dir, cfg.solver.epochs)
+        if status.done:
+            logger.info("%s seed %d is done (%d epochs): skipped", spec.name, spec.seed, status.completed_epochs)
+            return None
+        train_run(spec, cfg, status, progress=progress)
+    except RUN_ERRORS as error:
+        logger.debug("traceback of the error below", exc_info=True)
+        return one_line_error(error)
+    return None
+
+
+def run_sequential(pending: Sequence[tuple[RunSpec, Config, RunStatus]], *, progress: bool) -> list[str | None]:
+    """Train the runs one after another in this process; the error (or None) of each run, in order."""
+    errors: list[str | None] = []
+    for index, (spec, cfg, status) in enumerate(pending, start=1):
+        logger.info("run %d/%d", index, len(pending))
+        try:
+            train_run(spec, cfg, status, progress=progress)
+        except RUN_ERRORS as error:
+            logger.debug("traceback of the error below", exc_info=True)
+            errors.append(one_line_error(error))
+            continue
+        errors.append(None)
+    return errors
+
+
+class RunJob:
+    """A picklable run for ``submitit``: called in the job; ``checkpoint`` requeues it on preemption."""
+
+    def __init__(self, spec: RunSpec, cfg: Config) -> None:
+        self.spec = spec
+        self.cfg = cfg
+
+    def __call__(self) -> str | None:
+        return execute(self.spec, self.cfg)
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
+        """Requeue the same run: it resumes from its last checkpoint when it starts again."""
+        from submitit.helpers import DelayedSubmission
+
+        return DelayedSubmission(RunJob(self.spec, self.cfg))
+
+
+def visible_devices() -> list[str]:
+    """The CUDA devices a worker may take: ``CUDA_VISIBLE_DEVICES`` entries, else every CUDA device."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [item.strip() for item in listed.split(",") if item.strip()]
+    import torch
+
+    return [str(index) for index in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+
+
+def with_threads(cfg: Config, threads: int) -> Config:
+    """A copy of ``cfg`` with ``runtime.threads = threads`` (a runtime-only key: resumes still match)."""
+    copied = copy.deepcopy(cfg)
+    copied.runtime.threads = threads
+    return copied
+
+
+def _claim_device(slots: Any, devices: list[str]) -> None:
+    """Pool initialiser: take the next slot and, with GPUs, see only that slot's device."""
+    slot = slots.get()
+    if devices:
+        os.environ["CUDA_VISIBLE_DEVICES"] = devices[slot % len(devices)]
+
+
+def run_pool(
+    runs: Sequence[tuple[RunSpec, Config]], jobs: int, *, threads_set: bool = False
+) -> list[str | None]:
+    """Train the runs ``jobs`` at a time in worker processes; the error (or None) of each run, in order.
+
+    Args:
+        runs: the runs and their configs.
+        jobs: number of worker processes (>= 1).
+        threads_set: the overrides set ``runtime.threads``: keep it instead of splitting the CPU.
+    """
+    devices = visible_devices()
+    if not devices and not threads_set:
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        runs = [(spec, with_threads(cfg, threads)) for spec, cfg in runs]
+        logger.info("%d runs at a time on the CPU, %d threads each", jobs, threads)
+    elif devices:
+        logger.info("%d runs at a time on devices %s (one each)", jobs, ",".join(devices))
+    context = multiprocessing.get_context("spawn")
+    slots = context.Queue()
+    for slot in range(jobs):
+        slots.put(slot)
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_claim_device, initargs=(slots, devices)) as pool:
+        futures = [pool.submit(execute, spec, cfg) for spec, cfg in runs]
+        return [_outcome(future.result) for future in futures]
+
+
+def run_submitit(runs: Sequence[tuple[RunSpec, Config]], folder: Path, options: SubmititOptions) -> list[str | None]:
+    """Submit one ``submitit`` job per run and wait for all; the error (or None) of each run, in order.
+
+    Raises:
+        ImportError: ``submitit`` is not installed (``pip install -r requirements-dev.txt``).
+    """
+    try:
+        import submitit
+    except ImportError as error:
+        raise ImportError("--launcher submitit needs the submitit package (pip install submitit)") from error
+    executor = submitit.AutoExecutor(folder=folder, cluster=options.cluster)
+    parameters: dict[str, Any] = {
+        "name": "ablation",
+        "timeout_min": options.timeout_min,
+        "gpus_per_node": options.gpus_per_node,
+        "cpus_per_task": options.cpus_per_task,
+        "tasks_per_node": 1,
+    }
+    if options.partition:
+        parameters["slurm_partition"] = options.partition
+    executor.update_parameters(**parameters)
+    jobs = [executor.submit(RunJob(spec, cfg)) for spec, cfg in runs]
+    for (spec, _), job in zip(runs, jobs, strict=True):
+        logger.info("%s seed %d: job %s (logs in %s)", spec.name, spec.seed, job.job_id, folder)
+    return [_outcome(job.result) for job in jobs]
+
+
+def _outcome(result: Any) -> str | None:
+    """The run's error (or None), also when its worker or job itself failed."""
+    try:
+        value = result()
+    except Exception as error:  # a crashed worker, a failed job: report it, let the other runs count
+        return one_line_error(error)
+    return value if isinstance(value, str) else None
