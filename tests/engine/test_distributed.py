@@ -223,8 +223,8 @@ def test_every_named_val_set_is_sharded_and_gathered(tmp_path: Path, tiny_shapes
         f"img_dir: {tiny_shapes}/train}}\n"
     )
     work_dir = tmp_path / "ddp"
-    result = torchrun(2, ["--config", str(config), "--work-dir", str(work_dir), "--no-progress", *DDP_OVERRIDES],
-                      cwd=tmp_path)
+    result = torchrun(2, ["--config", str(config), "--work-dir", str(work_dir), "--no-progress", *COMMON,
+                          *DDP_OVERRIDES], cwd=tmp_path)  # the same evaluation settings as the process below
     assert result.returncode == 0, result.stderr[-3000:]
     checkpoint = work_dir / "checkpoints" / "last.pth"
     trainer = Trainer.from_config(load_config(config, COMMON), tmp_path / "one", resume=checkpoint, progress=False)
