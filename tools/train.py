@@ -18,7 +18,7 @@ from pathlib import Path
 
 from centernet.cli import default_argument_parser, is_main_process, run_tool, setup_tool_logging
 from centernet.config import Config, load_config
-from centernet.engine.distributed import destroy_distributed
+from centernet.engine.distributed import barrier, destroy_distributed
 from centernet.engine.run_dir import RunDirPlan, complete_run, finished_run_summary, plan_run_dir
 from centernet.engine.trainer import Trainer
 
@@ -72,6 +72,7 @@ def train(args: argparse.Namespace) -> int:
 def fit(cfg: Config, work_dir: Path, plan: RunDirPlan, *, progress: bool) -> None:
     trainer = Trainer.from_config(cfg, work_dir, resume=plan.resume, progress=progress)
     complete_run(trainer)
+    barrier()  # every rank finishes together: a rank leaving the process group early can abort gloo's threads
 
 
 def main(argv: list[str] | None = None) -> int:
