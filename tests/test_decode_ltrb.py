@@ -9,18 +9,10 @@ import torch
 from centernet.data.transforms import flip_boxes
 from centernet.decode import GraphDecoder, decode_detections, decode_ltrb_detections, decode_maps, unflip_ltrb
 from centernet.targets import render_ttf_targets
+from tests.losses.test_giou import perfect_ltrb
 
 DOWN = 4
 LOGIT_CLAMP = 1e-4  # probability clamp turning rendered heatmaps into finite fake logits
-
-
-def _perfect_ltrb(box_target: torch.Tensor, down_ratio: int) -> torch.Tensor:
-    """Distances from each cell (x * d, y * d) to the sides of its target box (any sign)."""
-    _, _, height, width = box_target.shape
-    xs = (torch.arange(width, dtype=torch.float32) * down_ratio).view(1, width)
-    ys = (torch.arange(height, dtype=torch.float32) * down_ratio).view(height, 1)
-    x1, y1, x2, y2 = box_target.unbind(1)
-    return torch.stack((xs - x1, ys - y1, x2 - xs, y2 - ys), dim=1)
 
 
 def test_hand_computed_box_of_one_peak():
@@ -46,7 +38,7 @@ def _round_trip_case() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[s
     valid = labels >= 0
     targets = render_ttf_targets(boxes, labels, valid, num_classes=3, output_size=(32, 32), down_ratio=DOWN)
     logits = torch.logit(targets["heatmap"].clamp(LOGIT_CLAMP, 1 - LOGIT_CLAMP))
-    return boxes, labels, valid, {"heatmap": logits, "ltrb": _perfect_ltrb(targets["box_target"], DOWN)}
+    return boxes, labels, valid, {"heatmap": logits, "ltrb": perfect_ltrb(targets["box_target"], DOWN)}
 
 
 def test_round_trip_render_then_decode():
@@ -95,8 +87,8 @@ def test_unflip_ltrb_matches_the_unmirrored_distances():
     mirrored = flip_boxes(box, 32)
     assert mirrored.tolist() == [[12.0, 3.0, 29.0, 21.0]]
     everywhere = torch.ones(1, 1, 6, 8)
-    direct = _perfect_ltrb(torch.from_numpy(box).view(1, 4, 1, 1) * everywhere, DOWN)
-    flipped = _perfect_ltrb(torch.from_numpy(mirrored).view(1, 4, 1, 1) * everywhere, DOWN)
+    direct = perfect_ltrb(torch.from_numpy(box).view(1, 4, 1, 1) * everywhere, DOWN)
+    flipped = perfect_ltrb(torch.from_numpy(mirrored).view(1, 4, 1, 1) * everywhere, DOWN)
     torch.testing.assert_close(unflip_ltrb(flipped, down_ratio=DOWN), direct)
     # Cell x' = 1 of the mirrored map (pixel 4): l' = 4 - 12 = -8, r' = 29 - 4 = 25; it is cell x = 6
     # (pixel 24) of the original: l = r' - 3 = 22 = 24 - 2, r = l' + 3 = -5 = 19 - 24.

@@ -15,48 +15,14 @@ from typing import Any
 import torch
 
 from centernet.config.schema import TargetConfig
-from centernet.targets import render_targets, render_training_targets
-
-
-class CenterNetTargets:
-    """CenterNet's targets (:func:`centernet.targets.render_targets`) of a batch.
-
-    Args:
-        num_classes: heatmap channels.
-        down_ratio: input pixels per output cell.
-        radius_formula: ``centernet`` | ``cornernet`` Gaussian radius.
-        min_overlap: the radius formula's minimum IoU.
-    """
-
-    def __init__(self, *, num_classes: int, down_ratio: int, radius_formula: str, min_overlap: float) -> None:
-        self.num_classes = num_classes
-        self.down_ratio = down_ratio
-        self.radius_formula = radius_formula
-        self.min_overlap = min_overlap
-
-    def __call__(
-        self, batch: Mapping[str, Any], input_size: tuple[int, int], device: torch.device
-    ) -> dict[str, torch.Tensor]:
-        """Args: the collated batch (``boxes [B, M, 4]`` input pixels, ``labels``, ``valid``, ``ignore``),
-        the network input ``(height, width)``. Returns the :func:`render_targets` dict."""
-        output_size = (input_size[0] // self.down_ratio, input_size[1] // self.down_ratio)
-        return render_targets(
-            batch["boxes"].to(device, non_blocking=True) / self.down_ratio,
-            batch["labels"].to(device, non_blocking=True),
-            batch["valid"].to(device, non_blocking=True),
-            ignore=batch["ignore"].to(device, non_blocking=True),
-            num_classes=self.num_classes,
-            output_size=output_size,
-            radius_formula=self.radius_formula,
-            min_overlap=self.min_overlap,
-        )
+from centernet.targets import render_training_targets
 
 
 class ConfiguredTargets:
     """The targets the ``target`` config section asks for (:func:`centernet.targets.render_training_targets`).
 
     With the default section (``heatmap: circular``, ``box: center``) the targets equal
-    :class:`CenterNetTargets`'s bit for bit.
+    :func:`centernet.targets.render_targets` of the boxes divided by ``down_ratio``, bit for bit.
 
     Args:
         target: the ``target`` config section.

@@ -141,10 +141,12 @@ class Trainer(TrainStateMixin):
     # ------------------------------------------------------------------ the loop
     @property
     def world_size(self) -> int:
+        """Number of processes training together."""
         return self.dist.world_size
 
     @property
     def is_main(self) -> bool:
+        """True on rank 0, the process that writes."""
         return self.dist.is_main
 
     def fit(self) -> dict[str, Any] | None:

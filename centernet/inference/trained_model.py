@@ -94,6 +94,7 @@ class TrainedModel:
 
     @property
     def category_ids(self) -> list[int] | None:
+        """The dataset category id of each class, when the checkpoint stores them."""
         return self.checkpoint.category_ids
 
 

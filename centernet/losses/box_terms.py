@@ -58,6 +58,7 @@ class CentreL1Terms:
         return regression_count(targets["mask"], targets["size"].shape[-1])
 
     def terms(self, outputs: Maps, targets: Maps, normaliser: Tensor) -> dict[str, Tensor]:
+        """Unweighted L1 ``size`` / ``offset`` of ``outputs`` ``[B, 2, H, W]`` maps at the object centres."""
         index, mask = targets["index"], targets["mask"]
         return {
             "size": reg_l1_loss(outputs["size"], targets["size"], index, mask, normaliser),
@@ -85,6 +86,7 @@ class LtrbGIoUTerms:
         return targets["box_weight"].float().sum()
 
     def terms(self, outputs: Maps, targets: Maps, normaliser: Tensor) -> dict[str, Tensor]:
+        """Unweighted GIoU ``box`` term of ``outputs["ltrb"]`` ``[B, 4, H, W]`` against the dense box targets."""
         loss = ltrb_giou_loss(
             outputs["ltrb"], targets["box_target"], targets["box_weight"], down_ratio=self.down_ratio,
             normaliser=normaliser,

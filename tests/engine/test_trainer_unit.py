@@ -7,9 +7,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from centernet.config.schema import TargetConfig
 from centernet.data.normalize import ImageNormalizer
 from centernet.engine.hooks import HookBase
-from centernet.engine.targets import CenterNetTargets
+from centernet.engine.targets import ConfiguredTargets
 from centernet.engine.trainer import Trainer
 from centernet.losses import CenterNetCriterion, PenaltyReducedFocalLoss
 
@@ -77,8 +78,7 @@ def make_trainer(epochs: int, batches: int, hook: HookBase) -> Trainer:
         [in_memory_batch(i) for i in range(batches)],
         optimizer,
         torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0),
-        targets=CenterNetTargets(num_classes=NUM_CLASSES, down_ratio=DOWN_RATIO, radius_formula="centernet",
-                                 min_overlap=0.7),
+        targets=ConfiguredTargets(TargetConfig(), num_classes=NUM_CLASSES, down_ratio=DOWN_RATIO),
         normalizer=ImageNormalizer([0.5] * 3, [0.25] * 3),
         max_epochs=epochs,
         hooks=[hook],

@@ -12,8 +12,8 @@ EPS = 1e-4  # TTFNet's avg_factor epsilon
 DOWN = 4
 
 
-def _perfect_ltrb(box_target: torch.Tensor, down_ratio: int) -> torch.Tensor:
-    """The distances from each cell centre (x * d, y * d) to the sides of its target box."""
+def perfect_ltrb(box_target: torch.Tensor, down_ratio: int) -> torch.Tensor:
+    """The distances from each cell centre (x * d, y * d) to the sides of its target box (any sign)."""
     _, _, height, width = box_target.shape
     xs = (torch.arange(width, dtype=torch.float32) * down_ratio).view(1, width)
     ys = (torch.arange(height, dtype=torch.float32) * down_ratio).view(height, 1)
@@ -39,7 +39,7 @@ def test_ltrb_to_boxes_uses_the_cell_corner_as_centre():
 
 def test_perfect_predictions_give_zero_loss():
     targets = _rendered([[4.0, 4.0, 60.0, 60.0], [36.0, 36.0, 52.0, 52.0], [2.0, 30.0, 30.0, 62.0]])
-    ltrb = _perfect_ltrb(targets["box_target"], DOWN)
+    ltrb = perfect_ltrb(targets["box_target"], DOWN)
     positive = targets["box_weight"] > 0
     assert int(positive.sum()) > 50 and (ltrb[positive.expand_as(ltrb)] >= 0).all()
     loss = ltrb_giou_loss(ltrb.clamp_min(0), targets["box_target"], targets["box_weight"], down_ratio=DOWN)
