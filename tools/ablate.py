@@ -1,16 +1,18 @@
 """Run an ablation study: train + evaluate every config x seed, then compare them in a table and a plot.
 
 python tools/ablate.py --configs configs/ablations/*.yaml --seeds 0 1 2 [--work-dir DIR] [--no-progress]
-    [--baseline CONFIG] [--jobs N | --launcher submitit [--partition P] [--timeout MIN] [--gpus-per-node G]]
-    [KEY=VALUE ...]
+    [--baseline CONFIG] [--val-set NAME]
+    [--jobs N | --launcher submitit [--partition P] [--timeout MIN] [--gpus-per-node G]] [KEY=VALUE ...]
 
 Runs go into <work-dir>/<config stem>/seed<seed>/ with runtime.seed=<seed> and the overrides: one after
 another, N at a time (--jobs N: one GPU each, or the CPU threads split) or as SLURM jobs (--launcher
 submitit). Rerunning the same command skips finished runs and resumes interrupted ones. The results
 land in <work-dir>/ablation.csv (one row per run), ablation.md (mean ± std and 95% t interval over
 seeds per config, the AP difference to --baseline paired by seed), ablation.png (with the validation
-curves) and ablation_ghm_bins.png (GHM losses). A run that fails (e.g. a diverging loss) is reported
-and the others still run.
+curves) and ablation_ghm_bins.png (GHM losses). With named validation sets (data.val a list) the
+study reports the first set, or --val-set NAME, and the file names carry it (ablation_<set>.md, ...);
+rerun with another --val-set for another set's report (finished runs are not trained again). A run
+that fails (e.g. a diverging loss) is reported and the others still run.
 """
 
 from __future__ import annotations
@@ -29,12 +31,14 @@ from centernet.ablation import (
     RunStatus,
     collect_run,
     config_differences,
+    report_file,
     run_status,
     write_reports,
 )
 from centernet.ablation.launch import SubmititOptions, run_pool, run_sequential, run_submitit
 from centernet.cli import EXIT_ERROR, EXIT_OK, ToolArgumentParser, default_argument_parser, run_tool, setup_tool_logging
 from centernet.config import Config, config_to_dict, load_config
+from centernet.config.schema import val_set_names
 
 logger = logging.getLogger("centernet.tools.ablate")
 
@@ -51,6 +55,7 @@ def build_parser() -> ToolArgumentParser:
     parser.add_argument("--work-dir", default=str(DEFAULT_WORK_DIR), help=f"study folder (default: {DEFAULT_WORK_DIR})")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.add_argument("--baseline", metavar="CONFIG", help="config stem to compare with (default: the first)")
+    parser.add_argument("--val-set", metavar="NAME", help="named validation set to report (default: the first)")
     parser.add_argument("--jobs", type=int, default=1, metavar="N", help="local runs at a time (default: 1)")
     parser.add_argument("--launcher", choices=LAUNCHERS, default="local", help="local processes or submitit jobs")
     slurm = parser.add_argument_group("--launcher submitit")
@@ -79,14 +84,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def report_set(cfg: Config, config: str, requested: str | None) -> str | None:
+    """The named validation set a study reports: ``requested`` (``--val-set``) or the config's first set.
+
+    Raises:
+        ValueError: ``--val-set`` with a single unnamed set, or a name the config does not have.
+    """
+    names = val_set_names(cfg)
+    if names is None:
+        if requested is not None:
+            raise ValueError(f"--val-set {requested}: {config} has a single unnamed data.val set")
+        return None
+    if requested is None:
+        return names[0]
+    if requested not in names:
+        raise ValueError(f"--val-set {requested}: {config} has the validation sets {names}")
+    return requested
+
+
 def plan_runs(
-    configs: list[str], seeds: list[int], overrides: list[str], work_dir: Path
+    configs: list[str], seeds: list[int], overrides: list[str], work_dir: Path, val_set: str | None = None
 ) -> list[tuple[RunSpec, Config, RunStatus]]:
     """Load every config x seed and inspect its run folder before anything trains.
 
     Raises:
-        ValueError: duplicate config stems or seeds, an override of ``runtime.seed``, or a run folder
-            whose checkpoint was trained with a different config.
+        ValueError: duplicate config stems or seeds, an override of ``runtime.seed``, a run folder
+            whose checkpoint was trained with a different config, or configs reporting different
+            validation sets.
         ConfigError, FileNotFoundError: a config does not load.
     """
     stems: dict[str, str] = {}
@@ -108,10 +132,12 @@ def plan_runs(
     for stem, config in stems.items():
         for seed in seeds:
             cfg = load_config(config, [*overrides, f"{SEED_KEY}={seed}"])
-            spec = RunSpec(
-                name=stem, loss_type=cfg.loss.heatmap.type, seed=seed, run_dir=work_dir / stem / f"seed{seed}"
-            )
-            status = run_status(spec.run_dir, cfg.solver.epochs)
+            spec = RunSpec(name=stem, loss_type=cfg.loss.heatmap.type, seed=seed,
+                           run_dir=work_dir / stem / f"seed{seed}", val_set=report_set(cfg, config, val_set))
+            if plan and plan[0][0].val_set != spec.val_set:
+                raise ValueError(f"{config} reports validation set {spec.val_set!r} but {plan[0][0].name} reports "
+                                 f"{plan[0][0].val_set!r}; compare configs with the same data.val")
+            status = run_status(spec, cfg.solver.epochs)
             if status.config is not None:
                 changed = config_differences(status.config, config_to_dict(cfg), ignore=RUNTIME_ONLY_KEYS)
                 if changed:
@@ -137,7 +163,7 @@ def launch(pending: list[tuple[RunSpec, Config, RunStatus]], args: argparse.Name
 
 
 def ablate(args: argparse.Namespace, work_dir: Path) -> int:
-    plan = plan_runs(args.configs, args.seeds, args.overrides, work_dir)
+    plan = plan_runs(args.configs, args.seeds, args.overrides, work_dir, args.val_set)
     setup_tool_logging(work_dir)  # the study log, once every config has loaded
     finished: list[RunSpec] = []
     failed: list[RunSpec] = []
@@ -161,9 +187,10 @@ def ablate(args: argparse.Namespace, work_dir: Path) -> int:
         logger.warning("the baseline %s has no finished run: the first config is the baseline", baseline)
         baseline = None
     if finished:
-        table = write_reports([collect_run(spec) for spec in finished], work_dir, baseline)
-        logger.info("ablation of %d runs (%s, %s, %s in %s):\n%s", len(finished), CSV_FILE, MARKDOWN_FILE, PLOT_FILE,
-                    work_dir, table)
+        tag = finished[0].val_set
+        table = write_reports([collect_run(spec) for spec in finished], work_dir, baseline, tag)
+        files = ", ".join(report_file(name, tag) for name in (CSV_FILE, MARKDOWN_FILE, PLOT_FILE))
+        logger.info("ablation of %d runs (%s in %s):\n%s", len(finished), files, work_dir, table)
     if failed:
         names = ", ".join(f"{spec.name}/seed{spec.seed}" for spec in failed)
         logger.error("%d of %d runs failed (%s); rerun the same command to retry them", len(failed), len(plan), names)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from centernet.cli import default_argument_parser, is_main_process, run_tool, setup_tool_logging
 from centernet.config import Config, load_config
+from centernet.config.schema import val_set_names
 from centernet.engine.distributed import barrier, destroy_distributed
 from centernet.engine.run_dir import RunDirPlan, complete_run, finished_run_summary, plan_run_dir
 from centernet.engine.trainer import Trainer
@@ -57,9 +58,9 @@ def train(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)  # before anything is written: a bad config leaves no folder
     work_dir = Path(args.work_dir) if args.work_dir else default_work_dir(args.config)
     plan = plan_run_dir(work_dir, epochs=cfg.solver.epochs, resume=args.resume, overwrite=args.overwrite,
-                        auto_resume=args.auto_resume, is_main=is_main_process())
+                        auto_resume=args.auto_resume, val_sets=val_set_names(cfg), is_main=is_main_process())
     if plan.finished:
-        logger.info("%s holds a finished run: %s", work_dir, finished_run_summary(work_dir))
+        logger.info("%s holds a finished run: %s", work_dir, finished_run_summary(work_dir, val_set_names(cfg)))
         logger.info("train again with --overwrite (the run is moved aside) or --work-dir DIR")
         return 0
     setup_tool_logging(work_dir)

@@ -80,7 +80,7 @@ def train_run(spec: RunSpec, cfg: Config, status: RunStatus, *, progress: bool) 
     from centernet.engine.run_dir import complete_run  # the heavy imports only where a run trains
     from centernet.engine.trainer import Trainer
 
-    epochs = cfg.solver.epochs
+    epochs = status.planned_epochs or cfg.solver.epochs  # solver.min_iters may stretch the plan (logged at start)
     resume = status.completed_epochs > 0
     action = f"resuming after epoch {status.completed_epochs}/{epochs}" if resume else f"training {epochs} epochs"
     logger.info("%s seed %d (%s loss): %s in %s", spec.name, spec.seed, spec.loss_type, action, spec.run_dir)
@@ -105,7 +105,7 @@ def execute(spec: RunSpec, cfg: Config, progress: bool = False) -> str | None:
     if not logging.getLogger("centernet").handlers:  # a fresh worker process or job
         setup_logging(None)
     try:
-        status = run_status(spec.run_dir, cfg.solver.epochs)
+        status = run_status(spec, cfg.solver.epochs)
         if status.done:
             logger.info("%s seed %d is done (%d epochs): skipped", spec.name, spec.seed, status.completed_epochs)
             return None

@@ -1,7 +1,8 @@
 """Ablation reports: ``ablation.csv`` (one row per run), ``ablation.md`` (one row per config: mean ± std
 over seeds, the 95% t interval of AP and the AP difference to a baseline config paired by seed),
 ``ablation.png`` (final AP per config and the validation curves) and, for GHM losses,
-``ablation_ghm_bins.png`` (the gradient-norm histograms per epoch). See ``docs/loss_study.md``."""
+``ablation_ghm_bins.png`` (the gradient-norm histograms per epoch). With named validation sets the
+files carry the set's name (``ablation_<set>.md``, ...). See ``docs/loss_study.md``."""
 
 from __future__ import annotations
 
@@ -25,8 +26,8 @@ MISSING = "–"  # table cell for a value that does not exist (std of one seed, 
 
 __all__ = [
     "BINS_PLOT_FILE", "CSV_FILE", "CSV_METRICS", "MARKDOWN_FILE", "MISSING", "PERCENT", "PLOT_DPI", "PLOT_FILE",
-    "PLOT_SIZE_INCHES", "TABLE_METRICS", "ConfigSummary", "format_interval", "format_mean_std", "markdown_table",
-    "mean_std", "summarize", "write_csv", "write_reports",
+    "PLOT_SIZE_INCHES", "TABLE_METRICS", "ConfigSummary", "epochs_to_reach", "format_interval", "format_mean_std",
+    "markdown_table", "mean_std", "report_file", "summarize", "write_csv", "write_reports",
 ]  # fmt: skip
 
 
@@ -38,6 +39,8 @@ class ConfigSummary:
         interval: the t interval of the mean final ``AP`` over the seeds.
         difference: the t interval of ``AP - AP(baseline)`` over the seeds both have; ``None`` for
             the baseline itself.
+        epochs_to_baseline: per seed, the first epoch whose validation AP reached the baseline's mean final
+            AP (``None``: never reached; see :func:`epochs_to_reach`).
     """
 
     name: str
@@ -49,6 +52,7 @@ class ConfigSummary:
     train_time_s: float | None
     interval: Interval | None = None
     difference: Interval | None = None
+    epochs_to_baseline: list[int | None] | None = None
 
 
 def mean_std(values: Iterable[float | None]) -> tuple[float | None, float | None]:
@@ -79,6 +83,7 @@ def summarize(results: Sequence[RunResult], baseline: str | None = None) -> list
     if baseline is not None and baseline not in groups:
         raise ValueError(f"baseline {baseline!r} is not one of the configs {list(groups)}")
     reference = baseline if baseline is not None else next(iter(groups), None)
+    target = mean_std(run.metrics.get(CURVE_METRIC) for run in groups.get(str(reference), []))[0]
     summaries = []
     for name, runs in groups.items():
         stats = {metric: mean_std(run.metrics.get(metric) for run in runs) for metric in CSV_METRICS}
@@ -94,9 +99,36 @@ def summarize(results: Sequence[RunResult], baseline: str | None = None) -> list
                 interval=t_interval(run.metrics.get(CURVE_METRIC) for run in runs),
                 difference=None if name == reference else paired_difference(results, name, str(reference),
                                                                              CURVE_METRIC),
+                epochs_to_baseline=None if target is None else [epochs_to_reach(run.val_curve, target) for run in runs],
             )
         )
     return summaries
+
+
+def epochs_to_reach(curve: dict[int, float | None], target: float) -> int | None:
+    """The first epoch of a validation curve (epoch -> AP) whose AP is at least ``target`` (None: never).
+
+    How the convergence of two configs is compared (docs/results.md): with ``target`` the baseline's mean
+    final AP, the baseline itself reaches it at its last epoch on about half of its seeds.
+    """
+    return next((epoch for epoch, value in sorted(curve.items()) if value is not None and value >= target), None)
+
+
+def format_epochs(epochs: list[int | None] | None) -> str:
+    """``"6.3 (3/3)"``: the mean epoch over the seeds that reached the target, and how many did."""
+    if not epochs:
+        return MISSING
+    reached = [epoch for epoch in epochs if epoch is not None]
+    mean = f"{statistics.fmean(reached):.1f}" if reached else "never"
+    return f"{mean} ({len(reached)}/{len(epochs)})"
+
+
+def report_file(name: str, tag: str | None) -> str:
+    """``ablation.md`` -> ``ablation_<tag>.md`` (``tag``: a named validation set; None keeps the name)."""
+    if not tag:
+        return name
+    stem, dot, suffix = name.rpartition(".")
+    return f"{stem}_{tag}{dot}{suffix}"
 
 
 # ------------------------------------------------------------------------------ reports
@@ -124,6 +156,7 @@ def markdown_table(summaries: Sequence[ConfigSummary], baseline: str | None = No
     level = f"{CONFIDENCE:.0%}"
     header = ["config", "heatmap loss", "seeds", f"{CURVE_METRIC} (%)", f"{CURVE_METRIC} {level} CI",
               f"Δ{CURVE_METRIC} vs {reference} (pp)", f"Δ {level} CI", "pairs",
+              f"epoch {CURVE_METRIC} ≥ {reference}'s final (seeds)",
               *(f"{m} (%)" for m in TABLE_METRICS if m != CURVE_METRIC), "final loss", "train time (s)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * (len(header) - 3)) + "|"]
     for summary in summaries:
@@ -136,6 +169,7 @@ def markdown_table(summaries: Sequence[ConfigSummary], baseline: str | None = No
         else:
             cells.append(MISSING if diff.mean is None else f"{diff.mean * PERCENT:+.1f}")
             cells += [format_interval(diff, scale=PERCENT, signed=True), str(diff.n)]
+        cells.append(format_epochs(summary.epochs_to_baseline))
         cells += [format_mean_std(summary.mean[m], summary.std[m], scale=PERCENT) for m in TABLE_METRICS
                   if m != CURVE_METRIC]
         cells.append(format_mean_std(*summary.final_loss, digits=4))
@@ -159,9 +193,11 @@ def write_csv(results: Sequence[RunResult], path: Path) -> None:
             )
 
 
-def write_reports(results: Sequence[RunResult], out_dir: Path, baseline: str | None = None) -> str:
+def write_reports(results: Sequence[RunResult], out_dir: Path, baseline: str | None = None,
+                  tag: str | None = None) -> str:
     """Write ``ablation.csv``, ``ablation.md``, ``ablation.png`` (and ``ablation_ghm_bins.png`` when a
-    run logged GHM histograms) into ``out_dir``; return the markdown table.
+    run logged GHM histograms) into ``out_dir``; return the markdown table. ``tag`` (the named validation
+    set the results come from) goes into the file names: ``ablation_<tag>.md``, ...
 
     Raises:
         ValueError: ``baseline`` is not a config of ``results``.
@@ -169,9 +205,9 @@ def write_reports(results: Sequence[RunResult], out_dir: Path, baseline: str | N
     summaries = summarize(results, baseline)
     out_dir.mkdir(parents=True, exist_ok=True)
     table = markdown_table(summaries, baseline)
-    write_csv(results, out_dir / CSV_FILE)
-    (out_dir / MARKDOWN_FILE).write_text(table)
-    plot_ablation(results, out_dir / PLOT_FILE)
+    write_csv(results, out_dir / report_file(CSV_FILE, tag))
+    (out_dir / report_file(MARKDOWN_FILE, tag)).write_text(table)
+    plot_ablation(results, out_dir / report_file(PLOT_FILE, tag))
     if any(run.bin_counts for run in results):
-        plot_bins(results, out_dir / BINS_PLOT_FILE)
+        plot_bins(results, out_dir / report_file(BINS_PLOT_FILE, tag))
     return table

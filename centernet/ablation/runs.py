@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from centernet.engine.checkpoint import load_checkpoint
+from centernet.engine.run_dir import EVAL_DIR, METRICS_NAME
 
 logger = logging.getLogger(__name__)
 
 RUN_INFO_FILE = "run_info.json"
-METRICS_FILE = Path("eval") / "metrics.json"
 LAST_CHECKPOINT = Path("checkpoints") / "last.pth"
 JSONL_FILE = "metrics.jsonl"
 RUN_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")  # final metrics read from each run
@@ -36,12 +36,20 @@ class RunSpec:
         loss_type: ``loss.heatmap.type`` of the run's config.
         seed: ``runtime.seed`` of the run.
         run_dir: the run's work dir.
+        val_set: the named validation set whose metrics the study reports (None: the config's one unnamed set).
     """
 
     name: str
     loss_type: str
     seed: int
     run_dir: Path
+    val_set: str | None = None
+
+    @property
+    def metrics_file(self) -> Path:
+        """The run's final metrics: ``eval/metrics.json`` or ``eval/<val_set>/metrics.json``."""
+        folder = self.run_dir / EVAL_DIR
+        return (folder / self.val_set if self.val_set else folder) / METRICS_NAME
 
 
 @dataclass
@@ -77,39 +85,44 @@ class RunStatus:
 
     Attributes:
         completed_epochs: ``epoch`` of ``checkpoints/last.pth`` (0 without one).
-        done: all epochs completed and ``eval/metrics.json`` written.
+        planned_epochs: the checkpoint's training plan (``max_epochs``; ``solver.epochs`` without one).
+        done: all planned epochs completed and the final metrics written (:attr:`RunSpec.metrics_file`).
         config: the config stored in ``last.pth`` (``None`` without one or when it holds none).
     """
 
     completed_epochs: int
     done: bool
     config: dict[str, Any] | None = None
+    planned_epochs: int | None = None
 
 
-def run_status(run_dir: Path, epochs: int) -> RunStatus:
+def run_status(spec: RunSpec, epochs: int) -> RunStatus:
     """Inspect a run folder before (re)starting it.
 
-    A run is done when ``eval/metrics.json`` exists and ``checkpoints/last.pth`` holds ``epoch == epochs``.
+    A run is done when its final metrics file exists and ``checkpoints/last.pth`` completed the epochs of
+    its training plan (the checkpoint's ``max_epochs``, which ``solver.min_iters`` can make larger than
+    ``solver.epochs``; ``epochs``, the config's ``solver.epochs``, for checkpoints without it).
 
     Raises:
-        ValueError: the checkpoint is unreadable, has no integer ``epoch`` or is past ``epochs``.
+        ValueError: the checkpoint is unreadable, has no integer ``epoch`` or is past its planned epochs.
     """
-    last = run_dir / LAST_CHECKPOINT
+    last = spec.run_dir / LAST_CHECKPOINT
     if not last.is_file():
         return RunStatus(completed_epochs=0, done=False)
     state = load_checkpoint(last)
-    completed = state.get("epoch")
+    completed, planned = state.get("epoch"), state.get("max_epochs", epochs)
     if not isinstance(completed, int) or isinstance(completed, bool):
         raise ValueError(f"{last}: expected an integer 'epoch' entry, got {completed!r}")
-    if completed > epochs:
-        raise ValueError(
-            f"{last} has {completed} completed epochs but solver.epochs is {epochs}; use another --work-dir"
-        )
+    if not isinstance(planned, int) or isinstance(planned, bool):
+        raise ValueError(f"{last}: expected an integer 'max_epochs' entry, got {planned!r}")
+    if completed > planned:
+        raise ValueError(f"{last} has {completed} completed epochs but plans {planned}; use another --work-dir")
     config = state.get("config")
     return RunStatus(
         completed_epochs=completed,
-        done=completed == epochs and (run_dir / METRICS_FILE).is_file(),
+        done=completed == planned and spec.metrics_file.is_file(),
         config=config if isinstance(config, dict) else None,
+        planned_epochs=planned,
     )
 
 
@@ -167,9 +180,9 @@ def collect_run(spec: RunSpec) -> RunResult:
         FileNotFoundError: the run has no ``eval/metrics.json``.
         ValueError: a file is not valid JSON (the message names the file and line).
     """
-    metrics_path = spec.run_dir / METRICS_FILE
+    metrics_path = spec.metrics_file
     if not metrics_path.is_file():
-        raise FileNotFoundError(f"run {spec.run_dir} has no {METRICS_FILE} (did it finish?)")
+        raise FileNotFoundError(f"run {spec.run_dir} has no {metrics_path.relative_to(spec.run_dir)} (did it finish?)")
     raw = _read_json(metrics_path, expected=dict)
     metrics = {name: _optional_float(raw.get(name), f"{metrics_path}: {name}") for name in RUN_METRICS}
 
@@ -188,7 +201,8 @@ def collect_run(spec: RunSpec) -> RunResult:
                 switch_epoch = switch
         if record.get("type") == "train" and "loss" in record:
             final_loss = _optional_float(record["loss"], f"{where}: loss")
-        elif record.get("type") == "val" and isinstance(record.get("epoch"), int):
+        elif (record.get("type") == "val" and isinstance(record.get("epoch"), int)
+              and record.get("set") == spec.val_set):
             curve[record["epoch"]] = _optional_float(record.get(CURVE_METRIC), f"{where}: {CURVE_METRIC}")
     time_s = _optional_float(read_run_info(spec.run_dir).get("train_time_s"), f"{spec.run_dir / RUN_INFO_FILE}")
     return RunResult(spec, metrics, final_loss, time_s, dict(sorted(curve.items())), dict(sorted(bin_counts.items())),

@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 LAST_CHECKPOINT = Path("checkpoints") / "last.pth"
-FINAL_METRICS = Path("eval") / "metrics.json"
+EVAL_DIR = Path("eval")
+METRICS_NAME = "metrics.json"
 SUMMARY_KEYS = ("AP", "AP50", "AP75", "AR100", "mAP")  # printed for a finished run
 
 
@@ -48,25 +49,53 @@ class RunDirPlan:
     moved_to: Path | None = None
 
 
-def completed_epochs(work_dir: Path) -> int | None:
-    """``epoch`` of ``checkpoints/last.pth`` (None without a readable one)."""
-    path = work_dir / LAST_CHECKPOINT
+def final_metrics_files(work_dir: Path, val_sets: list[str] | None) -> list[Path]:
+    """Where a run writes its evaluation metrics: ``eval/metrics.json``, or ``eval/<set>/metrics.json``
+    for each named validation set (``val_sets``, see ``val_set_names``)."""
+    if val_sets is None:
+        return [work_dir / EVAL_DIR / METRICS_NAME]
+    return [work_dir / EVAL_DIR / name / METRICS_NAME for name in val_sets]
+
+
+def _int_entry(state: dict[str, Any], key: str) -> int | None:
+    value = state.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def checkpoint_progress(path: Path, epochs: int) -> tuple[int, int] | None:
+    """``(completed epochs, planned epochs)`` of a checkpoint (None without the file or an integer ``epoch``).
+
+    The planned epochs are the checkpoint's ``max_epochs``: the training plan's length, which
+    ``solver.min_iters`` can make longer than ``solver.epochs``. Checkpoints written before the plan was
+    stored fall back to ``epochs`` (the config's ``solver.epochs``).
+    """
     if not path.is_file():
         return None
-    epoch = load_checkpoint(path).get("epoch")
-    return epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else None
+    state = load_checkpoint(path)
+    done = _int_entry(state, "epoch")
+    if done is None:
+        return None
+    return done, _int_entry(state, "max_epochs") or epochs
+
+
+def completed_epochs(work_dir: Path) -> int | None:
+    """``epoch`` of ``checkpoints/last.pth`` (None without a readable one)."""
+    progress = checkpoint_progress(work_dir / LAST_CHECKPOINT, 0)
+    return None if progress is None else progress[0]
 
 
 def plan_run_dir(work_dir: Path, *, epochs: int, resume: bool | str | None, overwrite: bool, auto_resume: bool,
-                 is_main: bool = True) -> RunDirPlan:
+                 val_sets: list[str] | None = None, is_main: bool = True) -> RunDirPlan:
     """Decide (and on rank 0 do) what happens to ``work_dir`` before training.
 
     Args:
         work_dir: the run folder.
-        epochs: ``solver.epochs`` of the config (a run with that many completed epochs is finished).
+        epochs: ``solver.epochs`` of the config; a run is finished when its checkpoint completed the planned
+            epochs (see :func:`checkpoint_progress`) and every evaluation metrics file exists.
         resume: ``--resume`` (True or a path) or None.
         overwrite: ``--overwrite``: move an earlier run aside.
         auto_resume: ``--auto-resume``.
+        val_sets: the names of the validation sets (None: one unnamed set); says where metrics are written.
         is_main: rank 0 (only rank 0 checks and moves; every rank reads the same checkpoint).
 
     Raises:
@@ -75,7 +104,7 @@ def plan_run_dir(work_dir: Path, *, epochs: int, resume: bool | str | None, over
     if resume:
         return RunDirPlan(resume=resume)
     if auto_resume:
-        return _auto_resume(work_dir, epochs, is_main)
+        return _auto_resume(work_dir, epochs, val_sets, is_main)
     contents = existing_results(work_dir) if is_main else []
     if not contents:
         return RunDirPlan(resume=None)
@@ -88,23 +117,26 @@ def plan_run_dir(work_dir: Path, *, epochs: int, resume: bool | str | None, over
     )
 
 
-def _auto_resume(work_dir: Path, epochs: int, is_main: bool) -> RunDirPlan:
-    done = completed_epochs(work_dir)
-    if done is not None and done >= epochs and (work_dir / FINAL_METRICS).is_file():
+def _auto_resume(work_dir: Path, epochs: int, val_sets: list[str] | None, is_main: bool) -> RunDirPlan:
+    progress = checkpoint_progress(work_dir / LAST_CHECKPOINT, epochs)
+    metrics_written = all(path.is_file() for path in final_metrics_files(work_dir, val_sets))
+    if progress is not None and progress[0] >= progress[1] and metrics_written:
         return RunDirPlan(resume=None, finished=True)
-    if done is not None:
+    if progress is not None:
         return RunDirPlan(resume=True)
     if is_main and existing_results(work_dir):  # a start that never reached a checkpoint
         return RunDirPlan(resume=None, moved_to=move_aside(work_dir))
     return RunDirPlan(resume=None)
 
 
-def finished_run_summary(work_dir: Path) -> str:
-    """One line with the main metrics of a finished run's ``eval/metrics.json``."""
-    path = work_dir / FINAL_METRICS
-    metrics: dict[str, Any] = json.loads(path.read_text())
-    shown = [f"{key} {metrics[key]:.4f}" for key in SUMMARY_KEYS if isinstance(metrics.get(key), int | float)]
-    return f"{', '.join(shown) or 'no metrics'} ({path})"
+def finished_run_summary(work_dir: Path, val_sets: list[str] | None = None) -> str:
+    """The main metrics of a finished run, one part per metrics file (see :func:`final_metrics_files`)."""
+    lines = []
+    for path in final_metrics_files(work_dir, val_sets):
+        metrics: dict[str, Any] = json.loads(path.read_text())
+        shown = [f"{key} {metrics[key]:.4f}" for key in SUMMARY_KEYS if isinstance(metrics.get(key), int | float)]
+        lines.append(f"{', '.join(shown) or 'no metrics'} ({path})")
+    return "; ".join(lines)
 
 
 def complete_run(trainer: Trainer) -> dict[str, Any] | None:

@@ -39,6 +39,7 @@ class TrainStateMixin:
     metadata: dict[str, Any]
     global_batch_size: int
     epoch: int
+    max_epochs: int
     iteration: int
     epoch_iter: int
     best_metric: float
@@ -60,6 +61,7 @@ class TrainStateMixin:
             "scaler": self.scaler.state_dict(),
             "criterion": self.criterion.state_dict(),
             "epoch": self.epoch,
+            "max_epochs": self.max_epochs,  # the plan's length (solver.min_iters may stretch solver.epochs)
             "iteration": self.iteration,
             "epoch_iter": self.epoch_iter,
             "best_metric": self.best_metric,

@@ -18,10 +18,12 @@ from centernet.ablation import (
     RunSpec,
     collect_run,
     config_differences,
+    epochs_to_reach,
     format_mean_std,
     markdown_table,
     mean_std,
     record_run_time,
+    report_file,
     run_status,
     summarize,
     write_reports,
@@ -150,22 +152,53 @@ def test_summary_and_markdown_table(study: list[RunSpec]) -> None:
     lines = markdown_table(summaries).splitlines()
     assert lines[0] == (
         "| config | heatmap loss | seeds | AP (%) | AP 95% CI | ΔAP vs pr_focal (pp) | Δ 95% CI | pairs "
-        "| AP50 (%) | APs (%) | APm (%) | APl (%) | final loss | train time (s) |"
+        "| epoch AP ≥ pr_focal's final (seeds) | AP50 (%) | APs (%) | APm (%) | APl (%) | final loss | train time (s) |"
     )
     assert len(lines) == 4
     # std of AP: sqrt(0.005) = 0.0707 -> 7.1 %; AP50 identical over seeds -> std 0.0
+    # the baseline's mean final AP is 0.35: seed 0 (0.10, 0.30) never reaches it, seed 1 (0.20, 0.40) at epoch 2
     assert lines[2] == (
-        "| pr_focal | penalty_reduced_focal | 2 | 35.0 ± 7.1 | [-28.5, 98.5] | baseline | – | – "
+        "| pr_focal | penalty_reduced_focal | 2 | 35.0 ± 7.1 | [-28.5, 98.5] | baseline | – | – | 2.0 (1/2) "
         "| 50.0 ± 0.0 | 5.0 ± 0.0 | 35.0 ± 7.1 | 80.0 ± – | 1.6000 ± 0.1414 | 12.0 |"
     )
     # bce seed 0 against pr_focal seed 0: 20.0 - 30.0; one pair, no interval
     assert lines[3] == (
-        "| bce | bce | 1 | 20.0 ± – | – | -10.0 | – | 1 | 50.0 ± – | 5.0 ± – | 20.0 ± – | – | 0.2500 ± – | – |"
+        "| bce | bce | 1 | 20.0 ± – | – | -10.0 | – | 1 | never (0/1) | 50.0 ± – | 5.0 ± – | 20.0 ± – | – | 0.2500 ± – | – |"
     )
     with pytest.raises(ValueError, match="baseline 'nope' is not one of the configs"):
         summarize([collect_run(spec) for spec in study], baseline="nope")
     against_bce = summarize([collect_run(spec) for spec in study], baseline="bce")
     assert against_bce[1].difference is None and against_bce[0].difference.mean == pytest.approx(0.10)
+    # bce's final AP 0.20: pr_focal seed 0 reaches it at epoch 2 (0.30), seed 1 at epoch 1 (0.20 >= 0.20)
+    assert against_bce[0].epochs_to_baseline == [2, 1] and against_bce[1].epochs_to_baseline == [2]
+
+
+def test_epochs_to_reach() -> None:
+    assert epochs_to_reach({1: 0.1, 2: 0.3, 3: 0.2, 4: 0.5}, 0.25) == 2  # the first epoch, not the last
+    assert epochs_to_reach({3: 0.5, 1: None, 2: 0.4}, 0.4) == 2  # sorted by epoch; None never counts
+    assert epochs_to_reach({1: 0.1}, 0.2) is None and epochs_to_reach({}, 0.0) is None
+
+
+def test_named_val_set_run_reads_its_own_metrics_and_curve(tmp_path: Path) -> None:
+    """With named validation sets a run writes eval/<set>/metrics.json and tags its val records with "set"."""
+    run_dir = tmp_path / "trees" / "seed0"
+    for name, ap in (("yell", 0.4), ("cross_site", 0.1)):
+        (run_dir / "eval" / name).mkdir(parents=True)
+        (run_dir / "eval" / name / "metrics.json").write_text(json.dumps(metrics(ap)))
+    records = [train(1, 2.0), {**val(1, 0.3), "set": "yell"}, {**val(1, 0.05), "set": "cross_site"},
+               {**val(2, 0.4), "set": "yell"}, {**val(2, 0.1), "set": "cross_site"}]
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    yell = collect_run(RunSpec("trees", "focal", 0, run_dir, val_set="yell"))
+    cross = collect_run(RunSpec("trees", "focal", 0, run_dir, val_set="cross_site"))
+    assert (yell.metrics["AP"], yell.val_curve) == (0.4, {1: 0.3, 2: 0.4})
+    assert (cross.metrics["AP"], cross.val_curve) == (0.1, {1: 0.05, 2: 0.1})
+    with pytest.raises(FileNotFoundError, match=r"eval/other/metrics\.json"):
+        collect_run(RunSpec("trees", "focal", 0, run_dir, val_set="other"))
+    out = tmp_path / "report"
+    write_reports([yell], out, tag="yell")
+    assert sorted(path.name for path in out.iterdir()) == ["ablation_yell.csv", "ablation_yell.md",
+                                                           "ablation_yell.png"]
+    assert report_file("ablation.md", None) == "ablation.md"
 
 
 def test_write_reports_csv_and_png(study: list[RunSpec], tmp_path: Path) -> None:
@@ -228,23 +261,43 @@ def test_collect_run_errors_and_tolerated_damage(
 
 
 def test_run_status(tmp_path: Path) -> None:
-    run_dir = tmp_path / "run"
-    assert run_status(run_dir, epochs=2) == run_status(tmp_path / "absent", epochs=2)
-    assert run_status(run_dir, epochs=2).completed_epochs == 0 and not run_status(run_dir, epochs=2).done
+    spec = RunSpec("run", "focal", 0, tmp_path / "run")
+    assert run_status(spec, epochs=2) == run_status(RunSpec("absent", "focal", 0, tmp_path / "absent"), epochs=2)
+    assert run_status(spec, epochs=2).completed_epochs == 0 and not run_status(spec, epochs=2).done
     config = {"solver": {"epochs": 2}}
-    save_checkpoint({"epoch": 1, "config": config}, run_dir / "checkpoints" / "last.pth")
-    status = run_status(run_dir, epochs=2)
-    assert (status.completed_epochs, status.done, status.config) == (1, False, config)
-    save_checkpoint({"epoch": 2, "config": config}, run_dir / "checkpoints" / "last.pth")
-    assert not run_status(run_dir, epochs=2).done  # trained but no final evaluation
-    (run_dir / "eval").mkdir()
-    (run_dir / "eval" / "metrics.json").write_text("{}")
-    assert run_status(run_dir, epochs=2).done
-    with pytest.raises(ValueError, match=r"2 completed epochs but solver\.epochs is 1"):
-        run_status(run_dir, epochs=1)
-    save_checkpoint({"epoch": "two"}, run_dir / "checkpoints" / "last.pth")
+    last = spec.run_dir / "checkpoints" / "last.pth"
+    save_checkpoint({"epoch": 1, "config": config}, last)
+    status = run_status(spec, epochs=2)
+    assert (status.completed_epochs, status.planned_epochs, status.done, status.config) == (1, 2, False, config)
+    save_checkpoint({"epoch": 2, "config": config}, last)
+    assert not run_status(spec, epochs=2).done  # trained but no final evaluation
+    (spec.run_dir / "eval").mkdir()
+    (spec.run_dir / "eval" / "metrics.json").write_text("{}")
+    assert run_status(spec, epochs=2).done
+    with pytest.raises(ValueError, match=r"2 completed epochs but plans 1"):
+        run_status(spec, epochs=1)
+    save_checkpoint({"epoch": "two"}, last)
     with pytest.raises(ValueError, match="expected an integer 'epoch'"):
-        run_status(run_dir, epochs=2)
+        run_status(spec, epochs=2)
+
+
+def test_run_status_follows_the_stretched_plan_and_named_sets(tmp_path: Path) -> None:
+    """solver.min_iters stretched solver.epochs 2 to a 5-epoch plan (the checkpoint's max_epochs): epoch 2
+    is not the end; the final metrics of a named set live in eval/<set>/metrics.json."""
+    spec = RunSpec("run", "focal", 0, tmp_path / "run", val_set="yell")
+    last = spec.run_dir / "checkpoints" / "last.pth"
+    (spec.run_dir / "eval" / "yell").mkdir(parents=True)
+    (spec.run_dir / "eval" / "yell" / "metrics.json").write_text("{}")
+    save_checkpoint({"epoch": 2, "max_epochs": 5}, last)
+    status = run_status(spec, epochs=2)
+    assert (status.completed_epochs, status.planned_epochs, status.done) == (2, 5, False)
+    save_checkpoint({"epoch": 5, "max_epochs": 5}, last)
+    assert run_status(spec, epochs=2).done
+    other = RunSpec("run", "focal", 0, spec.run_dir, val_set="cross_site")
+    assert not run_status(other, epochs=2).done  # that set's metrics were never written
+    save_checkpoint({"epoch": 5, "max_epochs": "five"}, last)
+    with pytest.raises(ValueError, match="expected an integer 'max_epochs'"):
+        run_status(spec, epochs=2)
 
 
 def test_record_run_time_accumulates_over_resumed_sessions(tmp_path: Path) -> None:

@@ -178,3 +178,41 @@ def test_trees_config_validates_in_domain_first_then_cross_site() -> None:
     assert [(s.name, Path(s.ann_file).name) for s in cfg.data.val] == [
         ("yell", f"instances_{prepare_trees.HOLDOUT_SPLIT}.json"), ("cross_site", "instances_val.json")]
     assert cfg.eval.best_metric == "yell/AP"
+
+
+def test_auto_resume_reports_a_finished_named_set_run(two_set_run: tuple[Path, Path],
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """`make demo` a second time: a named-set run (no eval/metrics.json) is finished, not resumed."""
+    config, work_dir = two_set_run
+    before = {p: p.stat().st_mtime_ns for p in work_dir.rglob("*") if p.is_file()}
+    train_tool = load_script("tools/train.py")
+    assert train_tool.main(["--config", str(config), "--work-dir", str(work_dir), "--auto-resume"]) == 0
+    err = capsys.readouterr().err
+    assert "holds a finished run" in err
+    for name in ("held_out", "seen"):
+        assert str(work_dir / "eval" / name / "metrics.json") in err
+    assert {p: p.stat().st_mtime_ns for p in work_dir.rglob("*") if p.is_file()} == before
+
+
+def test_a_stretched_plan_is_not_finished_at_solver_epochs(tmp_path: Path) -> None:
+    """solver.min_iters stretched 1 epoch to 3: the checkpoint's max_epochs, not solver.epochs, says when
+    a run is over."""
+    from centernet.engine.checkpoint import save_checkpoint
+    from centernet.engine.run_dir import plan_run_dir
+
+    (tmp_path / "eval" / "a").mkdir(parents=True)
+    (tmp_path / "eval" / "a" / "metrics.json").write_text("{}")
+    last = tmp_path / "checkpoints" / "last.pth"
+    save_checkpoint({"epoch": 1, "max_epochs": 3}, last)
+    plan = plan_run_dir(tmp_path, epochs=1, resume=None, overwrite=False, auto_resume=True, val_sets=["a"])
+    assert (plan.resume, plan.finished) == (True, False)
+    save_checkpoint({"epoch": 3, "max_epochs": 3}, last)
+    plan = plan_run_dir(tmp_path, epochs=1, resume=None, overwrite=False, auto_resume=True, val_sets=["a"])
+    assert plan.finished
+    plan = plan_run_dir(tmp_path, epochs=1, resume=None, overwrite=False, auto_resume=True, val_sets=["a", "b"])
+    assert (plan.resume, plan.finished) == (True, False)  # set b was never evaluated: evaluate it
+
+
+def test_checkpoints_record_the_planned_epochs(two_set_run: tuple[Path, Path]) -> None:
+    _, work_dir = two_set_run
+    assert load_checkpoint(work_dir / "checkpoints" / "last.pth")["max_epochs"] == 1

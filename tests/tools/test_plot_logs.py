@@ -55,3 +55,30 @@ def test_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (run / "metrics.jsonl").write_text('{"type": "train", "iter": 1}\nnot json\n')
     assert plot_logs.main([str(run), "--output", str(tmp_path / "x.png")]) == 1
     assert "metrics.jsonl line 2: not a metrics record" in capsys.readouterr().err
+
+
+def test_named_sets_and_the_epoch_axis(tmp_path: Path) -> None:
+    """Val records of named sets become `<set>/<metric>` curves; --x epoch divides by the epoch length
+    (8 iterations here: the last record of epoch 1 is at iteration 8)."""
+    folder = tmp_path / "trees"
+    folder.mkdir()
+    lines = [{"type": "train", "epoch": 1, "iter": 4, "loss": 3.0, "box": 1.0},
+             {"type": "train", "epoch": 1, "iter": 8, "loss": 2.0, "box": 0.5},
+             {"type": "val", "epoch": 1, "iter": 8, "set": "yell", "AP": 0.1, "AP50": 0.3},
+             {"type": "val", "epoch": 1, "iter": 8, "set": "cross_site", "AP": 0.05, "AP50": 0.2},
+             {"type": "train", "epoch": 2, "iter": 12, "loss": 1.5, "box": 0.4},
+             {"type": "val", "epoch": 2, "iter": 16, "set": "yell", "AP": 0.2, "AP50": 0.5}]
+    (folder / "metrics.jsonl").write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    train, val = plot_logs.read_curves(folder, "epoch")
+    assert train["loss"] == [(0.5, 3.0), (1.0, 2.0), (1.5, 1.5)] and train["box"][-1] == (1.5, 0.4)
+    assert val["yell/AP"] == [(1.0, 0.1), (2.0, 0.2)] and val["cross_site/AP50"] == [(1.0, 0.2)]
+    assert "AP" not in val and "set" not in val
+    assert plot_logs.choose_keys({"trees": (train, val)}, None) == [
+        ("train", "loss"), ("train", "box"), ("val", "cross_site/AP"), ("val", "cross_site/AP50"),
+        ("val", "yell/AP"), ("val", "yell/AP50")]
+    out = tmp_path / "epochs.png"
+    assert plot_logs.main([str(folder), "--output", str(out), "--x", "epoch", "--keys", "yell/AP"]) == 0
+    assert cv2.imread(str(out)) is not None
+    (folder / "metrics.jsonl").write_text(json.dumps({"type": "train", "epoch": 2, "iter": 3, "loss": 1.0}) + "\n")
+    with pytest.raises(ValueError, match="--x epoch needs the records of epoch 1"):
+        plot_logs.read_curves(folder, "epoch")
