@@ -261,3 +261,20 @@ def test_submitit_missing_is_one_error_line(
     assert ablate.main(argv) == 1
     (line,) = error_lines(capsys)
     assert "--launcher submitit needs the submitit package" in line
+
+
+TARGET_KEYS = ("target.", "model.head.box", "model.head.ltrb_scale", "loss.box.")
+
+
+@pytest.mark.parametrize(("prefix", "base"), [("shapes", "shapes_resnet18.yaml"),
+                                              ("trees", "trees_efficientnet_lite0.yaml")])
+def test_target_ablation_rows_differ_only_in_targets_head_and_box_loss(prefix: str, base: str) -> None:
+    base_dict = config_to_dict(load_config(REPO / "configs" / base))
+    rows = {}
+    for path in sorted((ABLATION_DIR / "targets").glob(f"{prefix}_*.yaml")):
+        cfg = load_config(path)
+        changed = config_differences(base_dict, config_to_dict(cfg))
+        assert changed and all(key.startswith(TARGET_KEYS) for key in changed), (path.name, changed)
+        rows[path.stem] = (cfg.target.heatmap, cfg.target.box, cfg.model.head.box, cfg.loss.box.type)
+    assert rows == {f"{prefix}_elliptical_heatmap": ("elliptical", "center", "size_offset", "l1"),
+                    f"{prefix}_ttfnet_targets": ("elliptical", "gaussian_area", "ltrb", "giou")}
