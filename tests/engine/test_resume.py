@@ -35,7 +35,10 @@ OVERRIDES = [
     "solver.ema_warmup_iters=2", "solver.schedule=cosine",
 ]
 TTFNET = ["target.heatmap=elliptical", "target.box=gaussian_area", "model.head.box=ltrb", "loss.box.type=giou"]
-SETUPS = {"centernet": OVERRIDES, "ttfnet": [*OVERRIDES, *TTFNET]}  # each resumes exactly
+ALBUMENTATIONS = ["augment.albumentations=[{type: RandomRotate90, p: 0.5}, {type: VerticalFlip, p: 0.5}, "
+                  "{type: HueSaturationValue, hue_shift_limit: 10, p: 0.5}, {type: RandomBrightnessContrast, p: 0.5}]"]
+SETUPS = {"centernet": OVERRIDES, "ttfnet": [*OVERRIDES, *TTFNET],
+          "albumentations": [*OVERRIDES, *ALBUMENTATIONS]}  # each resumes exactly
 KILL_BEFORE_ITERATION = 6  # the child stops once 5 iterations are done: one past the checkpoint at 4
 CHILD_TIMEOUT_S = 180
 
