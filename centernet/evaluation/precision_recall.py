@@ -134,6 +134,17 @@ def _f1(precision: float, recall: float) -> float:
     return _ratio(2.0 * precision * recall, precision + recall)
 
 
+def _per_image(images: Sequence[_ImageMatcher], score_threshold: float) -> list[dict[str, Any]]:
+    """Each image's counts, precision and recall at one threshold (an image without objects has recall 0)."""
+    rows = []
+    for image in images:
+        tp, fp, ignored = image.counts(score_threshold)
+        rows.append({"tp": int(tp), "fp": int(fp), "fn": image.num_objects - int(tp), "ignored": int(ignored),
+                     "objects": image.num_objects, "precision": _ratio(tp, tp + fp),
+                     "recall": _ratio(tp, image.num_objects)})
+    return rows
+
+
 def _summary(images: Sequence[_ImageMatcher], score_threshold: float) -> dict[str, Any]:
     """Pooled and per-image-mean figures at one score threshold."""
     counts = [image.counts(score_threshold) for image in images]
@@ -173,8 +184,9 @@ def precision_recall_report(
         ``precision@{iou}``, ``recall@{iou}``, ``f1@{iou}``, ``image_mean_precision@{iou}``,
         ``image_mean_recall@{iou}``, ``score_threshold``, ``iou_threshold``, the counts ``tp``, ``fp``,
         ``fn``, ``ignored`` (detections in ignore regions), ``objects``, ``detections``
-        (``tp + fp + ignored``), then ``best_f1``, ``best_f1_threshold`` and ``curve``
-        (``{"thresholds", "precision", "recall", "f1"}`` lists).
+        (``tp + fp + ignored``), ``per_image`` (per image, in order: ``tp``, ``fp``, ``fn``, ``ignored``,
+        ``objects``, ``precision``, ``recall`` at ``score_threshold``), then ``best_f1``,
+        ``best_f1_threshold`` and ``curve`` (``{"thresholds", "precision", "recall", "f1"}`` lists).
 
     Raises:
         ValueError: one line naming the image index and the key of a malformed entry.
@@ -200,6 +212,7 @@ def precision_recall_report(
         "iou_threshold": float(iou_threshold),
         **{key: at[key] for key in ("tp", "fp", "fn", "ignored", "objects")},
         "detections": at["tp"] + at["fp"] + at["ignored"],
+        "per_image": _per_image(images, score_threshold),
         "best_f1": f1s[best] if curve else 0.0,
         "best_f1_threshold": float(curve_thresholds[best]) if curve else float(score_threshold),
         "curve": {

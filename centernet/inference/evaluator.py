@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 # report's counts and thresholds go under ``metrics["precision_recall"]`` (docs/evaluation.md).
 PR_SCALARS = ("precision", "recall", "f1", "image_mean_precision", "image_mean_recall")
 PR_BEST = ("best_f1", "best_f1_threshold")
-PR_DETAILS = ("score_threshold", "iou_threshold", "tp", "fp", "fn", "ignored", "objects", "detections")
+PR_DETAILS = ("score_threshold", "iou_threshold", "tp", "fp", "fn", "ignored", "objects", "detections", "per_image")
 
 
 def detections_for_dataset(
@@ -80,7 +80,8 @@ def score_detections(
 
     For the COCO metric the metrics also hold DeepForest-style box precision/recall (docs/evaluation.md):
     ``precision@{pr_iou}``, ``recall@…``, ``f1@…``, ``image_mean_precision@…``, ``image_mean_recall@…``,
-    ``best_f1``, ``best_f1_threshold`` and the counts under ``precision_recall``.
+    ``best_f1``, ``best_f1_threshold`` and the counts under ``precision_recall`` (pooled, and per image
+    under ``precision_recall.per_image`` with each image's ``image_id`` and ``file_name``).
 
     Args:
         dataset: the evaluated dataset (its ground truth and class mapping).
@@ -107,6 +108,8 @@ def score_detections(
             ground_truth_from_dataset(dataset), detections_from_records(records, dataset.image_ids),
             iou_threshold=pr_iou, score_threshold=score_threshold,
         )
+        for image_id, row in zip(dataset.image_ids, report["per_image"], strict=True):  # name each image
+            row.update(image_id=int(image_id), file_name=str(ground_truth.imgs[int(image_id)]["file_name"]))
         if out_dir is not None:
             out_dir.mkdir(parents=True, exist_ok=True)
             plot_pr_curves(curves, out_dir / PR_CURVES_FILENAME)

@@ -137,6 +137,8 @@ def test_image_means_follow_deepforest_and_pooled_counts_do_not() -> None:
     # per image: (P 0.5, R 0.5), (no detections: R 0, no P), (no objects: left out)
     assert report["image_mean_precision@0.4"] == pytest.approx(0.5)
     assert report["image_mean_recall@0.4"] == pytest.approx(0.25)
+    assert [(r["tp"], r["fp"], r["fn"], r["objects"], r["precision"], r["recall"]) for r in report["per_image"]] == [
+        (1, 1, 1, 2, 0.5, 0.5), (0, 0, 1, 1, 0.0, 0.0), (0, 2, 0, 0, 0.0, 0.0)]
 
 
 def test_bad_inputs_name_the_image_and_key() -> None:

@@ -52,8 +52,13 @@ def test_coco_evaluation_adds_precision_recall_and_writes_the_f1_curve(
     # Above 0.5 the false positive is gone (precision 1): 0.51 is the lowest threshold of the best F1.
     assert metrics["best_f1_threshold"] == pytest.approx(0.51)
     assert metrics["best_f1"] == pytest.approx(2 * recall / (1 + recall))
+    per_image = metrics["precision_recall"].pop("per_image")
     assert metrics["precision_recall"] == {"score_threshold": 0.3, "iou_threshold": 0.4, "tp": n0, "fp": 1,
                                            "fn": total - n0, "ignored": 0, "objects": total, "detections": n0 + 1}
+    first = dataset.coco.imgs[int(dataset.image_ids[0])]
+    assert per_image[0] == {"tp": n0, "fp": 1, "fn": 0, "ignored": 0, "objects": n0, "precision": n0 / (n0 + 1),
+                            "recall": 1.0, "image_id": first["id"], "file_name": first["file_name"]}
+    assert len(per_image) == len(dataset.image_ids) and all(row["recall"] == 0.0 for row in per_image[1:])
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["recall@0.4"] == pytest.approx(recall, abs=1e-6) and saved["precision_recall"]["tp"] == n0
     curve = cv2.imread(str(tmp_path / F1_CURVE_FILENAME))
