@@ -22,6 +22,7 @@ MARKDOWN_FILE = "ablation.md"
 CSV_METRICS = RUN_METRICS  # per-run columns of ablation.csv
 TABLE_METRICS = ("AP", "AP50", "APs", "APm", "APl")  # mean ± std columns of ablation.md
 PERCENT = 100.0  # metrics are fractions in [0, 1]; tables show percent
+METRICS_JSON_ROUNDING = 5e-7  # metrics.json keeps 6 decimals; metrics.jsonl the full value
 MISSING = "–"  # table cell for a value that does not exist (std of one seed, metric never defined)
 
 __all__ = [
@@ -111,7 +112,8 @@ def epochs_to_reach(curve: dict[int, float | None], target: float) -> int | None
     How the convergence of two configs is compared (docs/results.md): with ``target`` the baseline's mean
     final AP, the baseline itself reaches it at its last epoch on about half of its seeds.
     """
-    return next((epoch for epoch, value in sorted(curve.items()) if value is not None and value >= target), None)
+    reached = target - METRICS_JSON_ROUNDING  # final metrics come from metrics.json (rounded), curves are not
+    return next((epoch for epoch, value in sorted(curve.items()) if value is not None and value >= reached), None)
 
 
 def format_epochs(epochs: list[int | None] | None) -> str:

@@ -278,3 +278,49 @@ def test_target_ablation_rows_differ_only_in_targets_head_and_box_loss(prefix: s
         rows[path.stem] = (cfg.target.heatmap, cfg.target.box, cfg.model.head.box, cfg.loss.box.type)
     assert rows == {f"{prefix}_elliptical_heatmap": ("elliptical", "center", "size_offset", "l1"),
                     f"{prefix}_ttfnet_targets": ("elliptical", "gaussian_area", "ltrb", "giou")}
+
+
+NAMED_SETS = """_base_: tiny.yaml
+data:
+  val:
+    - {{name: held_out, type: coco, ann_file: {root}/annotations/instances_val.json, img_dir: {root}/val}}
+    - {{name: seen, type: coco, ann_file: {root}/annotations/instances_train.json, img_dir: {root}/train}}
+"""
+
+
+def test_named_sets_and_a_stretched_plan_finish_skip_and_report_per_set(
+    tiny_config: Callable[..., Path], tiny_shapes: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """solver.min_iters stretches 1 epoch (3 iterations) to 2; the runs write eval/<set>/metrics.json only.
+    A rerun must skip them (not retrain), and --val-set picks the reported set."""
+    tiny_config()  # tiny.yaml: the tiny shapes (12 training images), 64 px
+    config = tmp_path / "sets.yaml"
+    config.write_text(NAMED_SETS.format(root=tiny_shapes))
+    work = tmp_path / "study"
+    argv = ["--configs", str(config), "--seeds", "0", "--work-dir", str(work), "--no-progress", "solver.epochs=1",
+            "solver.min_iters=6"]
+    assert ablate.main(argv) == 0
+    run_dir = work / "sets" / "seed0"
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pth")["epoch"] == 2  # the stretched plan
+    assert sorted(path.name for path in work.glob("ablation_*")) == ["ablation_held_out.csv", "ablation_held_out.md",
+                                                                      "ablation_held_out.png"]
+    (row,) = read_rows_named(work, "held_out")
+    assert float(row["AP"]) == pytest.approx(
+        json.loads((run_dir / "eval" / "held_out" / "metrics.json").read_text())["AP"])
+    capsys.readouterr()
+
+    stamp = (run_dir / "run_info.json").stat().st_mtime_ns
+    assert ablate.main([*argv, "--val-set", "seen"]) == 0
+    assert "is done (2 epochs): skipped" in capsys.readouterr().err
+    assert (run_dir / "run_info.json").stat().st_mtime_ns == stamp  # nothing trained again
+    (row,) = read_rows_named(work, "seen")
+    assert float(row["AP"]) == pytest.approx(json.loads((run_dir / "eval" / "seen" / "metrics.json").read_text())["AP"])
+
+    assert ablate.main([*argv, "--val-set", "nope"]) == 1
+    (line,) = error_lines(capsys)
+    assert "--val-set nope" in line and "['held_out', 'seen']" in line
+
+
+def read_rows_named(work: Path, name: str) -> list[dict[str, str]]:
+    with (work / f"ablation_{name}.csv").open() as handle:
+        return list(csv.DictReader(handle))
