@@ -32,7 +32,7 @@ def test_the_ttfnet_configs_are_found() -> None:
     names = {p.name for p in LTRB_CONFIGS}
     assert names == {
         "ttfnet_resnet18_coco_512.yaml", "shapes_ttfnet_resnet18.yaml", "trees_ttfnet_efficientnet_lite0.yaml",
-        "shapes_ttfnet_targets.yaml",
+        "shapes_ttfnet_targets.yaml", "trees_ttfnet_targets.yaml",
     }
 
 
