@@ -3,8 +3,13 @@
 Every output cell ``(x, y)`` with a positive box weight predicts the distances from its centre
 ``(x * d, y * d)`` (input pixels, ``d`` the down ratio, as TTFNet) to the four sides of its box; the
 loss is the GIoU loss of the decoded box against the cell's target box, weighted per cell. The GIoU
-itself is torchvision's ``generalized_box_iou_loss`` (continuous coordinates; TTFNet's own GIoU adds
-1 pixel to widths and heights, which changes values by O(1 / box side)).
+itself is torchvision's ``generalized_box_iou_loss``, on boxes whose ``x2, y2`` are moved one pixel out
+(:data:`PIXEL_OFFSET`): that is TTFNet's own GIoU, which counts pixels inclusively (widths ``x2 - x1 + 1``,
+intersections ``min(x2) - max(x1) + 1``, the enclosing box alike). Besides matching TTFNet, the pixel
+matters for training: at the start the ltrb head predicts boxes of almost zero size, and with
+continuous coordinates a zero-size box has zero intersection with zero gradient in every direction (a
+saddle the GIoU loss stays at, 1.0); with the pixel every prediction is at least 1 x 1 pixel and the
+gradient grows it.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from torch import Tensor
 from torchvision.ops import generalized_box_iou_loss
 
 NORMALISER_EPS = 1e-4  # added to sum(box_weight), as TTFNet's avg_factor
+PIXEL_OFFSET = 1.0  # TTFNet's inclusive pixels: x2, y2 of both boxes move this far out before the GIoU
 LTRB_CHANNELS = 4  # (left, top, right, bottom)
 # Target of the cells without a box: any valid box keeps the (zero-weighted) GIoU finite there.
 _PLACEHOLDER_BOX = (0.0, 0.0, 1.0, 1.0)
@@ -67,7 +73,8 @@ def ltrb_giou_loss(
     """Weighted GIoU loss of the boxes decoded from ``pred_ltrb`` at every cell with a positive weight.
 
     ``L = sum_cells(w * (1 - GIoU(pred_box, target_box))) / N`` with ``N = sum(w) + 1e-4`` (TTFNet's
-    normalisation) unless ``normaliser`` is given. Computed densely in float32 (no host sync); cells
+    normalisation) unless ``normaliser`` is given; the GIoU counts pixels inclusively, as TTFNet's (module
+    docstring): a box ``[x1, y1, x2, y2]`` is ``x2 - x1 + 1`` wide. Computed densely in float32 (no host sync); cells
     with weight 0 contribute neither value nor gradient.
 
     Args:
@@ -89,9 +96,10 @@ def ltrb_giou_loss(
     pred_boxes = ltrb_to_boxes(pred_ltrb.float(), down_ratio=down_ratio)
     placeholder = torch.tensor(_PLACEHOLDER_BOX, device=weight.device).view(1, LTRB_CHANNELS, 1, 1)
     target = torch.where(weight > 0, box_target.float(), placeholder)
+    inclusive = torch.tensor((0.0, 0.0, PIXEL_OFFSET, PIXEL_OFFSET), device=weight.device).view(1, LTRB_CHANNELS)
     per_cell = generalized_box_iou_loss(
-        pred_boxes.permute(0, 2, 3, 1).reshape(-1, LTRB_CHANNELS),
-        target.permute(0, 2, 3, 1).reshape(-1, LTRB_CHANNELS),
+        pred_boxes.permute(0, 2, 3, 1).reshape(-1, LTRB_CHANNELS) + inclusive,
+        target.permute(0, 2, 3, 1).reshape(-1, LTRB_CHANNELS) + inclusive,
         reduction="none",
     )  # [B*H*W]
     total = (per_cell * weight.permute(0, 2, 3, 1).reshape(-1)).sum()

@@ -35,7 +35,8 @@ def _hand_targets() -> dict[str, torch.Tensor]:
 
 
 def _hand_outputs(logit: float = 0.0) -> dict[str, torch.Tensor]:
-    # cell (0, 0) at (0, 0) predicts [-1, -1, 1, 1] (IoU 4 / 16, enclosed by the target: GIoU 0.25);
+    # cell (0, 0) at (0, 0) predicts [-1, -1, 1, 1]: in inclusive pixels (TTFNet's GIoU) a 3 x 3 box inside
+    # the 5 x 5 target, IoU 9 / 25, enclosed by the target: GIoU 0.36;
     # cell (1, 0) at (4, 0) predicts [2, -2, 6, 2], its target exactly.
     ltrb = torch.tensor([[1.0, 2.0], [1.0, 2.0], [1.0, 2.0], [1.0, 2.0]]).view(1, 4, 1, 2)
     return {"heatmap": torch.full((1, 1, 1, 2), logit), "ltrb": ltrb}
@@ -44,7 +45,7 @@ def _hand_outputs(logit: float = 0.0) -> dict[str, torch.Tensor]:
 def test_hand_made_giou_case() -> None:
     terms = _criterion()(_hand_outputs(), _hand_targets())
     assert list(terms) == ["heatmap", "box"]
-    assert terms["box"].item() == pytest.approx(WEIGHT * 2.0 * 0.75 / (3.0 + EPS), rel=1e-6)
+    assert terms["box"].item() == pytest.approx(WEIGHT * 2.0 * (1 - 9 / 25) / (3.0 + EPS), rel=1e-6)
     # p = 0.5: one positive log(2) * 0.25, one zero-target negative log(2) * 0.25, over 1 positive
     assert terms["heatmap"].item() == pytest.approx(0.5 * math.log(2.0), rel=1e-6)
 

@@ -54,15 +54,39 @@ def _three_cells() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return pred, target, weight
 
 
+def ttfnet_giou(pred: list[float], target: list[float]) -> float:
+    """TTFNet's GIoU, written out with its inclusive pixels (every width and height + 1)."""
+    area = lambda b: (b[2] - b[0] + 1) * (b[3] - b[1] + 1)  # noqa: E731
+    iw = max(min(pred[2], target[2]) - max(pred[0], target[0]) + 1, 0.0)
+    ih = max(min(pred[3], target[3]) - max(pred[1], target[1]) + 1, 0.0)
+    union = area(pred) + area(target) - iw * ih
+    enclosing = (max(pred[2], target[2]) - min(pred[0], target[0]) + 1) * (
+        max(pred[3], target[3]) - min(pred[1], target[1]) + 1)
+    return iw * ih / union - (enclosing - union) / enclosing
+
+
 def test_hand_computed_giou():
     pred, target, weight = _three_cells()
-    # Cell 0: box [0, 0, 4, 4] vs [2, 2, 6, 6]: intersection 4, union 28, enclosing box 36,
-    # GIoU = 4/28 - (36 - 28)/36; cell 1 decodes to [4 - 4, 0, 4 + 0, 4] = its target: loss 0.
-    giou = 4 / 28 - 8 / 36
+    # Cell 0: box [0, 0, 4, 4] vs [2, 2, 6, 6], inclusive pixels: 5 x 5 boxes, intersection 3 x 3 = 9,
+    # union 25 + 25 - 9 = 41, enclosing box 7 x 7 = 49: GIoU = 9/41 - (49 - 41)/49; cell 1 decodes to
+    # [4 - 4, 0, 4 + 0, 4] = its target: loss 0.
+    giou = 9 / 41 - 8 / 49
+    assert giou == pytest.approx(ttfnet_giou([0, 0, 4, 4], [2, 2, 6, 6]))
     expected = 2 * (1 - giou) / (3 + EPS)
     assert ltrb_giou_loss(pred, target, weight, down_ratio=DOWN).item() == pytest.approx(expected, rel=1e-6)
     given = ltrb_giou_loss(pred, target, weight, down_ratio=DOWN, normaliser=torch.tensor(2.0))
     assert given.item() == pytest.approx(2 * (1 - giou) / 2, rel=1e-6)
+
+
+def test_a_zero_size_prediction_still_gets_a_gradient():
+    """The ltrb head starts near zero: a zero-size box must not be a saddle of the loss (with continuous
+    coordinates its intersection and every gradient are 0 and the loss stays at 1)."""
+    ltrb = torch.zeros(1, 4, 1, 1, requires_grad=True)  # the box is the point (0, 0)
+    target = torch.tensor([-10.0, -6.0, 12.0, 8.0]).view(1, 4, 1, 1)
+    loss = ltrb_giou_loss(ltrb, target, torch.ones(1, 1, 1, 1), down_ratio=DOWN)
+    assert loss.item() == pytest.approx((1 - ttfnet_giou([0, 0, 0, 0], [-10, -6, 12, 8])) / (1 + EPS), rel=1e-6)
+    loss.backward()
+    assert ltrb.grad is not None and (ltrb.grad < 0).all()  # every side grows towards the target's
 
 
 def test_gradients_are_finite_and_zero_where_unweighted():
