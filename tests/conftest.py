@@ -64,7 +64,7 @@ data:
 model:
   neck: {{channels: [32, 32, 32]}}
   head: {{head_conv: 16}}
-solver: {{epochs: 2, lr: 1.0e-3, lr_steps: [1], warmup_iters: 2}}
+solver: {{epochs: 2, lr: 1.0e-3, lr_steps: [1], warmup_iters: 2, min_iters: 0}}  # no floor: 3 steps per epoch
 eval: {{interval: 1}}
 runtime: {{log_interval: 1, threads: 1}}
 """
