@@ -35,7 +35,7 @@ data:
 model:
   neck: {{channels: [32, 32, 32]}}
   head: {{head_conv: 16}}
-solver: {{epochs: 1, lr: 1.0e-3, lr_steps: [10], warmup_iters: 2}}
+solver: {{epochs: 1, lr: 1.0e-3, lr_steps: [10], warmup_iters: 2, min_iters: 0}}
 eval: {{interval: 1}}
 runtime: {{log_interval: 1, threads: 1, amp: "off", channels_last: false}}
 """

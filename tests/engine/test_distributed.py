@@ -36,6 +36,10 @@ from tests.conftest import REPO
 
 TORCHRUN_TIMEOUT_S = 240
 WEIGHT_ATOL = 2e-5  # SGD, lr 0.05, 3 steps: measured differences are ~2e-6
+# TTFNet's ltrb head starts at relu(raw ~ 0): a rounding difference that moves a cell's raw output across 0
+# switches its box gradient on or off, so weights differ by up to ~2e-4 while every step's loss terms agree
+# to 1e-6 (asserted below, so the normalisers are the same).
+LTRB_WEIGHT_ATOL = 5e-4
 
 
 def torchrun(nproc: int, args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -92,13 +96,21 @@ def test_two_ranks_train_like_one_process_with_the_global_batch(
     assert any(k.startswith("head.ltrb.") for k in ours) == ("model.head.box=ltrb" in common)
     initial = Trainer.from_config(load_config(config, common), tmp_path / "init", progress=False).model.state_dict()
     moved = 0
+    atol = LTRB_WEIGHT_ATOL if "model.head.box=ltrb" in common else WEIGHT_ATOL
     for key, value in ours.items():
-        torch.testing.assert_close(ddp_state["model"][key], value, atol=WEIGHT_ATOL, rtol=1e-4, msg=key)
+        torch.testing.assert_close(ddp_state["model"][key], value, atol=atol, rtol=1e-4,
+                                   msg=lambda message, name=key: f"{name}: {message}")
         moved += int(not torch.equal(value, initial[key]))
     assert moved > len(ours) // 2  # the comparison is not between two untrained models
     # linear scaling: lr 0.1 given for a batch of 8, global batch 4 -> 0.05; x0.1 once epoch 1 is reached
     train = [json.loads(line) for line in (work_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["lr"] for r in train if r["type"] == "train"][-1] == pytest.approx(0.05 * 0.1)
+    one = [json.loads(line) for line in (tmp_path / "single" / "metrics.jsonl").read_text().splitlines()]
+    terms = [key for key in ("heatmap", "size", "offset", "box") if key in train[0]]
+    for ddp_step, single_step in zip([r for r in train if r["type"] == "train"],
+                                     [r for r in one if r["type"] == "train"], strict=True):
+        for key in terms:  # the all-reduced normalisers give the single process's loss at every step
+            assert ddp_step[key] == pytest.approx(single_step[key], rel=1e-5, abs=1e-6), (ddp_step["iter"], key)
     assert single.optimizer.param_groups[0]["lr"] == pytest.approx(0.05 * 0.1)
 
 
