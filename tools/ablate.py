@@ -4,16 +4,16 @@ python tools/ablate.py --configs configs/ablations/*.yaml --seeds 0 1 2 [--work-
     [--baseline CONFIG] [--val-set NAME]
     [--jobs N | --launcher submitit [--partition P] [--timeout MIN] [--gpus-per-node G]] [KEY=VALUE ...]
 
-Runs go into <work-dir>/<config stem>/seed<seed>/ with runtime.seed=<seed> and the overrides: one after
-another, N at a time (--jobs N: one GPU each, or the CPU threads split) or as SLURM jobs (--launcher
-submitit). Rerunning the same command skips finished runs and resumes interrupted ones. The results
-land in <work-dir>/ablation.csv (one row per run), ablation.md (mean ± std and 95% t interval over
-seeds per config, the AP difference to --baseline paired by seed), ablation.png (with the validation
-curves) and ablation_ghm_bins.png (GHM losses). With named validation sets (data.val a list) the
-study reports the first set, or --val-set NAME, and the file names carry it (ablation_<set>.md, ...);
-rerun with another --val-set for another set's report (finished runs are not trained again). A run
-that fails (e.g. a diverging loss) is reported and the others still run.
-"""
+Runs go into <work-dir>/<config stem>/seed<seed>/ with runtime.seed=<seed> and the overrides, seed by
+seed (every config's first seed, then the next): one after another, N at a time (--jobs N: one GPU each,
+or the CPU threads split) or as SLURM jobs (--launcher submitit). Rerunning the same command skips
+finished runs and resumes interrupted ones. The results land in <work-dir>/ablation.csv (one row per
+run), ablation.md (mean ± std and 95% t interval over seeds per config, the AP difference to --baseline
+paired by seed), ablation.png (with the validation curves) and ablation_ghm_bins.png (GHM losses). With
+named validation sets (data.val a list) the study reports the first set, or --val-set NAME, and the file
+names carry it (ablation_<set>.md, ...); rerun with another --val-set for another set's report (finished
+runs are not trained again). A run that fails (e.g. a diverging loss) is reported and the others still
+run. """
 
 from __future__ import annotations
 
@@ -149,6 +149,17 @@ def plan_runs(
     return plan
 
 
+def seed_major(
+    pending: list[tuple[RunSpec, Config, RunStatus]], seeds: list[int]
+) -> list[tuple[RunSpec, Config, RunStatus]]:
+    """The runs seed by seed (every config's seed 0 first, then seed 1, ...), configs in plan order.
+
+    A study stopped part-way (or still running) then has whole seeds of every config: paired
+    comparisons for the report instead of all seeds of the first configs and none of the last.
+    """
+    return sorted(pending, key=lambda run: seeds.index(run[0].seed))  # stable: plan order within a seed
+
+
 def launch(pending: list[tuple[RunSpec, Config, RunStatus]], args: argparse.Namespace) -> list[str | None]:
     """Train the pending runs as ``args`` says; the error (or None) of each run, in order."""
     runs = [(spec, cfg) for spec, cfg, _ in pending]
@@ -174,6 +185,7 @@ def ablate(args: argparse.Namespace, work_dir: Path) -> int:
             finished.append(spec)
         else:
             pending.append((spec, cfg, status))
+    pending = seed_major(pending, args.seeds)
     errors = launch(pending, args)  # ImportError: --launcher submitit without the package
     for spec, error in zip([spec for spec, _, _ in pending], errors, strict=True):
         if error is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -114,6 +115,20 @@ def test_two_configs_train_then_skip_on_rerun(
     assert ablate.main([*argv, "solver.lr=0.5"]) == 1
     errors = error_lines(capsys)
     assert len(errors) == 1 and "solver.lr" in errors[0] and "prfocal" in errors[0]
+
+
+def test_runs_train_seed_by_seed_and_report_in_plan_order(
+    tiny_config: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configs = [str(tiny_config(name="prfocal.yaml")), str(tiny_config(BCE_LOSS, name="bce.yaml"))]
+    work = tmp_path / "study"
+    argv = ["--configs", *configs, "--seeds", "3", "1", "--work-dir", str(work), "--no-progress", "solver.epochs=1"]
+    assert ablate.main(argv) == 0
+    started = [re.search(r"(\w+ seed \d) \(", line).group(1)  # type: ignore[union-attr]
+               for line in capsys.readouterr().err.splitlines() if ": training 1 epochs in " in line]
+    assert started == ["prfocal seed 3", "bce seed 3", "prfocal seed 1", "bce seed 1"]
+    assert [(r["config"], r["seed"]) for r in read_rows(work)] == [
+        ("prfocal", "3"), ("prfocal", "1"), ("bce", "3"), ("bce", "1")]
 
 
 def test_interrupted_run_resumes_and_sums_its_time(
