@@ -13,7 +13,8 @@ paired by seed), ablation.png (with the validation curves) and ablation_ghm_bins
 named validation sets (data.val a list) the study reports the first set, or --val-set NAME, and the file
 names carry it (ablation_<set>.md, ...); rerun with another --val-set for another set's report (finished
 runs are not trained again). A run that fails (e.g. a diverging loss) is reported and the others still
-run. """
+run.
+"""
 
 from __future__ import annotations
 
@@ -152,7 +153,7 @@ def plan_runs(
 def seed_major(
     pending: list[tuple[RunSpec, Config, RunStatus]], seeds: list[int]
 ) -> list[tuple[RunSpec, Config, RunStatus]]:
-    """The runs seed by seed (every config's seed 0 first, then seed 1, ...), configs in plan order.
+    """The runs seed by seed in ``--seeds`` order (every config's first seed, then the next), configs in plan order.
 
     A study stopped part-way (or still running) then has whole seeds of every config: paired
     comparisons for the report instead of all seeds of the first configs and none of the last.
