@@ -165,9 +165,12 @@ def plan_training(solver: SolverConfig, iters_per_epoch: int, eval_interval: int
 
     When ``solver.epochs * iters_per_epoch`` is below ``solver.min_iters``, the epochs are raised to
     ``ceil(min_iters / iters_per_epoch)`` and the whole schedule is stretched by
-    ``stretch = epochs / solver.epochs``: each lr step epoch, ``warmup_iters`` and ``eval_interval`` are
-    multiplied by it and rounded half up (an interval stays >= 1), so they keep their place as a fraction
-    of training. Otherwise the plan is the config as written.
+    ``stretch = epochs / solver.epochs``: each lr step epoch and ``eval_interval`` are multiplied by it and
+    rounded half up (an interval stays >= 1), so they keep their place as a fraction of training.
+    ``warmup_iters`` is already counted in steps and stays as written: ``min_iters`` is meant to be the step
+    count of the recipe on its own data, and there the warmup took that many steps too (stretching it by
+    the epoch factor would turn the shapes recipe's 50 steps into 775 of 992 on 150 images). Otherwise
+    the plan is the config as written.
 
     Raises:
         ValueError: ``solver.min_iters`` is negative, or the loader has no batch.
@@ -183,10 +186,9 @@ def plan_training(solver: SolverConfig, iters_per_epoch: int, eval_interval: int
         epochs = math.ceil(solver.min_iters / iters_per_epoch)
         stretch = epochs / solver.epochs
     if stretch == 1.0:
-        lr_steps, warmup, interval = tuple(solver.lr_steps), solver.warmup_iters, eval_interval
+        lr_steps, interval = tuple(solver.lr_steps), eval_interval
     else:
         lr_steps = tuple(_round_half_up(step * stretch) for step in solver.lr_steps)
-        warmup = _round_half_up(solver.warmup_iters * stretch)
         interval = max(1, _round_half_up(eval_interval * stretch)) if eval_interval > 0 else 0
     return TrainingPlan(epochs=epochs, iters_per_epoch=iters_per_epoch, total_iters=epochs * iters_per_epoch,
-                        lr_steps=lr_steps, warmup_iters=warmup, eval_interval=interval, stretch=stretch)
+                        lr_steps=lr_steps, warmup_iters=solver.warmup_iters, eval_interval=interval, stretch=stretch)

@@ -22,10 +22,11 @@ def solver(**changes: object) -> SolverConfig:
 
 def test_trees_recipe_is_stretched_to_min_iters() -> None:
     # 64 tiles / batch 8 = 8 iterations per epoch; 20 epochs = 160 < 1000: ceil(1000 / 8) = 125 epochs, x6.25.
+    # The warmup is counted in steps and is not stretched.
     plan = plan_training(solver(epochs=20, lr_steps=[16], warmup_iters=20, min_iters=1000), 8, 10)
-    assert plan == TrainingPlan(epochs=125, iters_per_epoch=8, total_iters=1000, lr_steps=(100,), warmup_iters=125,
+    assert plan == TrainingPlan(epochs=125, iters_per_epoch=8, total_iters=1000, lr_steps=(100,), warmup_iters=20,
                                 eval_interval=63, stretch=6.25)  # 10 x 6.25 = 62.5, rounded half up
-    assert plan.describe() == ("125 epochs x 8 iterations = 1000 iterations, lr steps at epochs [100], warmup 125 "
+    assert plan.describe() == ("125 epochs x 8 iterations = 1000 iterations, lr steps at epochs [100], warmup 20 "
                                "iterations, evaluation every 63 epochs (stretched x6.25 to reach solver.min_iters)")
 
 
@@ -46,10 +47,10 @@ def test_enough_iterations_leave_the_config_as_written() -> None:
 
 
 def test_epochs_round_up_and_only_after_the_last_stays_so() -> None:
-    # 3 epochs x 7 = 21 < 50: ceil(50 / 7) = 8 epochs (56 steps), x8/3; interval 0 stays 0, warmup 3 -> 8.
+    # 3 epochs x 7 = 21 < 50: ceil(50 / 7) = 8 epochs (56 steps), x8/3; interval 0 stays 0, warmup stays 3.
     plan = plan_training(solver(epochs=3, lr_steps=[2], warmup_iters=3, min_iters=50), 7, 0)
     assert (plan.epochs, plan.total_iters, plan.lr_steps, plan.warmup_iters, plan.eval_interval) == (
-        8, 56, (5,), 8, 0)  # 2 x 8/3 = 5.33 -> 5
+        8, 56, (5,), 3, 0)  # 2 x 8/3 = 5.33 -> 5
     assert "evaluation every 8 epochs" in plan.describe()
 
 
@@ -63,14 +64,15 @@ def test_bad_values_are_one_line_errors() -> None:
 def test_trainer_follows_the_plan(tiny_config: Callable[..., Path], tmp_path: Path,
                                   caplog: pytest.LogCaptureFixture) -> None:
     # tiny: 12 images / batch 4 = 3 iterations per epoch, 2 epochs, lr step at epoch 1, warmup 2, eval every epoch.
-    # min_iters 10: ceil(10 / 3) = 4 epochs (x2): lr step at epoch 2, warmup 4 iterations, eval every 2 epochs.
+    # min_iters 10: ceil(10 / 3) = 4 epochs (x2): lr step at epoch 2, warmup still 2 iterations, eval every 2 epochs.
     cfg = load_config(tiny_config(), ["solver.min_iters=10", "solver.lr_gamma=0.1"])
     with caplog.at_level(logging.INFO, logger="centernet"):
         trainer = Trainer.from_config(cfg, tmp_path / "work", progress=False)
     assert trainer.max_epochs == 4 and trainer.iters_per_epoch == 3
     factor = trainer.scheduler.lr_lambdas[0]  # type: ignore[attr-defined]
-    assert factor(3) == pytest.approx(0.001 + 0.999 * 3 / 4)  # still in the 4-iteration warmup
-    assert factor(5) == 1.0 and factor(6) == pytest.approx(0.1)  # epoch 2 (from 0) starts at iteration 2 x 3
+    assert factor(1) == pytest.approx(0.001 + 0.999 * 1 / 2)  # in the 2-iteration warmup
+    assert factor(2) == 1.0 and factor(5) == 1.0
+    assert factor(6) == pytest.approx(0.1)  # epoch 2 (from 0) starts at iteration 2 x 3
     assert [hook.interval for hook in trainer.hooks if isinstance(hook, EvalHook)] == [2]
-    assert ("plan: 4 epochs x 3 iterations = 12 iterations, lr steps at epochs [2], warmup 4 iterations, "
+    assert ("plan: 4 epochs x 3 iterations = 12 iterations, lr steps at epochs [2], warmup 2 iterations, "
             "evaluation every 2 epochs (stretched x2 to reach solver.min_iters)") in caplog.text
