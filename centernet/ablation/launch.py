@@ -20,6 +20,9 @@ import copy
 import logging
 import multiprocessing
 import os
+import signal
+import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -193,9 +196,40 @@ def run_pool(
     slots = context.Queue()
     for slot in range(jobs):
         slots.put(slot)
-    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_claim_device, initargs=(slots, devices)) as pool:
+    with _sigterm_as_exit(), ProcessPoolExecutor(
+        jobs, mp_context=context, initializer=_claim_device, initargs=(slots, devices)
+    ) as pool:
         futures = [pool.submit(execute, spec, cfg) for spec, cfg in runs]
-        return [_outcome(future.result) for future in futures]
+        try:
+            return [_outcome(future.result) for future in futures]
+        except BaseException:
+            # Killed or interrupted: stop the workers too. Left running, they would go on writing into the
+            # run folders, and a rerun of the study would put a second process on the same checkpoints.
+            _stop_workers(pool)
+            raise
+
+
+@contextmanager
+def _sigterm_as_exit() -> Iterator[None]:
+    """In the main thread, SIGTERM (``kill``, a scheduler stopping the job) raises SystemExit like Ctrl-C would."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Cancel the queued runs and terminate the pool's worker processes (their loader workers follow)."""
+    workers = list((getattr(pool, "_processes", None) or {}).values())  # no public API before Python 3.14
+    pool.shutdown(wait=False, cancel_futures=True)
+    for worker in workers:
+        worker.terminate()
+    for worker in workers:
+        worker.join(timeout=30)
 
 
 def run_submitit(runs: Sequence[tuple[RunSpec, Config]], folder: Path, options: SubmititOptions) -> list[str | None]:

@@ -6,7 +6,10 @@ import csv
 import json
 import os
 import re
+import signal
+import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -339,3 +342,30 @@ def test_named_sets_and_a_stretched_plan_finish_skip_and_report_per_set(
 def read_rows_named(work: Path, name: str) -> list[dict[str, str]]:
     with (work / f"ablation_{name}.csv").open() as handle:
         return list(csv.DictReader(handle))
+
+
+def test_sigterm_stops_the_pool_workers_with_the_launcher(tiny_config: Callable[..., Path], tmp_path: Path) -> None:
+    """`kill` of a --jobs N study must not leave its workers training on into the run folders."""
+    psutil = pytest.importorskip("psutil")
+    work = tmp_path / "study"
+    command = [sys.executable, str(REPO / "tools" / "ablate.py"), "--configs", str(tiny_config()), "--seeds", "0", "1",
+               "--work-dir", str(work), "--jobs", "2", "--no-progress", "solver.epochs=1000", "eval.interval=0"]
+    launcher = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers: list = []
+    try:
+        deadline = time.monotonic() + 120
+        while not all((work / "tiny" / f"seed{seed}" / "checkpoints" / "last.pth").exists() for seed in (0, 1)):
+            assert launcher.poll() is None and time.monotonic() < deadline, "the runs did not start"
+            time.sleep(0.5)
+        workers = psutil.Process(launcher.pid).children(recursive=True)
+        assert workers
+        launcher.send_signal(signal.SIGTERM)
+        assert launcher.wait(timeout=60) != 0
+        _, alive = psutil.wait_procs(workers, timeout=30)
+        assert alive == []
+    finally:  # whatever failed, leave no process behind
+        for process in workers:
+            if process.is_running():
+                process.kill()
+        if launcher.poll() is None:
+            launcher.kill()
