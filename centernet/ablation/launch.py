@@ -86,6 +86,8 @@ def train_run(spec: RunSpec, cfg: Config, status: RunStatus, *, progress: bool) 
     epochs = status.planned_epochs or cfg.solver.epochs  # solver.min_iters may stretch the plan (logged at start)
     resume = status.completed_epochs > 0
     action = f"resuming after epoch {status.completed_epochs}/{epochs}" if resume else f"training {epochs} epochs"
+    if not resume and cfg.solver.min_iters > 0:  # the plan, known once the loader is built, may add epochs
+        action += f" or at least {cfg.solver.min_iters} steps"
     logger.info("%s seed %d (%s loss): %s in %s", spec.name, spec.seed, spec.loss_type, action, spec.run_dir)
     started = time.perf_counter()
     finished = False

@@ -318,6 +318,8 @@ def test_named_sets_and_a_stretched_plan_finish_skip_and_report_per_set(
     argv = ["--configs", str(config), "--seeds", "0", "--work-dir", str(work), "--no-progress", "solver.epochs=1",
             "solver.min_iters=6"]
     assert ablate.main(argv) == 0
+    assert "sets seed 0 (penalty_reduced_focal loss): training 1 epochs or at least 6 steps in " in (
+        capsys.readouterr().err)  # the plan itself is known only once the loader is built
     run_dir = work / "sets" / "seed0"
     assert load_checkpoint(run_dir / "checkpoints" / "last.pth")["epoch"] == 2  # the stretched plan
     assert sorted(path.name for path in work.glob("ablation_*")) == ["ablation_held_out.csv", "ablation_held_out.md",
