@@ -201,8 +201,8 @@ def run_pool(
     with _sigterm_as_exit(), ProcessPoolExecutor(
         jobs, mp_context=context, initializer=_claim_device, initargs=(slots, devices)
     ) as pool:
-        futures = [pool.submit(execute, spec, cfg) for spec, cfg in runs]
         try:
+            futures = [pool.submit(execute, spec, cfg) for spec, cfg in runs]
             return [_outcome(future.result) for future in futures]
         except BaseException:
             # Killed or interrupted: stop the workers too. Left running, they would go on writing into the

@@ -222,7 +222,7 @@ class SolverConfig:
     lr_steps: list[int] = field(default_factory=lambda: [90, 120])  # epochs at which lr *= lr_gamma
     lr_gamma: float = 0.1
     warmup_iters: int = 0  # linear warmup length in iterations
-    min_iters: int = 0  # floor of optimisation steps: fewer -> more epochs, schedule stretched (docs/schedules.md)
+    min_iters: int = 0  # floor of optimisation steps: fewer -> more epochs, lr steps stretched (docs/schedules.md)
     warmup_factor: float = 0.001  # lr multiplier at iteration 0 of the warmup
     backbone_lr_mult: float = 1.0  # the backbone trains at lr * backbone_lr_mult (e.g. 0.1 keeps pretrained features)
     grad_clip: float | None = None  # max global gradient norm (null = no clipping)

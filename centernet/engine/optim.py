@@ -164,7 +164,7 @@ def plan_training(solver: SolverConfig, iters_per_epoch: int, eval_interval: int
     """The training plan of ``solver`` for a loader of ``iters_per_epoch`` batches.
 
     When ``solver.epochs * iters_per_epoch`` is below ``solver.min_iters``, the epochs are raised to
-    ``ceil(min_iters / iters_per_epoch)`` and the whole schedule is stretched by
+    ``ceil(min_iters / iters_per_epoch)`` and the epoch-counted schedule is stretched by
     ``stretch = epochs / solver.epochs``: each lr step epoch and ``eval_interval`` are multiplied by it and
     rounded half up (an interval stays >= 1), so they keep their place as a fraction of training.
     ``warmup_iters`` is already counted in steps and stays as written: ``min_iters`` is meant to be the step

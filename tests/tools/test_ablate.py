@@ -353,7 +353,7 @@ def test_sigterm_stops_the_pool_workers_with_the_launcher(tiny_config: Callable[
     command = [sys.executable, str(REPO / "tools" / "ablate.py"), "--configs", str(tiny_config()), "--seeds", "0", "1",
                "--work-dir", str(work), "--jobs", "2", "--no-progress", "solver.epochs=1000", "eval.interval=0"]
     launcher = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    workers: list = []
+    workers: list[psutil.Process] = []
     try:
         deadline = time.monotonic() + 120
         while not all((work / "tiny" / f"seed{seed}" / "checkpoints" / "last.pth").exists() for seed in (0, 1)):
