@@ -1,7 +1,7 @@
 """Run an ablation study: train + evaluate every config x seed, then compare them in a table and a plot.
 
 python tools/ablate.py --configs configs/ablations/*.yaml --seeds 0 1 2 [--work-dir DIR] [--no-progress]
-    [--baseline CONFIG] [--val-set NAME]
+    [--baseline CONFIG] [--val-set NAME] [--report-only]
     [--jobs N | --launcher submitit [--partition P] [--timeout MIN] [--gpus-per-node G]] [KEY=VALUE ...]
 
 Runs go into <work-dir>/<config stem>/seed<seed>/ with runtime.seed=<seed> and the overrides, seed by
@@ -12,7 +12,8 @@ run), ablation.md (mean ± std and 95% t interval over seeds per config, the AP 
 paired by seed), ablation.png (with the validation curves) and ablation_ghm_bins.png (GHM losses). With
 named validation sets (data.val a list) the study reports the first set, or --val-set NAME, and the file
 names carry it (ablation_<set>.md, ...); rerun with another --val-set for another set's report (finished
-runs are not trained again). A run that fails (e.g. a diverging loss) is reported and the others still
+runs are not trained again). --report-only trains nothing and reports the runs finished so far (a study
+still running here or on a cluster); the runs not finished yet are named in the log. A run that fails (e.g. a diverging loss) is reported and the others still
 run.
 """
 
@@ -57,6 +58,8 @@ def build_parser() -> ToolArgumentParser:
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.add_argument("--baseline", metavar="CONFIG", help="config stem to compare with (default: the first)")
     parser.add_argument("--val-set", metavar="NAME", help="named validation set to report (default: the first)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="train nothing: report the runs finished so far")
     parser.add_argument("--jobs", type=int, default=1, metavar="N", help="local runs at a time (default: 1)")
     parser.add_argument("--launcher", choices=LAUNCHERS, default="local", help="local processes or submitit jobs")
     slurm = parser.add_argument_group("--launcher submitit")
@@ -187,6 +190,13 @@ def ablate(args: argparse.Namespace, work_dir: Path) -> int:
         else:
             pending.append((spec, cfg, status))
     pending = seed_major(pending, args.seeds)
+    if args.report_only:
+        if pending:
+            names = ", ".join(f"{spec.name}/seed{spec.seed}" for spec, _, _ in pending)
+            logger.info("--report-only: %d of %d runs are not finished and left out: %s", len(pending), len(plan), names)
+        pending = []
+        if not finished:
+            raise ValueError(f"--report-only: none of the {len(plan)} runs in {work_dir} is finished yet")
     errors = launch(pending, args)  # ImportError: --launcher submitit without the package
     for spec, error in zip([spec for spec, _, _ in pending], errors, strict=True):
         if error is None:

@@ -159,6 +159,11 @@ def test_interrupted_run_resumes_and_sums_its_time(
     first = json.loads((run_dir / "run_info.json").read_text())
     assert first["sessions"] == 1 and not first["finished"]
     assert not (work / "ablation.csv").exists()  # nothing finished: no report
+    assert ablate.main([*argv, "--report-only"]) == 1  # trains nothing, says why there is no report
+    errors = error_lines(capsys)
+    assert len(errors) == 1 and f"none of the 1 runs in {work} is finished yet" in errors[0], errors
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pth")["epoch"] == 1
+    assert not (work / "ablation.csv").exists()
 
     monkeypatch.setattr(EvalHook, "run", evaluate)
     assert ablate.main(argv) == 0
@@ -171,6 +176,14 @@ def test_interrupted_run_resumes_and_sums_its_time(
     with (work / "ablation.csv").open() as handle:
         (row,) = list(csv.DictReader(handle))
     assert float(row["train_time_s"]) == pytest.approx(second["train_time_s"])
+
+    # a report while seed 4 has not run: the finished run only, and the missing one named
+    (work / "ablation.csv").unlink()
+    assert ablate.main(["--configs", config, "--seeds", "3", "4", "--work-dir", str(work), "--report-only"]) == 0
+    assert "1 of 2 runs are not finished and left out: only/seed4" in capsys.readouterr().err
+    assert not (work / "only" / "seed4").exists()
+    with (work / "ablation.csv").open() as handle:
+        assert list(csv.DictReader(handle)) == [row]
 
 
 @pytest.mark.parametrize(
