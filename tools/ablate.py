@@ -13,8 +13,8 @@ paired by seed), ablation.png (with the validation curves) and ablation_ghm_bins
 named validation sets (data.val a list) the study reports the first set, or --val-set NAME, and the file
 names carry it (ablation_<set>.md, ...); rerun with another --val-set for another set's report (finished
 runs are not trained again). --report-only trains nothing and reports the runs finished so far (a study
-still running here or on a cluster); the runs not finished yet are named in the log. A run that fails (e.g. a diverging loss) is reported and the others still
-run.
+still running here or on a cluster); the runs not finished yet are named in the log. A run that fails
+(e.g. a diverging loss) is reported and the others still run.
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def plan_runs(
     if any(item.partition("=")[0].strip() == SEED_KEY for item in overrides):
         raise ValueError(f"{SEED_KEY} is set by --seeds; remove the {SEED_KEY}=... override")
 
-    plan = []
+    plan: list[tuple[RunSpec, Config, RunStatus]] = []
     for stem, config in stems.items():
         for seed in seeds:
             cfg = load_config(config, [*overrides, f"{SEED_KEY}={seed}"])
@@ -193,7 +193,8 @@ def ablate(args: argparse.Namespace, work_dir: Path) -> int:
     if args.report_only:
         if pending:
             names = ", ".join(f"{spec.name}/seed{spec.seed}" for spec, _, _ in pending)
-            logger.info("--report-only: %d of %d runs are not finished and left out: %s", len(pending), len(plan), names)
+            logger.info("--report-only: %d of %d runs are not finished and left out: %s",
+                        len(pending), len(plan), names)
         pending = []
         if not finished:
             raise ValueError(f"--report-only: none of the {len(plan)} runs in {work_dir} is finished yet")
