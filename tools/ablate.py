@@ -178,6 +178,8 @@ def launch(pending: list[tuple[RunSpec, Config, RunStatus]], args: argparse.Name
 
 
 def ablate(args: argparse.Namespace, work_dir: Path) -> int:
+    if args.report_only and not work_dir.is_dir():
+        raise FileNotFoundError(f"--report-only: {work_dir} does not exist (no study to report)")
     plan = plan_runs(args.configs, args.seeds, args.overrides, work_dir, args.val_set)
     setup_tool_logging(work_dir)  # the study log, once every config has loaded
     finished: list[RunSpec] = []
@@ -197,7 +199,7 @@ def ablate(args: argparse.Namespace, work_dir: Path) -> int:
                         len(pending), len(plan), names)
         pending = []
         if not finished:
-            raise ValueError(f"--report-only: none of the {len(plan)} runs in {work_dir} is finished yet")
+            raise ValueError(f"--report-only: no run in {work_dir} has finished yet ({len(plan)} planned)")
     errors = launch(pending, args)  # ImportError: --launcher submitit without the package
     for spec, error in zip([spec for spec, _, _ in pending], errors, strict=True):
         if error is None:

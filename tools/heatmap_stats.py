@@ -8,8 +8,8 @@ e.g. data.val.ann_file=...; with several named sets the first, or --val-set NAME
 at the config's input size. Printed as one markdown table row per checkpoint: the 50% / 90% / 99%
 quantiles of all heatmap cells, the median peak at the objects (the highest probability of the object's
 class in the 3 x 3 cells around its box centre) and the share of objects whose peak is above their
-image's 99% quantile (centernet/evaluation/heatmap_stats.py; docs/loss_study.md shows what it explains).
---plot writes the histograms of the cell probabilities, one line per checkpoint; an existing file is kept
+class map's 99% quantile in that image (centernet/evaluation/heatmap_stats.py; docs/loss_study.md shows what
+it explains). --plot writes the histograms of the cell probabilities, one line per checkpoint; an existing file is kept
 unless --overwrite.
 """
 
@@ -24,7 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from centernet.cli import ToolArgumentParser, default_argument_parser, run_tool, setup_tool_logging
-from centernet.data.build import build_val_datasets
+from centernet.data.build import build_val_datasets, val_set_sections
 from centernet.evaluation.heatmap_stats import MARKDOWN_HEADER, HeatmapStatistics, HeatmapSummary, markdown_row
 from centernet.inference.predictor import Detector
 from centernet.inference.trained_model import TrainedCheckpoint
@@ -48,36 +48,45 @@ def build_parser() -> ToolArgumentParser:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_tool_args(argv)
+    missing = [path for path in args.checkpoints if not Path(path).is_file()]
+    if missing:
+        parser.error(f"--checkpoints: {', '.join(missing)} not found")
     if args.plot and Path(args.plot).exists() and not args.overwrite:
         parser.error(f"--plot {args.plot} exists; pass --overwrite to replace it")
     return args
 
 
-def run_name(path: Path) -> str:
-    """``<parent>/<run>`` for ``.../<parent>/<run>/checkpoints/x.pth`` (e.g. ``trees_focal/seed0``), else the path."""
-    if path.parent.name != CHECKPOINTS_FOLDER:
-        return str(path)
-    run = path.parent.parent
-    return f"{run.parent.name}/{run.name}" if run.parent.name else run.name
+def run_names(paths: list[Path]) -> list[str]:
+    """A table name per checkpoint: ``<parent>/<run>`` for ``.../<parent>/<run>/checkpoints/x.pth`` (e.g.
+    ``trees_focal/seed0``); the whole path where that is not unique or the file is not in a ``checkpoints`` folder."""
+    short = [f"{path.parent.parent.parent.name}/{path.parent.parent.name}" if path.parent.name == CHECKPOINTS_FOLDER
+             else str(path) for path in paths]
+    return [name if short.count(name) == 1 else str(path) for name, path in zip(short, paths, strict=True)]
 
 
 def checkpoint_stats(path: Path, overrides: list[str], val_set: str | None, device: str,
                      progress: bool) -> HeatmapSummary:
-    """The :class:`HeatmapSummary` of one checkpoint on its config's validation set."""
+    """The :class:`HeatmapSummary` of one checkpoint on its config's validation set (the first, or ``val_set``).
+
+    Raises:
+        ValueError: the validation set's classes are not the checkpoint's.
+    """
     cfg = TrainedCheckpoint.read(path).config(overrides)
-    name, dataset = build_val_datasets(cfg, val_set)[0]  # without --val-set: every set, the first is used
+    name, dataset = build_val_datasets(cfg, val_set or val_set_sections(cfg)[0][0])[0]
     detector = Detector.from_checkpoint(path, config=cfg, device=device)
+    if tuple(dataset.class_names) != tuple(detector.class_names):
+        raise ValueError(f"{path}: the model's classes {list(detector.class_names)} are not those of the val set "
+                         f"{name or 'data.val'} {list(dataset.class_names)}")
     stats = HeatmapStatistics()
-    for index in tqdm(range(len(dataset)), desc=run_name(path), unit="img", disable=not progress,
-                      dynamic_ncols=True):
+    for index in tqdm(range(len(dataset)), desc=path.name, unit="img", disable=not progress, dynamic_ncols=True):
         raw = dataset.load_raw(index)
         heatmap = detector.heatmap(raw["image"])
-        ratio = heatmap.shape[2] / raw["image"].shape[1]  # map cells per image pixel
-        keep = ~raw["ignore"]
-        boxes = raw["boxes"][keep]
-        centres = np.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2], axis=1) * ratio
-        stats.add(heatmap, centres, raw["labels"][keep])
-    logger.info("%s: %d images of %s", run_name(path), len(dataset), name or "data.val")
+        height, width = raw["image"].shape[:2]
+        scale = np.array([heatmap.shape[2] / width, heatmap.shape[1] / height])  # map cells per pixel, x and y
+        boxes = raw["boxes"][~raw["ignore"]]
+        centres = (boxes[:, :2] + boxes[:, 2:]) / 2 * scale
+        stats.add(heatmap, centres, raw["labels"][~raw["ignore"]])
+    logger.info("%s: %d images of %s", path, len(dataset), name or "data.val")
     return stats.summary()
 
 
@@ -101,13 +110,9 @@ def plot_histograms(summaries: dict[str, HeatmapSummary], path: Path) -> None:
 
 
 def heatmap_stats(args: argparse.Namespace) -> None:
-    summaries: dict[str, HeatmapSummary] = {}
-    for item in args.checkpoints:
-        path = Path(item)
-        if not path.is_file():
-            raise FileNotFoundError(f"--checkpoints: {path} does not exist")
-        summaries[run_name(path)] = checkpoint_stats(path, args.overrides, args.val_set, args.device,
-                                                     progress=not args.no_progress)
+    paths = [Path(item) for item in args.checkpoints]
+    summaries = {name: checkpoint_stats(path, args.overrides, args.val_set, args.device, progress=not args.no_progress)
+                 for name, path in zip(run_names(paths), paths, strict=True)}
     print(MARKDOWN_HEADER)
     for name, summary in summaries.items():
         print(markdown_row(name, summary))

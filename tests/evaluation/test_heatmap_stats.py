@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from centernet.evaluation.heatmap_stats import HeatmapStatistics, object_peaks
+from centernet.evaluation.heatmap_stats import HeatmapStatistics, markdown_row, object_peaks
 
 
 def two_class_map() -> np.ndarray:
@@ -33,15 +33,26 @@ def test_summary_over_two_images_by_hand() -> None:
     stats.add(np.full((2, 2, 2), 0.2), np.array([[0.5, 0.5]]), np.array([1]))
     summary = stats.summary()
     assert summary.cells == 48 and summary.objects == 5
-    # sorted cells: 37 zeros, 8 x 0.2, 0.5, 0.7, 0.9 (indices 0..47); linear interpolation at q * 47
-    assert summary.quantiles[0.5] == 0.0  # index 23.5
-    assert summary.quantiles[0.9] == pytest.approx(0.2)  # index 42.3, both neighbours 0.2
-    assert summary.quantiles[0.99] == pytest.approx(0.7 + 0.53 * 0.2)  # index 46.53
+    # sorted cells: 37 zeros, 8 x 0.2, 0.5, 0.7, 0.9; the q quantile is the smallest value with at least
+    # q * 48 cells at or below it (to 1e-4): 24 cells -> 0, 43.2 -> the 44th cell 0.2, 47.52 -> the 48th 0.9
+    assert summary.quantiles[0.5] == pytest.approx(0.0, abs=1e-4)
+    assert summary.quantiles[0.9] == pytest.approx(0.2, abs=1e-4)
+    assert summary.quantiles[0.99] == pytest.approx(0.9, abs=1e-4)
     assert summary.peak_median == pytest.approx(0.2)  # peaks 0.9, 0.5, 0, 0, 0.2
-    # image 1: its p99 is at index 0.99 * 39 = 38.61 of its 40 cells, 0.7 + 0.61 * 0.2 = 0.822: only 0.9 is
-    # above; image 2: the peak equals its constant map, not above it
+    # p99 per class map of image 1 (20 cells each, numpy's linear interpolation at index 18.81): class 0
+    # 0.5 + 0.81 * 0.4 = 0.824, only the 0.9 peak is above; class 1 0.81 * 0.7 = 0.567, its peaks are 0.
+    # Image 2: the peak equals its constant map, not above it.
     assert summary.peaks_above == pytest.approx(1 / 5)
     assert summary.histogram.sum() == 48 and summary.histogram[0] == 37 and summary.histogram[10] == 8
+    assert markdown_row("run", summary) == "| run | 0.000 | 0.200 | 0.900 | 0.200 | 20% | 5 |"
+
+
+def test_images_without_objects_leave_the_object_columns_empty() -> None:
+    stats = HeatmapStatistics()
+    stats.add(np.full((1, 3, 3), 0.5), np.zeros((0, 2)), np.zeros(0, dtype=int))
+    summary = stats.summary()
+    assert summary.objects == 0 and summary.peak_median is None and summary.peaks_above is None
+    assert markdown_row("empty", summary) == "| empty | 0.500 | 0.500 | 0.500 | – | – | 0 |"
 
 
 def test_summary_without_images_is_an_error() -> None:

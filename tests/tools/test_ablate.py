@@ -159,9 +159,12 @@ def test_interrupted_run_resumes_and_sums_its_time(
     first = json.loads((run_dir / "run_info.json").read_text())
     assert first["sessions"] == 1 and not first["finished"]
     assert not (work / "ablation.csv").exists()  # nothing finished: no report
+    missing = tmp_path / "typo"
+    assert ablate.main(["--configs", config, "--seeds", "3", "--work-dir", str(missing), "--report-only"]) == 1
+    assert f"{missing} does not exist (no study to report)" in error_lines(capsys)[0] and not missing.exists()
     assert ablate.main([*argv, "--report-only"]) == 1  # trains nothing, says why there is no report
     errors = error_lines(capsys)
-    assert len(errors) == 1 and f"none of the 1 runs in {work} is finished yet" in errors[0], errors
+    assert len(errors) == 1 and f"no run in {work} has finished yet (1 planned)" in errors[0], errors
     assert load_checkpoint(run_dir / "checkpoints" / "last.pth")["epoch"] == 1
     assert not (work / "ablation.csv").exists()
 
