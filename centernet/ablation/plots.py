@@ -13,7 +13,8 @@ from centernet.ablation.stats import mean_band
 
 PLOT_FILE = "ablation.png"
 BINS_PLOT_FILE = "ablation_ghm_bins.png"
-PLOT_SIZE_INCHES = (12.0, 4.5)
+PLOT_SIZE_INCHES = (14.0, 4.5)
+ROW_INCHES = 0.4  # bar-chart height per config
 BINS_PANEL_INCHES = (3.2, 2.6)  # one small panel per GHM config
 PLOT_DPI = 100
 ERROR_BAR_CAPSIZE = 4.0
@@ -41,18 +42,23 @@ def plot_ablation(results: Sequence[RunResult], path: Path) -> None:
     from matplotlib.ticker import MaxNLocator
 
     groups = _groups(results)
-    figure = Figure(figsize=PLOT_SIZE_INCHES)
+    width, height = PLOT_SIZE_INCHES
+    figure = Figure(figsize=(width, max(height, ROW_INCHES * len(groups) + 1.5)))  # a readable row per config
     bars, curves = figure.subplots(1, 2)
     positions = list(range(len(groups)))
     stats = [_mean_std([v for run in runs if (v := run.metrics.get(CURVE_METRIC)) is not None])
              for runs in groups.values()]
     means = [PERCENT * mean for mean, _ in stats]
     errors = [PERCENT * std for _, std in stats]
-    drawn = bars.bar(positions, means, yerr=errors, capsize=ERROR_BAR_CAPSIZE, color=[f"C{i}" for i in positions])
-    bars.bar_label(drawn, labels=[f"{m:.1f} ± {e:.1f}" for m, e in zip(means, errors, strict=True)],
-                   label_type="center")  # inside the bar, clear of the error bar
-    bars.set_xticks(positions, list(groups), rotation=15, ha="right")
-    bars.set_ylabel(f"final {CURVE_METRIC} (%), mean ± std over seeds")
+    bars.barh(positions, means, xerr=errors, capsize=ERROR_BAR_CAPSIZE, color=[f"C{i}" for i in positions])
+    right = max([m + e for m, e in zip(means, errors, strict=True)] + [1.0])
+    pad = 0.02 * right
+    for position, mean, error in zip(positions, means, errors, strict=True):  # right of the error bar
+        bars.text(mean + error + pad, position, f"{mean:.1f} ± {error:.1f}", va="center")
+    bars.set_yticks(positions, list(groups))
+    bars.invert_yaxis()  # the first config on top, as in the table
+    bars.set_xlim(0.0, 1.3 * right)  # room for the labels
+    bars.set_xlabel(f"final {CURVE_METRIC} (%), mean ± std over seeds")
     bars.set_title("final accuracy")
 
     for index, (name, runs) in enumerate(groups.items()):
@@ -70,7 +76,7 @@ def plot_ablation(results: Sequence[RunResult], path: Path) -> None:
     curves.set_ylabel(f"validation {CURVE_METRIC} (%), mean ± std over seeds")
     curves.set_title("validation curve")
     if curves.get_legend_handles_labels()[0]:
-        curves.legend()
+        curves.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: curves stay visible
     figure.tight_layout()
     figure.savefig(path, dpi=PLOT_DPI)
 
