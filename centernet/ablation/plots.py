@@ -53,8 +53,8 @@ def plot_ablation(results: Sequence[RunResult], path: Path) -> None:
     bars.barh(positions, means, xerr=errors, capsize=ERROR_BAR_CAPSIZE, color=[f"C{i}" for i in positions])
     right = max([m + e for m, e in zip(means, errors, strict=True)] + [1.0])
     pad = 0.02 * right
-    for position, mean, error in zip(positions, means, errors, strict=True):  # right of the error bar
-        bars.text(mean + error + pad, position, f"{mean:.1f} ± {error:.1f}", va="center")
+    for position, value, error in zip(positions, means, errors, strict=True):  # right of the error bar
+        bars.text(value + error + pad, position, f"{value:.1f} ± {error:.1f}", va="center")
     bars.set_yticks(positions, list(groups))
     bars.invert_yaxis()  # the first config on top, as in the table
     bars.set_xlim(0.0, 1.3 * right)  # room for the labels
