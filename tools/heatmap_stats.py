@@ -91,12 +91,11 @@ def checkpoint_stats(path: Path, overrides: list[str], val_set: str | None, devi
 
 
 def plot_histograms(summaries: dict[str, HeatmapSummary], path: Path) -> None:
-    import matplotlib
+    """One line per checkpoint: the share of heatmap cells in each of the 50 probability bins (log scale)."""
+    from matplotlib.figure import Figure  # no pyplot: no global backend, renders with Agg (as ablation plots)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(6.4, 3.6))
+    figure = Figure(figsize=(6.4, 3.6))
+    axis = figure.subplots()
     for name, summary in summaries.items():
         share = summary.histogram / max(summary.cells, 1)
         centres = (np.arange(len(share)) + 0.5) / len(share)
@@ -106,7 +105,6 @@ def plot_histograms(summaries: dict[str, HeatmapSummary], path: Path) -> None:
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
-    plt.close(figure)
 
 
 def heatmap_stats(args: argparse.Namespace) -> None:
