@@ -31,6 +31,8 @@ def _rss(process: psutil.Process) -> int:
 
 
 def _is_worker(process: psutil.Process) -> bool:
+    """A spawned loader worker. Only direct children of the training process are asked: a worker that forks
+    (a library running a subprocess) briefly has a child with the worker's command line, which is not a worker."""
     try:
         return any(WORKER_MARK in part for part in process.cmdline())
     except psutil.Error:
@@ -51,7 +53,7 @@ def run(ctx: Context) -> list[Row]:
     while main.poll() is None and time.monotonic() < deadline:
         peaks[main.pid] = max(peaks.get(main.pid, 0), _rss(watched))
         try:
-            children = watched.children(recursive=True)
+            children = watched.children(recursive=False)
         except psutil.Error:
             children = []
         for child in children:
