@@ -1,7 +1,7 @@
 """Run an ablation study: train + evaluate every config x seed, then compare them in a table and a plot.
 
 python tools/ablate.py --configs configs/ablations/*.yaml --seeds 0 1 2 [--work-dir DIR] [--no-progress]
-    [--baseline CONFIG] [--val-set NAME] [--report-only]
+    [--baseline CONFIG] [--val-set NAME] [--report-only] [--export-records DIR]
     [--jobs N | --launcher submitit [--partition P] [--timeout MIN] [--gpus-per-node G]] [KEY=VALUE ...]
 
 Runs go into <work-dir>/<config stem>/seed<seed>/ with runtime.seed=<seed> and the overrides, seed by
@@ -14,7 +14,10 @@ named validation sets (data.val a list) the study reports the first set, or --va
 names carry it (ablation_<set>.md, ...); rerun with another --val-set for another set's report (finished
 runs are not trained again). --report-only trains nothing and reports the runs finished so far (a study
 still running here or on a cluster); the runs not finished yet are named in the log. A run that fails
-(e.g. a diverging loss) is reported and the others still run.
+(e.g. a diverging loss) is reported and the others still run. --export-records DIR copies what the
+report reads of every finished run (config.yaml, run_info.json, metrics.jsonl, eval/**/metrics.json; no
+checkpoints) to DIR/<config stem>/seed<seed>/: a study folder holding such kept records counts those runs
+as done, so a study can be kept, shared or continued elsewhere without its checkpoints (docs/loss_study.md).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from centernet.ablation import (
     RunStatus,
     collect_run,
     config_differences,
+    export_record,
     report_file,
     run_status,
     write_reports,
@@ -60,6 +64,8 @@ def build_parser() -> ToolArgumentParser:
     parser.add_argument("--val-set", metavar="NAME", help="named validation set to report (default: the first)")
     parser.add_argument("--report-only", action="store_true",
                         help="train nothing: report the runs finished so far")
+    parser.add_argument("--export-records", metavar="DIR",
+                        help="copy the finished runs' records (no checkpoints) to DIR/<config>/seed<seed>/")
     parser.add_argument("--jobs", type=int, default=1, metavar="N", help="local runs at a time (default: 1)")
     parser.add_argument("--launcher", choices=LAUNCHERS, default="local", help="local processes or submitit jobs")
     slurm = parser.add_argument_group("--launcher submitit")
@@ -146,7 +152,7 @@ def plan_runs(
                 changed = config_differences(status.config, config_to_dict(cfg), ignore=RUNTIME_ONLY_KEYS)
                 if changed:
                     raise ValueError(
-                        f"{spec.run_dir / 'checkpoints' / 'last.pth'} was trained with a different config "
+                        f"{status.config_source} was trained with a different config "
                         f"({', '.join(changed)} differ from {config} + overrides); use another --work-dir"
                     )
             plan.append((spec, cfg, status))
@@ -217,6 +223,9 @@ def ablate(args: argparse.Namespace, work_dir: Path) -> int:
         table = write_reports([collect_run(spec) for spec in finished], work_dir, baseline, tag)
         files = ", ".join(report_file(name, tag) for name in (CSV_FILE, MARKDOWN_FILE, PLOT_FILE))
         logger.info("ablation of %d runs (%s in %s):\n%s", len(finished), files, work_dir, table)
+    if args.export_records:
+        copied = sum(export_record(spec, Path(args.export_records)) for spec in finished)
+        logger.info("records of %d finished runs in %s (%d files new)", len(finished), args.export_records, copied)
     if failed:
         names = ", ".join(f"{spec.name}/seed{spec.seed}" for spec in failed)
         logger.error("%d of %d runs failed (%s); rerun the same command to retry them", len(failed), len(plan), names)

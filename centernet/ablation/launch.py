@@ -118,6 +118,10 @@ def execute(spec: RunSpec, cfg: Config, progress: bool = False) -> str | None:
     except RUN_ERRORS as error:
         logger.debug("traceback of the error below", exc_info=True)
         return one_line_error(error)
+    except RunTerminated:  # train_run recorded the time; end the worker before the pool hands it another run
+        logger.info("%s seed %d stopped (SIGTERM); rerun the study to resume it", spec.name, spec.seed)
+        logging.shutdown()
+        os._exit(128 + signal.SIGTERM)
     return None
 
 
@@ -170,8 +174,17 @@ def with_threads(cfg: Config, threads: int) -> Config:
     return copied
 
 
+class RunTerminated(BaseException):
+    """SIGTERM reached a pool worker (the launcher stopping it): unwinds the run so that its wall time is recorded."""
+
+
+def _raise_terminated(signum: int, _frame: Any) -> None:
+    raise RunTerminated(signum)
+
+
 def _claim_device(slots: Any, devices: list[str]) -> None:
-    """Pool initialiser: take the next slot and, with GPUs, see only that slot's device."""
+    """Pool initialiser: take the next slot and, with GPUs, see only that slot's device; SIGTERM ends the run."""
+    signal.signal(signal.SIGTERM, _raise_terminated)
     slot = slots.get()
     if devices:
         os.environ["CUDA_VISIBLE_DEVICES"] = devices[slot % len(devices)]

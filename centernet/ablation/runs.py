@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from centernet.engine.checkpoint import load_checkpoint
 from centernet.engine.run_dir import EVAL_DIR, METRICS_NAME
@@ -21,6 +24,7 @@ from centernet.engine.run_dir import EVAL_DIR, METRICS_NAME
 logger = logging.getLogger(__name__)
 
 RUN_INFO_FILE = "run_info.json"
+CONFIG_FILE = "config.yaml"
 LAST_CHECKPOINT = Path("checkpoints") / "last.pth"
 JSONL_FILE = "metrics.jsonl"
 RUN_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")  # final metrics read from each run
@@ -87,13 +91,15 @@ class RunStatus:
         completed_epochs: ``epoch`` of ``checkpoints/last.pth`` (0 without one).
         planned_epochs: the checkpoint's training plan (``max_epochs``; ``solver.epochs`` without one).
         done: all planned epochs completed and the final metrics written (:attr:`RunSpec.metrics_file`).
-        config: the config stored in ``last.pth`` (``None`` without one or when it holds none).
+        config: the config stored in ``last.pth`` (a kept record: its ``config.yaml``; ``None`` without one).
+        config_source: the file ``config`` was read from.
     """
 
     completed_epochs: int
     done: bool
     config: dict[str, Any] | None = None
     planned_epochs: int | None = None
+    config_source: Path | None = None
 
 
 def run_status(spec: RunSpec, epochs: int) -> RunStatus:
@@ -103,12 +109,16 @@ def run_status(spec: RunSpec, epochs: int) -> RunStatus:
     its training plan (the checkpoint's ``max_epochs``, which ``solver.min_iters`` can make larger than
     ``solver.epochs``; ``epochs``, the config's ``solver.epochs``, for checkpoints without it).
 
+    A finished run whose ``checkpoints/`` folder was removed (a *kept record*, see :func:`export_record`)
+    is done too: its ``run_info.json`` says it finished and its final metrics exist; its epochs are those
+    of its last ``train`` record in ``metrics.jsonl`` and its config is its ``config.yaml``.
+
     Raises:
         ValueError: the checkpoint is unreadable, has no integer ``epoch`` or is past its planned epochs.
     """
     last = spec.run_dir / LAST_CHECKPOINT
     if not last.is_file():
-        return RunStatus(completed_epochs=0, done=False)
+        return _kept_record_status(spec)
     state = load_checkpoint(last)
     completed, planned = state.get("epoch"), state.get("max_epochs", epochs)
     if not isinstance(completed, int) or isinstance(completed, bool):
@@ -123,7 +133,23 @@ def run_status(spec: RunSpec, epochs: int) -> RunStatus:
         done=completed == planned and spec.metrics_file.is_file(),
         config=config if isinstance(config, dict) else None,
         planned_epochs=planned,
+        config_source=last,
     )
+
+
+def _kept_record_status(spec: RunSpec) -> RunStatus:
+    """A run folder without ``last.pth``: done when it is the kept record of a finished run, else not started."""
+    if read_run_info(spec.run_dir).get("finished") is not True or not spec.metrics_file.is_file():
+        return RunStatus(completed_epochs=0, done=False)
+    jsonl_path = spec.run_dir / JSONL_FILE
+    epochs = max((record["epoch"] for _, record in _read_jsonl(jsonl_path)
+                  if record.get("type") == "train" and isinstance(record.get("epoch"), int)), default=0)
+    config_path = spec.run_dir / CONFIG_FILE
+    config = yaml.safe_load(config_path.read_text()) if config_path.is_file() else None
+    if config is not None and not isinstance(config, dict):
+        raise ValueError(f"{config_path}: expected a mapping of config sections, got {type(config).__name__}")
+    return RunStatus(completed_epochs=epochs, done=True, config=config, planned_epochs=epochs,
+                     config_source=config_path if config is not None else None)
 
 
 def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any], ignore: Iterable[str] = ()) -> list[str]:
@@ -170,6 +196,41 @@ def record_run_time(run_dir: Path, seconds: float, *, finished: bool, resumed: b
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / RUN_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
     return info
+
+
+# ------------------------------------------------------------------------------ records
+def record_files(run_dir: Path) -> list[Path]:
+    """The files of a run that its report reads, relative to ``run_dir``: ``config.yaml``, ``run_info.json``,
+    ``metrics.jsonl`` and every ``eval/**/metrics.json`` (no checkpoints, images or detections)."""
+    names = [Path(name) for name in (CONFIG_FILE, RUN_INFO_FILE, JSONL_FILE) if (run_dir / name).is_file()]
+    evaluations = sorted(path.relative_to(run_dir) for path in (run_dir / EVAL_DIR).rglob(METRICS_NAME))
+    return names + evaluations
+
+
+def export_record(spec: RunSpec, destination: Path) -> int:
+    """Copy a finished run's :func:`record_files` to ``destination/<name>/seed<seed>/``; the number copied.
+
+    The copy is a *kept record*: a study folder holding it counts the run as done (see :func:`run_status`)
+    and reports it, so a study can be kept, shared or continued elsewhere without its checkpoints.
+    Files already there with the same content are left alone.
+
+    Raises:
+        FileExistsError: a file of the record is already there with other content (nothing is replaced).
+    """
+    target = destination / spec.name / f"seed{spec.seed}"
+    files = record_files(spec.run_dir)
+    for relative in files:
+        existing = target / relative
+        if existing.is_file() and existing.read_bytes() != (spec.run_dir / relative).read_bytes():
+            raise FileExistsError(f"{existing} already exists with other content than {spec.run_dir / relative}; "
+                                  "export into another folder or remove it")
+    copied = 0
+    for relative in files:
+        if not (target / relative).is_file():
+            (target / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(spec.run_dir / relative, target / relative)
+            copied += 1
+    return copied
 
 
 # --------------------------------------------------------------------------- collecting

@@ -19,9 +19,11 @@ from centernet.ablation import (
     collect_run,
     config_differences,
     epochs_to_reach,
+    export_record,
     format_mean_std,
     markdown_table,
     mean_std,
+    record_files,
     record_run_time,
     report_file,
     run_status,
@@ -310,6 +312,56 @@ def test_record_run_time_accumulates_over_resumed_sessions(tmp_path: Path) -> No
     assert json.loads((tmp_path / "run_info.json").read_text()) == second
     fresh = record_run_time(tmp_path, 1.0, finished=True, resumed=False)  # restarted from scratch
     assert fresh == {"train_time_s": 1.0, "sessions": 1, "finished": True}
+
+
+def test_exported_record_is_a_finished_run_without_checkpoints(tmp_path: Path) -> None:
+    """export_record copies what the report reads, nothing else; the copy counts as done and reports the same."""
+    spec = RunSpec("run", "focal", 3, tmp_path / "study" / "run" / "seed3", val_set="yell")
+    run_dir = spec.run_dir
+    records = [train(1, 2.0), val(1, 0.1), train(2, 1.5), {**val(2, 0.3), "set": "yell"}]
+    files = {
+        "config.yaml": "solver:\n  epochs: 2\n  lr: 0.01\n",
+        "run_info.json": json.dumps({"train_time_s": 12.5, "sessions": 2, "finished": True}),
+        "metrics.jsonl": "".join(json.dumps(r) + "\n" for r in records),
+        "eval/yell/metrics.json": json.dumps(metrics(0.3)),
+        "eval/cross_site/metrics.json": json.dumps(metrics(0.1)),
+        "eval/yell/predictions.png": "not a record",
+        "run.log": "a log",
+    }
+    for name, text in files.items():
+        (run_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        (run_dir / name).write_text(text)
+    last = run_dir / "checkpoints" / "last.pth"
+    save_checkpoint({"epoch": 2, "max_epochs": 2, "config": {"solver": {"epochs": 2}}}, last)
+    expected = ["config.yaml", "run_info.json", "metrics.jsonl",
+                "eval/cross_site/metrics.json", "eval/yell/metrics.json"]
+    assert [str(path) for path in record_files(run_dir)] == expected
+
+    kept = tmp_path / "kept"
+    assert export_record(spec, kept) == 5
+    copy = RunSpec("run", "focal", 3, kept / "run" / "seed3", val_set="yell")
+    assert sorted(str(p.relative_to(copy.run_dir)) for p in copy.run_dir.rglob("*") if p.is_file()) == sorted(expected)
+    assert all((copy.run_dir / name).read_bytes() == (run_dir / name).read_bytes() for name in expected)
+    status = run_status(copy, epochs=99)  # epochs: the last train record's, not the config's
+    assert (status.done, status.completed_epochs, status.planned_epochs) == (True, 2, 2)
+    assert status.config == {"solver": {"epochs": 2, "lr": 0.01}}
+    assert status.config_source == copy.run_dir / "config.yaml"
+    original, kept_result = collect_run(spec), collect_run(copy)
+    assert (kept_result.metrics, kept_result.val_curve, kept_result.train_time_s) == (
+        original.metrics, original.val_curve, 12.5)
+
+    assert export_record(spec, kept) == 0  # the same record again: nothing to copy
+    (copy.run_dir / "metrics.jsonl").write_text("edited\n")
+    with pytest.raises(FileExistsError, match=r"kept/run/seed3/metrics.jsonl already exists with other content"):
+        export_record(spec, kept)
+    assert (copy.run_dir / "metrics.jsonl").read_text() == "edited\n"  # nothing replaced
+
+    # not a kept record: a run that did not finish, or one without its final metrics
+    (copy.run_dir / "run_info.json").write_text(json.dumps({"train_time_s": 1.0, "sessions": 1, "finished": False}))
+    assert not run_status(copy, epochs=2).done and run_status(copy, epochs=2).completed_epochs == 0
+    (copy.run_dir / "run_info.json").write_text(json.dumps({"finished": True}))
+    (copy.run_dir / "eval" / "yell" / "metrics.json").unlink()
+    assert not run_status(copy, epochs=2).done
 
 
 def test_config_differences() -> None:

@@ -119,6 +119,20 @@ def test_two_configs_train_then_skip_on_rerun(
     errors = error_lines(capsys)
     assert len(errors) == 1 and "solver.lr" in errors[0] and "prfocal" in errors[0]
 
+    # the records without checkpoints, elsewhere: a study folder of finished runs that reports the same
+    kept = tmp_path / "kept"
+    assert ablate.main([*argv, "--report-only", "--export-records", str(kept)]) == 0
+    assert "records of 2 finished runs in" in capsys.readouterr().err
+    assert not list(kept.rglob("*.pth")) and (kept / "bce" / "seed0" / "metrics.jsonl").is_file()
+    kept_argv = ["--configs", *configs, "--seeds", "0", "--work-dir", str(kept), "--no-progress", "solver.epochs=1"]
+    assert ablate.main(kept_argv) == 0  # trains nothing
+    assert capsys.readouterr().err.count("is done (1 epochs): skipped") == 2
+    assert read_rows(kept) == rows
+    assert ablate.main([*kept_argv, "solver.lr=0.5"]) == 1
+    errors = error_lines(capsys)
+    kept_config = kept / "prfocal" / "seed0" / "config.yaml"
+    assert len(errors) == 1 and f"{kept_config} was trained with a different config" in errors[0]
+
 
 def test_runs_train_seed_by_seed_and_report_in_plan_order(
     tiny_config: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -381,6 +395,9 @@ def test_sigterm_stops_the_pool_workers_with_the_launcher(tiny_config: Callable[
         assert launcher.wait(timeout=60) != 0
         _, alive = psutil.wait_procs(workers, timeout=30)
         assert alive == []
+        for seed in (0, 1):  # each stopped run recorded its time before its worker ended
+            info = json.loads((work / "tiny" / f"seed{seed}" / "run_info.json").read_text())
+            assert info["sessions"] == 1 and not info["finished"] and info["train_time_s"] > 0, seed
     finally:  # whatever failed, leave no process behind
         for process in workers:
             if process.is_running():
