@@ -35,9 +35,9 @@ from centernet.targets import render_targets, render_ttf_targets
 from tests.conftest import REPO
 
 TORCHRUN_TIMEOUT_S = 240
-# SGD, lr 0.05, 3 steps: measured differences are ~2e-6 on an Intel Xeon and up to 6e-5 (conv1, 5% of its
-# weights) on an AMD EPYC, whose oneDNN convolution kernels sum in another order; the per-step loss terms
-# (asserted below to 1e-5) are what shows that the all-reduced normalisers match.
+# SGD, lr 0.05, 3 steps: measured differences were ~2e-6 on the CPU this was first written on and are up to
+# 6e-5 (conv1, 5% of its weights) on an AMD EPYC, whose convolution kernels sum in another order; the
+# per-step loss terms (asserted below to 1e-5) are what shows that the all-reduced normalisers match.
 WEIGHT_ATOL = 2e-4
 # TTFNet's ltrb head starts at relu(raw ~ 0): a rounding difference that moves a cell's raw output across 0
 # switches its box gradient on or off, so weights differ by up to ~2e-4 while every step's loss terms agree
