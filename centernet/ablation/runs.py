@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from centernet.config.loader import read_yaml_mapping
 from centernet.engine.checkpoint import load_checkpoint
 from centernet.engine.run_dir import EVAL_DIR, METRICS_NAME
 
@@ -145,9 +144,7 @@ def _kept_record_status(spec: RunSpec) -> RunStatus:
     epochs = max((record["epoch"] for _, record in _read_jsonl(jsonl_path)
                   if record.get("type") == "train" and isinstance(record.get("epoch"), int)), default=0)
     config_path = spec.run_dir / CONFIG_FILE
-    config = yaml.safe_load(config_path.read_text()) if config_path.is_file() else None
-    if config is not None and not isinstance(config, dict):
-        raise ValueError(f"{config_path}: expected a mapping of config sections, got {type(config).__name__}")
+    config = read_yaml_mapping(config_path) if config_path.is_file() else None  # ConfigError names the file
     return RunStatus(completed_epochs=epochs, done=True, config=config, planned_epochs=epochs,
                      config_source=config_path if config is not None else None)
 

@@ -187,7 +187,7 @@ def _load_with_bases(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
     if resolved in chain:
         cycle = " -> ".join(str(p) for p in (*chain, resolved))
         raise ConfigError(f"{path}: _base_ files include each other ({cycle})")
-    data = _read_yaml_mapping(path)
+    data = read_yaml_mapping(path)
     bases = data.pop(BASE_KEY, [])
     if isinstance(bases, str):
         bases = [bases]
@@ -201,7 +201,13 @@ def _load_with_bases(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
     return merge_dicts(merged, data, reset_on_type_change=TAGGED_UNIONS)
 
 
-def _read_yaml_mapping(path: Path) -> dict[str, Any]:
+def read_yaml_mapping(path: Path) -> dict[str, Any]:
+    """The top-level mapping of a YAML file (``{}`` for an empty file).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ConfigError: not valid YAML, or the top level is not a mapping (the message names the file).
+    """
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
     try:

@@ -30,6 +30,7 @@ from centernet.ablation import (
     summarize,
     write_reports,
 )
+from centernet.config import ConfigError
 from centernet.engine.checkpoint import save_checkpoint
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -355,6 +356,10 @@ def test_exported_record_is_a_finished_run_without_checkpoints(tmp_path: Path) -
     with pytest.raises(FileExistsError, match=r"kept/run/seed3/metrics.jsonl already exists with other content"):
         export_record(spec, kept)
     assert (copy.run_dir / "metrics.jsonl").read_text() == "edited\n"  # nothing replaced
+
+    (copy.run_dir / "config.yaml").write_text("- a list, not config sections\n")
+    with pytest.raises(ConfigError, match=r"seed3/config.yaml: the top level must be a mapping, got list"):
+        run_status(copy, epochs=2)
 
     # not a kept record: a run that did not finish, or one without its final metrics
     (copy.run_dir / "run_info.json").write_text(json.dumps({"train_time_s": 1.0, "sessions": 1, "finished": False}))
