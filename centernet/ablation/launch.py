@@ -114,7 +114,8 @@ def execute(spec: RunSpec, cfg: Config, progress: bool = False) -> str | None:
         if status.done:
             logger.info("%s seed %d is done (%d epochs): skipped", spec.name, spec.seed, status.completed_epochs)
             return None
-        train_run(spec, cfg, status, progress=progress)
+        with _sigterm_unwinds_run():
+            train_run(spec, cfg, status, progress=progress)
     except RUN_ERRORS as error:
         logger.debug("traceback of the error below", exc_info=True)
         return one_line_error(error)
@@ -182,9 +183,33 @@ def _raise_terminated(signum: int, _frame: Any) -> None:
     raise RunTerminated(signum)
 
 
-def _claim_device(slots: Any, devices: list[str]) -> None:
-    """Pool initialiser: take the next slot and, with GPUs, see only that slot's device; SIGTERM ends the run."""
+def _exit_quietly(signum: int, _frame: Any) -> None:
+    """SIGTERM of a pool worker between runs: nothing to record; the worker ends without a traceback.
+
+    ``SystemExit`` unwinds the wait for the next run, releasing the run queue's lock on the way out.
+    """
+    sys.exit(128 + signum)
+
+
+@contextmanager
+def _sigterm_unwinds_run() -> Iterator[None]:
+    """In a pool worker, SIGTERM during the run raises :class:`RunTerminated` (its time is recorded on the way out).
+
+    Elsewhere (a ``submitit`` job, the launcher's own process) the signal handling is left as it is.
+    """
+    if signal.getsignal(signal.SIGTERM) is not _exit_quietly:
+        yield
+        return
     signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, _exit_quietly)
+
+
+def _claim_device(slots: Any, devices: list[str]) -> None:
+    """Pool initialiser: take the next slot and, with GPUs, see only that slot's device; SIGTERM ends the worker."""
+    signal.signal(signal.SIGTERM, _exit_quietly)
     slot = slots.get()
     if devices:
         os.environ["CUDA_VISIBLE_DEVICES"] = devices[slot % len(devices)]

@@ -404,3 +404,40 @@ def test_sigterm_stops_the_pool_workers_with_the_launcher(tiny_config: Callable[
                 process.kill()
         if launcher.poll() is None:
             launcher.kill()
+
+
+def test_sigterm_ends_an_idle_pool_worker_without_a_traceback(tiny_config: Callable[..., Path], tmp_path: Path) -> None:
+    """A worker whose run finished waits for the next one; `kill` then ends it quietly (the busy one records)."""
+    psutil = pytest.importorskip("psutil")
+    long = tiny_config(name="long.yaml")
+    long.write_text(long.read_text().replace("epochs: 2,", "epochs: 1000,"))
+    short = tiny_config(name="short.yaml")
+    work = tmp_path / "study"
+    command = [sys.executable, str(REPO / "tools" / "ablate.py"), "--configs", str(long), str(short), "--seeds", "0",
+               "--work-dir", str(work), "--jobs", "2", "--no-progress", "eval.interval=0"]
+    launcher = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    workers: list[psutil.Process] = []
+    try:
+        short_info = work / "short" / "seed0" / "run_info.json"
+        deadline = time.monotonic() + 120
+        while not (short_info.exists() and (work / "long" / "seed0" / "checkpoints" / "last.pth").exists()):
+            assert launcher.poll() is None and time.monotonic() < deadline, "the runs did not start"
+            time.sleep(0.5)
+        assert json.loads(short_info.read_text())["finished"]
+        workers = psutil.Process(launcher.pid).children(recursive=True)
+        assert len(workers) >= 2
+        launcher.send_signal(signal.SIGTERM)
+        _, stderr = launcher.communicate(timeout=60)
+        assert launcher.returncode != 0
+        _, alive = psutil.wait_procs(workers, timeout=30)
+        assert alive == []
+        assert "Traceback" not in stderr, stderr
+        assert "long seed 0 stopped (SIGTERM)" in stderr
+        info = json.loads((work / "long" / "seed0" / "run_info.json").read_text())
+        assert not info["finished"] and info["train_time_s"] > 0
+    finally:
+        for process in workers:
+            if process.is_running():
+                process.kill()
+        if launcher.poll() is None:
+            launcher.kill()
