@@ -9,15 +9,16 @@ seed (every config's first seed, then the next): one after another, N at a time 
 or the CPU threads split) or as SLURM jobs (--launcher submitit). Rerunning the same command skips
 finished runs and resumes interrupted ones. The results land in <work-dir>/ablation.csv (one row per
 run), ablation.md (mean ± std and 95% t interval over seeds per config, the AP difference to --baseline
-paired by seed), ablation.png (with the validation curves) and ablation_ghm_bins.png (GHM losses). With
-named validation sets (data.val a list) the study reports the first set, or --val-set NAME, and the file
-names carry it (ablation_<set>.md, ...); rerun with another --val-set for another set's report (finished
-runs are not trained again). --report-only trains nothing and reports the runs finished so far (a study
-still running here or on a cluster); the runs not finished yet are named in the log. A run that fails
-(e.g. a diverging loss) is reported and the others still run. --export-records DIR copies what the
-report reads of every finished run (config.yaml, run_info.json, metrics.jsonl, eval/**/metrics.json; no
-checkpoints) to DIR/<config stem>/seed<seed>/: a study folder holding such kept records counts those runs
-as done, so a study can be kept, shared or continued elsewhere without its checkpoints (docs/loss_study.md).
+paired by seed), ablation.png (with the validation curves), ablation_curves.csv (those curves' numbers)
+and ablation_ghm_bins.png (GHM losses). With named validation sets (data.val a list) the study reports
+the first set, or --val-set NAME, and the file names carry it (ablation_<set>.md, ...); rerun with
+another --val-set for another set's report (finished runs are not trained again). --report-only trains
+nothing and reports the runs finished so far (a study still running here or on a cluster); the runs not
+finished yet are named in the log. A run that fails (e.g. a diverging loss) is reported and the others
+still run. --export-records DIR copies what the report reads of every finished run (config.yaml,
+run_info.json, metrics.jsonl, eval/**/metrics.json; no checkpoints) to DIR/<config stem>/seed<seed>/: a
+study folder holding such kept records counts those runs as done, so a study can be kept, shared or
+continued elsewhere without its checkpoints (docs/loss_study.md).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pathlib import Path
 
 from centernet.ablation import (
     CSV_FILE,
+    CURVES_FILE,
     MARKDOWN_FILE,
     PLOT_FILE,
     RUNTIME_ONLY_KEYS,
@@ -221,7 +223,7 @@ def ablate(args: argparse.Namespace, work_dir: Path) -> int:
     if finished:
         tag = finished[0].val_set
         table = write_reports([collect_run(spec) for spec in finished], work_dir, baseline, tag)
-        files = ", ".join(report_file(name, tag) for name in (CSV_FILE, MARKDOWN_FILE, PLOT_FILE))
+        files = ", ".join(report_file(name, tag) for name in (CSV_FILE, MARKDOWN_FILE, PLOT_FILE, CURVES_FILE))
         logger.info("ablation of %d runs (%s in %s):\n%s", len(finished), files, work_dir, table)
     if args.export_records:
         copied = sum(export_record(spec, Path(args.export_records)) for spec in finished)

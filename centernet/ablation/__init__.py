@@ -14,6 +14,7 @@ from centernet.ablation.plots import (
 from centernet.ablation.report import (
     CSV_FILE,
     CSV_METRICS,
+    CURVES_FILE,
     MARKDOWN_FILE,
     MISSING,
     PERCENT,
@@ -27,6 +28,7 @@ from centernet.ablation.report import (
     report_file,
     summarize,
     write_csv,
+    write_curves_csv,
     write_reports,
 )
 from centernet.ablation.runs import (
@@ -54,6 +56,7 @@ __all__ = [
     "CONFIDENCE",
     "CSV_FILE",
     "CSV_METRICS",
+    "CURVES_FILE",
     "CURVE_METRIC",
     "ERROR_BAR_CAPSIZE",
     "JSONL_FILE",
@@ -94,5 +97,6 @@ __all__ = [
     "summarize",
     "t_interval",
     "write_csv",
+    "write_curves_csv",
     "write_reports",
 ]

@@ -1,6 +1,7 @@
 """Ablation reports: ``ablation.csv`` (one row per run), ``ablation.md`` (one row per config: mean ± std
 over seeds, the 95% t interval of AP and the AP difference to a baseline config paired by seed),
-``ablation.png`` (final AP per config and the validation curves) and, for GHM losses,
+``ablation.png`` (final AP per config and the validation curves), ``ablation_curves.csv`` (the numbers of
+those curves) and, for GHM losses,
 ``ablation_ghm_bins.png`` (the gradient-norm histograms per epoch). With named validation sets the
 files carry the set's name (``ablation_<set>.md``, ...). See ``docs/loss_study.md``."""
 
@@ -18,6 +19,7 @@ from centernet.ablation.stats import CONFIDENCE, Interval, paired_difference, t_
 
 CSV_FILE = "ablation.csv"
 MARKDOWN_FILE = "ablation.md"
+CURVES_FILE = "ablation_curves.csv"
 
 CSV_METRICS = RUN_METRICS  # per-run columns of ablation.csv
 TABLE_METRICS = ("AP", "AP50", "APs", "APm", "APl")  # mean ± std columns of ablation.md
@@ -26,9 +28,10 @@ METRICS_JSON_ROUNDING = 5e-7  # metrics.json keeps 6 decimals; metrics.jsonl the
 MISSING = "–"  # table cell for a value that does not exist (std of one seed, metric never defined)
 
 __all__ = [
-    "BINS_PLOT_FILE", "CSV_FILE", "CSV_METRICS", "MARKDOWN_FILE", "MISSING", "PERCENT", "PLOT_DPI", "PLOT_FILE",
-    "PLOT_SIZE_INCHES", "TABLE_METRICS", "ConfigSummary", "epochs_to_reach", "format_interval", "format_mean_std",
-    "markdown_table", "mean_std", "report_file", "summarize", "write_csv", "write_reports",
+    "BINS_PLOT_FILE", "CSV_FILE", "CSV_METRICS", "CURVES_FILE", "MARKDOWN_FILE", "MISSING", "PERCENT", "PLOT_DPI",
+    "PLOT_FILE", "PLOT_SIZE_INCHES", "TABLE_METRICS", "ConfigSummary", "epochs_to_reach", "format_interval",
+    "format_mean_std", "markdown_table", "mean_std", "report_file", "summarize", "write_csv", "write_curves_csv",
+    "write_reports",
 ]  # fmt: skip
 
 
@@ -195,11 +198,30 @@ def write_csv(results: Sequence[RunResult], path: Path) -> None:
             )
 
 
+def write_curves_csv(results: Sequence[RunResult], path: Path) -> None:
+    """One row per config and epoch: the validation AP curve of ``ablation.png`` as numbers (fractions), the
+    mean and sample std over the seeds with a value at that epoch (std empty for one seed).
+    """
+    curves: dict[str, dict[int, list[float]]] = {}
+    for run in results:
+        per_epoch = curves.setdefault(run.spec.name, {})
+        for epoch, value in run.val_curve.items():
+            if value is not None:
+                per_epoch.setdefault(epoch, []).append(value)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["config", "epoch", "seeds", f"{CURVE_METRIC}_mean", f"{CURVE_METRIC}_std"])
+        for name, per_epoch in curves.items():
+            for epoch, values in sorted(per_epoch.items()):
+                mean, std = mean_std(values)
+                writer.writerow([name, epoch, len(values), mean, "" if std is None else std])
+
+
 def write_reports(results: Sequence[RunResult], out_dir: Path, baseline: str | None = None,
                   tag: str | None = None) -> str:
-    """Write ``ablation.csv``, ``ablation.md``, ``ablation.png`` (and ``ablation_ghm_bins.png`` when a
-    run logged GHM histograms) into ``out_dir``; return the markdown table. ``tag`` (the named validation
-    set the results come from) goes into the file names: ``ablation_<tag>.md``, ...
+    """Write ``ablation.csv``, ``ablation.md``, ``ablation.png``, ``ablation_curves.csv`` (and
+    ``ablation_ghm_bins.png`` when a run logged GHM histograms) into ``out_dir``; return the markdown table.
+    ``tag`` (the named validation set the results come from) goes into the file names: ``ablation_<tag>.md``, ...
 
     Raises:
         ValueError: ``baseline`` is not a config of ``results``.
@@ -210,6 +232,7 @@ def write_reports(results: Sequence[RunResult], out_dir: Path, baseline: str | N
     write_csv(results, out_dir / report_file(CSV_FILE, tag))
     (out_dir / report_file(MARKDOWN_FILE, tag)).write_text(table)
     plot_ablation(results, out_dir / report_file(PLOT_FILE, tag))
+    write_curves_csv(results, out_dir / report_file(CURVES_FILE, tag))
     if any(run.bin_counts for run in results):
         plot_bins(results, out_dir / report_file(BINS_PLOT_FILE, tag))
     return table

@@ -201,8 +201,8 @@ def test_named_val_set_run_reads_its_own_metrics_and_curve(tmp_path: Path) -> No
         collect_run(RunSpec("trees", "focal", 0, run_dir, val_set="other"))
     out = tmp_path / "report"
     write_reports([yell], out, tag="yell")
-    assert sorted(path.name for path in out.iterdir()) == ["ablation_yell.csv", "ablation_yell.md",
-                                                           "ablation_yell.png"]
+    assert sorted(path.name for path in out.iterdir()) == ["ablation_curves_yell.csv", "ablation_yell.csv",
+                                                           "ablation_yell.md", "ablation_yell.png"]
     assert report_file("ablation.md", None) == "ablation.md"
 
 
@@ -232,6 +232,15 @@ def test_write_reports_csv_and_png(study: list[RunSpec], tmp_path: Path) -> None
     height, width = imread(png).shape[:2]
     assert (width, height) == (PLOT_SIZE_INCHES[0] * PLOT_DPI, PLOT_SIZE_INCHES[1] * PLOT_DPI)
     assert not (out / "ablation_ghm_bins.png").exists()  # no GHM run in this study
+
+    with (out / "ablation_curves.csv").open() as handle:
+        curves = [(r["config"], int(r["epoch"]), int(r["seeds"]), float(r["AP_mean"]), r["AP_std"])
+                  for r in csv.DictReader(handle)]
+    spread = math.sqrt(((0.1 - 0.15) ** 2 + (0.2 - 0.15) ** 2) / 1)  # sample std of two seeds, both epochs
+    assert [row[:3] for row in curves] == [("pr_focal", 1, 2), ("pr_focal", 2, 2), ("bce", 2, 1)]
+    assert [row[3] for row in curves] == [pytest.approx(0.15), pytest.approx(0.35), 0.2]  # bce: epoch 1 AP undefined
+    assert [float(row[4]) for row in curves[:2]] == [pytest.approx(spread), pytest.approx(spread)]
+    assert curves[2][4] == ""  # one seed: no std
 
 
 def test_empty_study(tmp_path: Path) -> None:

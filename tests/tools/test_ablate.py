@@ -352,7 +352,8 @@ def test_named_sets_and_a_stretched_plan_finish_skip_and_report_per_set(
         capsys.readouterr().err)  # the plan itself is known only once the loader is built
     run_dir = work / "sets" / "seed0"
     assert load_checkpoint(run_dir / "checkpoints" / "last.pth")["epoch"] == 2  # the stretched plan
-    assert sorted(path.name for path in work.glob("ablation_*")) == ["ablation_held_out.csv", "ablation_held_out.md",
+    assert sorted(path.name for path in work.glob("ablation_*")) == ["ablation_curves_held_out.csv",
+                                                                      "ablation_held_out.csv", "ablation_held_out.md",
                                                                       "ablation_held_out.png"]
     (row,) = read_rows_named(work, "held_out")
     assert float(row["AP"]) == pytest.approx(
