@@ -15,7 +15,7 @@ from pathlib import Path
 
 from centernet.ablation.plots import BINS_PLOT_FILE, PLOT_DPI, PLOT_FILE, PLOT_SIZE_INCHES, plot_ablation, plot_bins
 from centernet.ablation.runs import CURVE_METRIC, RUN_METRICS, RunResult
-from centernet.ablation.stats import CONFIDENCE, Interval, paired_difference, t_interval
+from centernet.ablation.stats import CONFIDENCE, Interval, paired_difference, t_interval, values_per_epoch
 
 CSV_FILE = "ablation.csv"
 MARKDOWN_FILE = "ablation.md"
@@ -202,17 +202,14 @@ def write_curves_csv(results: Sequence[RunResult], path: Path) -> None:
     """One row per config and epoch: the validation AP curve of ``ablation.png`` as numbers (fractions), the
     mean and sample std over the seeds with a value at that epoch (std empty for one seed).
     """
-    curves: dict[str, dict[int, list[float]]] = {}
+    curves: dict[str, list[dict[int, float | None]]] = {}
     for run in results:
-        per_epoch = curves.setdefault(run.spec.name, {})
-        for epoch, value in run.val_curve.items():
-            if value is not None:
-                per_epoch.setdefault(epoch, []).append(value)
+        curves.setdefault(run.spec.name, []).append(run.val_curve)
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["config", "epoch", "seeds", f"{CURVE_METRIC}_mean", f"{CURVE_METRIC}_std"])
-        for name, per_epoch in curves.items():
-            for epoch, values in sorted(per_epoch.items()):
+        for name, runs in curves.items():
+            for epoch, values in values_per_epoch(runs).items():
                 mean, std = mean_std(values)
                 writer.writerow([name, epoch, len(values), mean, "" if std is None else std])
 

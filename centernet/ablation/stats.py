@@ -71,12 +71,17 @@ def paired_difference(
 
 def mean_band(curves: Iterable[Mapping[int, float | None]]) -> list[tuple[int, float, float]]:
     """``(epoch, mean, std)`` per epoch over the runs' curves (std 0 with one value; epochs without a value skipped)."""
+    return [
+        (epoch, statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0)
+        for epoch, values in values_per_epoch(curves).items()
+    ]
+
+
+def values_per_epoch(curves: Iterable[Mapping[int, float | None]]) -> dict[int, list[float]]:
+    """The defined values of the runs' curves grouped by epoch, epochs in increasing order."""
     per_epoch: dict[int, list[float]] = {}
     for curve in curves:
         for epoch, value in curve.items():
             if value is not None:
                 per_epoch.setdefault(epoch, []).append(value)
-    return [
-        (epoch, statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0)
-        for epoch, values in sorted(per_epoch.items())
-    ]
+    return dict(sorted(per_epoch.items()))
