@@ -432,10 +432,7 @@ def test_sigterm_ends_an_idle_pool_worker_without_a_traceback(tiny_config: Calla
         assert launcher.returncode != 0
         _, alive = psutil.wait_procs(workers, timeout=30)
         assert alive == []
-        assert "Traceback" not in stderr, stderr
-        assert "long seed 0 stopped (SIGTERM)" in stderr
-        info = json.loads((work / "long" / "seed0" / "run_info.json").read_text())
-        assert not info["finished"] and info["train_time_s"] > 0
+        assert "Traceback" not in stderr, stderr  # the busy run's own stop is tested above
     finally:
         for process in workers:
             if process.is_running():
