@@ -127,17 +127,21 @@ def execute(spec: RunSpec, cfg: Config, progress: bool = False) -> str | None:
 
 
 def run_sequential(pending: Sequence[tuple[RunSpec, Config, RunStatus]], *, progress: bool) -> list[str | None]:
-    """Train the runs one after another in this process; the error (or None) of each run, in order."""
+    """Train the runs one after another in this process; the error (or None) of each run, in order.
+
+    SIGTERM (``kill``) unwinds the current run like Ctrl-C, so its wall time so far is recorded.
+    """
     errors: list[str | None] = []
-    for index, (spec, cfg, status) in enumerate(pending, start=1):
-        logger.info("run %d/%d", index, len(pending))
-        try:
-            train_run(spec, cfg, status, progress=progress)
-        except RUN_ERRORS as error:
-            logger.debug("traceback of the error below", exc_info=True)
-            errors.append(one_line_error(error))
-            continue
-        errors.append(None)
+    with _sigterm_as_exit():
+        for index, (spec, cfg, status) in enumerate(pending, start=1):
+            logger.info("run %d/%d", index, len(pending))
+            try:
+                train_run(spec, cfg, status, progress=progress)
+            except RUN_ERRORS as error:
+                logger.debug("traceback of the error below", exc_info=True)
+                errors.append(one_line_error(error))
+                continue
+            errors.append(None)
     return errors
 
 

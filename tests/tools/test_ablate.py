@@ -407,6 +407,26 @@ def test_sigterm_stops_the_pool_workers_with_the_launcher(tiny_config: Callable[
             launcher.kill()
 
 
+def test_sigterm_of_a_sequential_study_records_the_run_time(tiny_config: Callable[..., Path], tmp_path: Path) -> None:
+    """Without --jobs the run trains in the launcher itself: `kill` must still leave its time in run_info.json."""
+    work = tmp_path / "study"
+    command = [sys.executable, str(REPO / "tools" / "ablate.py"), "--configs", str(tiny_config()), "--seeds", "0",
+               "--work-dir", str(work), "--no-progress", "solver.epochs=1000", "eval.interval=0"]
+    launcher = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (work / "tiny" / "seed0" / "checkpoints" / "last.pth").exists():
+            assert launcher.poll() is None and time.monotonic() < deadline, "the run did not start"
+            time.sleep(0.5)
+        launcher.send_signal(signal.SIGTERM)
+        assert launcher.wait(timeout=60) == 128 + signal.SIGTERM
+        info = json.loads((work / "tiny" / "seed0" / "run_info.json").read_text())
+        assert info["sessions"] == 1 and not info["finished"] and info["train_time_s"] > 0
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+
+
 def test_sigterm_ends_an_idle_pool_worker_without_a_traceback(tiny_config: Callable[..., Path], tmp_path: Path) -> None:
     """A worker whose run finished waits for the next one; `kill` then ends it quietly (the busy one records)."""
     psutil = pytest.importorskip("psutil")
