@@ -377,6 +377,14 @@ def read_rows_named(work: Path, name: str) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+def wait_until_exist(launcher: subprocess.Popen[str] | subprocess.Popen[bytes], *paths: Path) -> None:
+    """Block until every path exists (the runs started); fail if the launcher exits or 120 s pass first."""
+    deadline = time.monotonic() + 120
+    while not all(path.exists() for path in paths):
+        assert launcher.poll() is None and time.monotonic() < deadline, "the runs did not start"
+        time.sleep(0.5)
+
+
 def test_sigterm_stops_the_pool_workers_with_the_launcher(tiny_config: Callable[..., Path], tmp_path: Path) -> None:
     """`kill` of a --jobs N study must not leave its workers training on into the run folders."""
     psutil = pytest.importorskip("psutil")
@@ -386,10 +394,7 @@ def test_sigterm_stops_the_pool_workers_with_the_launcher(tiny_config: Callable[
     launcher = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     workers: list[psutil.Process] = []
     try:
-        deadline = time.monotonic() + 120
-        while not all((work / "tiny" / f"seed{seed}" / "checkpoints" / "last.pth").exists() for seed in (0, 1)):
-            assert launcher.poll() is None and time.monotonic() < deadline, "the runs did not start"
-            time.sleep(0.5)
+        wait_until_exist(launcher, *(work / "tiny" / f"seed{seed}" / "checkpoints" / "last.pth" for seed in (0, 1)))
         workers = psutil.Process(launcher.pid).children(recursive=True)
         assert workers
         launcher.send_signal(signal.SIGTERM)
@@ -414,10 +419,7 @@ def test_sigterm_of_a_sequential_study_records_the_run_time(tiny_config: Callabl
                "--work-dir", str(work), "--no-progress", "solver.epochs=1000", "eval.interval=0"]
     launcher = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 120
-        while not (work / "tiny" / "seed0" / "checkpoints" / "last.pth").exists():
-            assert launcher.poll() is None and time.monotonic() < deadline, "the run did not start"
-            time.sleep(0.5)
+        wait_until_exist(launcher, work / "tiny" / "seed0" / "checkpoints" / "last.pth")
         launcher.send_signal(signal.SIGTERM)
         assert launcher.wait(timeout=60) == 128 + signal.SIGTERM
         info = json.loads((work / "tiny" / "seed0" / "run_info.json").read_text())
@@ -440,10 +442,7 @@ def test_sigterm_ends_an_idle_pool_worker_without_a_traceback(tiny_config: Calla
     workers: list[psutil.Process] = []
     try:
         short_info = work / "short" / "seed0" / "run_info.json"
-        deadline = time.monotonic() + 120
-        while not (short_info.exists() and (work / "long" / "seed0" / "checkpoints" / "last.pth").exists()):
-            assert launcher.poll() is None and time.monotonic() < deadline, "the runs did not start"
-            time.sleep(0.5)
+        wait_until_exist(launcher, short_info, work / "long" / "seed0" / "checkpoints" / "last.pth")
         assert json.loads(short_info.read_text())["finished"]
         workers = psutil.Process(launcher.pid).children(recursive=True)
         assert len(workers) >= 2
