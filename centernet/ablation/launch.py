@@ -16,6 +16,7 @@ See ``docs/loss_study.md`` for the study commands.
 
 from __future__ import annotations
 
+import atexit
 import copy
 import logging
 import multiprocessing
@@ -211,9 +212,20 @@ def _sigterm_unwinds_run() -> Iterator[None]:
         signal.signal(signal.SIGTERM, _exit_quietly)
 
 
+def _default_sigterm() -> None:
+    """At exit, SIGTERM kills at once again: raised inside another exit callback, SystemExit prints a traceback."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _claim_device(slots: Any, devices: list[str]) -> None:
-    """Pool initialiser: take the next slot and, with GPUs, see only that slot's device; SIGTERM ends the worker."""
+    """Pool initialiser: take the next slot and, with GPUs, see only that slot's device; SIGTERM ends the worker.
+
+    An idle worker may be exiting already (the pool's shutdown sent it the stop sentinel) when the launcher's
+    ``terminate`` arrives; the exit callback registered here, run before those registered earlier (torch's),
+    restores the default action so that the signal ends it without a word.
+    """
     signal.signal(signal.SIGTERM, _exit_quietly)
+    atexit.register(_default_sigterm)
     slot = slots.get()
     if devices:
         os.environ["CUDA_VISIBLE_DEVICES"] = devices[slot % len(devices)]
