@@ -42,9 +42,12 @@ demo-shapes: $(BIN)/.installed
 	$(BIN)/python datasets/make_shapes.py --out $(SHAPES)
 	$(BIN)/python tools/train.py --config $(SHAPES_CONFIG) $(TRAIN_FLAGS)
 
+# Two pytest workers (pytest-xdist), each taking whole test files so a file's module fixtures are built
+# once; most tests train with one torch thread and wait on subprocesses, so two workers keep two cores busy.
 # pytest exits with 5 when it collects no tests: report it as the failure it is here.
+TEST_WORKERS ?= 2
 test: $(BIN)/.installed
-	@$(BIN)/python -m pytest -q; rc=$$?; \
+	@$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; fi; exit $$rc
 
 lint: $(BIN)/.installed
