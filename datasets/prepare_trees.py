@@ -54,6 +54,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from centernet.data.tiling import Tile, TileCut, cut_tiles, tile_grid
 from centernet.data.voc import parse_voc_xml
 
 logger = logging.getLogger("prepare_trees")
@@ -109,60 +110,12 @@ def deepforest_data_dir() -> Path:
     return data_dir
 
 
-def tile_origins(length: int, tile_size: int, overlap: int) -> list[int]:
-    """Start offsets of tiles of ``tile_size`` covering ``[0, length)`` with at least ``overlap`` pixels shared.
-
-    Tiles start every ``tile_size - overlap`` pixels; the last one is moved back to end at ``length``
-    (so it may overlap its neighbour more). A side not longer than ``tile_size`` gives one tile at 0.
-
-    Raises:
-        ValueError: ``overlap`` is not in ``[0, tile_size)``.
-    """
-    if not 0 <= overlap < tile_size:
-        raise ValueError(f"overlap must be in [0, tile_size={tile_size}), got {overlap}")
-    if length <= tile_size:
-        return [0]
-    stride = tile_size - overlap
-    origins = list(range(0, length - tile_size + 1, stride))
-    if origins[-1] != length - tile_size:
-        origins.append(length - tile_size)
-    return origins
-
-
 def holdout_columns(width: int, tile_size: int) -> list[tuple[int, int]]:
     """``(x0, x1)`` of the hold-out tiles: ``round(width / tile_size)`` (at least one) side-by-side tiles of
     near-equal width covering ``[0, width)`` without overlap, so that each hold-out pixel is scored once."""
     count = max(1, round(width / tile_size))
     edges = np.linspace(0, width, count + 1).round().astype(int).tolist()
     return list(itertools.pairwise(edges))
-
-
-def clip_boxes_to_tile(
-    boxes: np.ndarray, x0: float, y0: float, width: float, height: float, min_visible: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Boxes of one tile: clipped to the tile, shifted to its origin, kept when enough of them is inside.
-
-    Args:
-        boxes: float ``[N, 4]`` ``[x1, y1, x2, y2]`` in 0-based image pixels (x2/y2 exclusive edges).
-        x0: left edge of the tile in image pixels.
-        y0: top edge of the tile.
-        width: tile width.
-        height: tile height.
-        min_visible: keep a box when ``area(box & tile) / area(box) >= min_visible`` (and the part
-            inside has a positive area); boxes of zero area are dropped.
-
-    Returns:
-        ``(tile_boxes, kept)``: float ``[K, 4]`` the kept boxes clipped to ``[0, width] x [0, height]``
-        in tile pixels, and bool ``[N]`` which input boxes they are.
-    """
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, BOX_COORDS)
-    clipped = boxes - np.array([x0, y0, x0, y0])
-    clipped[:, 0::2] = clipped[:, 0::2].clip(0.0, width)
-    clipped[:, 1::2] = clipped[:, 1::2].clip(0.0, height)
-    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    inside = (clipped[:, 2] - clipped[:, 0]) * (clipped[:, 3] - clipped[:, 1])
-    kept = (area > 0) & (inside > 0) & (inside >= min_visible * np.where(area > 0, area, 1.0))
-    return clipped[kept], kept
 
 
 def _read_source(data_dir: Path, stem: str) -> tuple[np.ndarray, np.ndarray]:
@@ -225,31 +178,24 @@ def _yell_splits(data_dir: Path, out_dir: Path, params: TileParams) -> tuple[dic
         train_rows = height - params.holdout_rows
         if train_rows < 1:
             raise ValueError(f"--holdout-rows {params.holdout_rows} leaves no training rows in {stem} ({height} rows)")
-        region = image[:train_rows]  # tiles are cut from this region only: none reaches the hold-out rows
-        size = params.tile_size
-        for y0 in tile_origins(train_rows, size, params.overlap):
-            for x0 in tile_origins(width, size, params.overlap):
-                tile = region[y0 : y0 + size, x0 : x0 + size]
-                _add_tile(train, out_dir, f"train/{stem}", tile, boxes, x0, y0, params.min_visible)
+        # tiles are cut from the rows above the hold-out only: none reaches the hold-out rows
+        for cut in cut_tiles(image, boxes, tile_grid(train_rows, width, params.tile_size, params.overlap),
+                             params.min_visible):
+            _add_tile(train, out_dir, f"train/{stem}", cut)
         if params.holdout_rows == 0:
             continue
-        for x0, x1 in holdout_columns(width, params.tile_size):
-            _add_tile(holdout, out_dir, f"{HOLDOUT_SPLIT}/{stem}", image[train_rows:, x0:x1], boxes, x0, train_rows,
-                      params.min_visible)
+        columns = [Tile(x0, train_rows, x1, height) for x0, x1 in holdout_columns(width, params.tile_size)]
+        for cut in cut_tiles(image, boxes, columns, params.min_visible):
+            _add_tile(holdout, out_dir, f"{HOLDOUT_SPLIT}/{stem}", cut)
         logger.info("%s: rows %d-%d held out (%s)", stem, train_rows, height, HOLDOUT_SPLIT)
     return train.dataset(), holdout.dataset()
 
 
-def _add_tile(
-    writer: _CocoWriter, out_dir: Path, prefix: str, tile: np.ndarray, boxes: np.ndarray, x0: int, y0: int,
-    min_visible: float,
-) -> None:
-    """Write one tile (its top-left corner at ``(x0, y0)`` of the source) and record its clipped boxes."""
-    tile_h, tile_w = tile.shape[:2]
-    tile_boxes, _ = clip_boxes_to_tile(boxes, x0, y0, tile_w, tile_h, min_visible)
-    file_name = f"{prefix}_x{x0}_y{y0}{IMAGE_SUFFIX}"
-    _write_image(out_dir / file_name, tile)
-    writer.add(file_name, tile_h, tile_w, tile_boxes)
+def _add_tile(writer: _CocoWriter, out_dir: Path, prefix: str, cut: TileCut) -> None:
+    """Write one tile (named after its top-left corner in the source) and record its clipped boxes."""
+    file_name = f"{prefix}_x{cut.tile.x0}_y{cut.tile.y0}{IMAGE_SUFFIX}"
+    _write_image(out_dir / file_name, cut.image)
+    writer.add(file_name, cut.tile.height, cut.tile.width, cut.boxes)
 
 
 def _val_split(data_dir: Path, out_dir: Path) -> dict[str, Any]:

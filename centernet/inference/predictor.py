@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +21,13 @@ from torch import nn
 from centernet.config import Config
 from centernet.data.normalize import ImageNormalizer
 from centernet.data.transforms import TransformedSample, ValTransform
-from centernet.decode import (
-    BOX_COORDS,
-    CLASS_COLUMN,
-    NUM_DET_COLUMNS,
-    SCORE_COLUMN,
-    detections_to_image,
-)
+from centernet.data.transforms.color import to_channel_order
+from centernet.decode import BOX_COORDS, detections_to_image
+from centernet.inference.detections import Detections
 from centernet.inference.merge import MergeSettings
 from centernet.inference.optimize import optimize_model, plan_optimizations
-from centernet.inference.runner import decode_predicted, predict_maps
+from centernet.inference.runner import decode_predicted, map_stride, predict_maps
+from centernet.inference.slicing import ArraySource, ImageSource, SliceSettings, SliceStats, predict_sliced
 from centernet.inference.trained_model import load_trained_model
 from centernet.inference.tta import MultiScalePredictor, TestTimeAugmentation, build_tta
 from centernet.utils.affine import get_affine_transform
@@ -41,44 +37,9 @@ from centernet.utils.visualize import DEFAULT_SCORE_THR
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["DEFAULT_TOPK", "Detections", "Detector"]
+
 DEFAULT_TOPK = 100
-
-
-@dataclass
-class Detections:
-    """Detections of one image, best first.
-
-    Attributes:
-        boxes: float32 ``[K, 4]`` ``[x1, y1, x2, y2]`` in image pixels (not clipped to the image).
-        scores: float32 ``[K]`` heatmap peak probabilities, non-increasing.
-        labels: int64 ``[K]`` class indices ``0..C-1`` into ``class_names``.
-        class_names: the ``C`` class names of the model.
-    """
-
-    boxes: np.ndarray
-    scores: np.ndarray
-    labels: np.ndarray
-    class_names: tuple[str, ...]
-
-    def __len__(self) -> int:
-        """Number of detections ``K``."""
-        return int(self.scores.shape[0])
-
-    def above(self, score_thr: float) -> Detections:
-        """The detections whose score is ``>= score_thr`` (order kept)."""
-        keep = self.scores >= score_thr
-        return Detections(self.boxes[keep], self.scores[keep], self.labels[keep], self.class_names)
-
-    @classmethod
-    def from_rows(cls, rows: np.ndarray, class_names: Sequence[str]) -> Detections:
-        """Build from ``[K, 6]`` rows ``[x1, y1, x2, y2, score, class]`` (as :func:`detections_to_image` returns)."""
-        rows = np.asarray(rows, dtype=np.float32).reshape(-1, NUM_DET_COLUMNS)
-        return cls(
-            boxes=np.ascontiguousarray(rows[:, :BOX_COORDS]),
-            scores=np.ascontiguousarray(rows[:, SCORE_COLUMN]),
-            labels=rows[:, CLASS_COLUMN].round().astype(np.int64),
-            class_names=tuple(class_names),
-        )
 
 
 class Detector:
@@ -107,6 +68,8 @@ class Detector:
         optimize: inference speed-ups, e.g. ``"fast"`` (= ``"fold_bn,channels_last"``, same boxes) or
             ``"fast,compile"``; see :mod:`centernet.inference.optimize`. ``fold_bn`` changes the
             model passed in (its BatchNorm layers are folded away).
+        slice: run every call on overlapping windows (:mod:`centernet.inference.slicing`); ``None`` =
+            the whole image at ``input_size``.
     """
 
     def __init__(
@@ -130,6 +93,7 @@ class Detector:
         config: Config | None = None,
         score_threshold: float = DEFAULT_SCORE_THR,
         optimize: str | Sequence[str] | None = None,
+        slice: SliceSettings | None = None,
     ) -> None:
         if topk < 1:
             raise ValueError(f"Detector: topk must be >= 1, got {topk}")
@@ -159,6 +123,11 @@ class Detector:
             self.model = optimize_model(self.model, plan, example)
         merge = MergeSettings(topk=topk) if merge is None else dataclasses.replace(merge, topk=topk)
         self.tta = TestTimeAugmentation(scales=tuple(float(s) for s in scales), flip=flip, resize=resize, merge=merge)
+        self.channel_order = channel_order
+        self.size_divisor = int(getattr(model, "size_divisor", 32))
+        if slice is not None:
+            self._check_slice(slice)
+        self.slice = slice
         self.multi_scale = MultiScalePredictor(
             self.model, self.normalizer, self.tta, input_size=input_size, channel_order=channel_order,
             device=device, amp=amp,
@@ -178,6 +147,7 @@ class Detector:
         resize: str = "fixed",
         score_threshold: float | None = None,
         optimize: str | Sequence[str] | None = None,
+        slice: SliceSettings | None = None,
     ) -> Detector:
         """Rebuild the detector saved in a training checkpoint.
 
@@ -199,6 +169,7 @@ class Detector:
             score_threshold: the detector's ``score_threshold``; ``None`` = the checkpoint's
                 ``score_threshold`` (the F1-best threshold of its evaluation, docs/evaluation.md), else 0.3.
             optimize: inference speed-ups (see the class arguments), e.g. ``"fast"``.
+            slice: sliced inference settings (see the class arguments).
 
         Raises:
             FileNotFoundError: no file at ``path``.
@@ -229,6 +200,7 @@ class Detector:
                 _stored_score_threshold(trained.checkpoint.state) if score_threshold is None else score_threshold
             ),
             optimize=optimize,
+            slice=slice,
         )
 
     @property
@@ -243,9 +215,72 @@ class Detector:
             image_bgr: uint8 ``[H, W, 3]`` BGR image (as read by ``cv2.imread``).
 
         Returns:
-            The top-``topk`` :class:`Detections`, boxes in ``image_bgr`` pixels, best first.
+            The top-``topk`` :class:`Detections` (with ``slice``: every merged detection of the windows),
+            boxes in ``image_bgr`` pixels, best first.
         """
+        if self.slice is not None:
+            return self.predict_sliced(image_bgr)
         return self.predict_batch([image_bgr])[0]
+
+    @torch.inference_mode()
+    def predict_sliced(
+        self,
+        image: np.ndarray | ImageSource,
+        settings: SliceSettings | None = None,
+        *,
+        progress: bool = False,
+        stats: SliceStats | None = None,
+    ) -> Detections:
+        """Detect in overlapping windows of an image of any size and merge across the seams.
+
+        Args:
+            image: uint8 BGR ``[H, W, 3]``, or a source read window by window (e.g.
+                :class:`centernet.data.rasters.RasterSource` for a GeoTIFF larger than memory).
+            settings: the windows and merge (default: the detector's ``slice``).
+            progress: show a progress bar with windows/s (images of 16 windows or more).
+            stats: filled with the windows, megapixels and seconds of the call.
+
+        Returns:
+            Every merged detection scoring at least ``settings.min_score``, in image pixels, best first.
+        """
+        settings = settings or self.slice
+        if settings is None:
+            raise ValueError("Detector.predict_sliced: no slice settings (pass settings or build with slice=...)")
+        self._check_slice(settings)
+        source = ArraySource(image) if isinstance(image, np.ndarray) else image
+        full = None
+        if settings.full_image:
+            if not isinstance(image, np.ndarray):
+                raise ValueError("slice full_image needs the image in memory (a raster is read window by window)")
+            full = lambda: self.predict_batch([image])[0].rows()  # noqa: E731
+        rows = predict_sliced(source, self.predict_windows, settings, predict_full=full, progress=progress,
+                              stats=stats)
+        return Detections.from_rows(rows, self.class_names)
+
+    @torch.inference_mode()
+    def predict_windows(self, windows: np.ndarray) -> list[np.ndarray]:
+        """Run a batch of equal-size windows as they are (no resize, no letterbox).
+
+        Args:
+            windows: uint8 BGR ``[B, S, S, 3]``, ``S`` a multiple of the model's size divisor.
+
+        Returns:
+            Per window float32 ``[topk, 6]`` rows ``[x1, y1, x2, y2, score, class]`` in window pixels.
+        """
+        pixels = np.stack([to_channel_order(window, self.channel_order) for window in windows])
+        batch = torch.from_numpy(pixels).permute(0, 3, 1, 2)  # [B, 3, S, S] uint8
+        inputs = self.normalizer(batch.to(self.device))
+        with autocast_context(self.device, self.amp):
+            maps = predict_maps(self.model, inputs, flip=self.flip)
+        dets = decode_predicted(inputs, maps, k=self.topk)
+        dets[..., :BOX_COORDS] *= map_stride(inputs, maps["heatmap"])  # output grid -> window pixels
+        return list(dets.cpu().numpy())
+
+    def _check_slice(self, settings: SliceSettings) -> None:
+        if not self.tta.is_plain:
+            raise ValueError("sliced inference runs one scale with the fixed input (flip allowed); "
+                             f"drop scales {list(self.tta.scales)} / resize {self.tta.resize!r}")
+        settings.check_divisor(self.size_divisor)
 
     @torch.inference_mode()
     def predict_batch(self, images: Sequence[np.ndarray]) -> list[Detections]:

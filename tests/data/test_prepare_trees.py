@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
+from centernet.data import tiling
 from centernet.data.coco import CocoDetection
 from tests.conftest import load_script
 from tests.data.test_voc import voc_xml
@@ -46,28 +47,28 @@ def source(trees: ModuleType, tmp_path: Path) -> Path:
 
 
 def test_tile_origins(trees: ModuleType) -> None:
-    assert trees.tile_origins(30, 16, 4) == [0, 12, 14]  # stride 12; the last tile ends at 30
-    assert trees.tile_origins(20, 16, 4) == [0, 4]
-    assert trees.tile_origins(28, 16, 4) == [0, 12]  # 12 + 16 = 28 already ends at the edge
-    assert trees.tile_origins(10, 16, 4) == [0]  # shorter than a tile
-    assert trees.tile_origins(1249, 400, 100) == [0, 300, 600, 849]
+    assert tiling.tile_origins(30, 16, 4) == [0, 12, 14]  # stride 12; the last tile ends at 30
+    assert tiling.tile_origins(20, 16, 4) == [0, 4]
+    assert tiling.tile_origins(28, 16, 4) == [0, 12]  # 12 + 16 = 28 already ends at the edge
+    assert tiling.tile_origins(10, 16, 4) == [0]  # shorter than a tile
+    assert tiling.tile_origins(1249, 400, 100) == [0, 300, 600, 849]
     with pytest.raises(ValueError, match="overlap must be in"):
-        trees.tile_origins(30, 16, 16)
+        tiling.tile_origins(30, 16, 16)
 
 
 def test_clip_boxes_hand_computed(trees: ModuleType) -> None:
     boxes = np.array([[5, 2, 13, 10], [19, 0, 30, 20], [0, 0, 0, 5]], dtype=np.float64)  # the last has no area
     # tile (x0=0, y0=4), 16 x 16: box 0 keeps 8 x 6 = 48 of 64 (0.75); box 1 lies right of x = 16.
-    clipped, kept = trees.clip_boxes_to_tile(boxes, 0, 4, 16, 16, 0.5)
+    clipped, kept = tiling.clip_boxes_to_tile(boxes, 0, 4, 16, 16, 0.5)
     np.testing.assert_array_equal(kept, [True, False, False])
     np.testing.assert_allclose(clipped, [[5, 0, 13, 6]])
     # tile (12, 0): box 0 keeps 1 x 8 = 8 of 64 (dropped), box 1 keeps 9 x 16 = 144 of 220 (0.65).
-    clipped, kept = trees.clip_boxes_to_tile(boxes, 12, 0, 16, 16, 0.5)
+    clipped, kept = tiling.clip_boxes_to_tile(boxes, 12, 0, 16, 16, 0.5)
     np.testing.assert_array_equal(kept, [False, True, False])
     np.testing.assert_allclose(clipped, [[7, 0, 16, 16]])
-    _, kept = trees.clip_boxes_to_tile(boxes, 12, 0, 16, 16, 0.7)  # 0.65 < 0.7
+    _, kept = tiling.clip_boxes_to_tile(boxes, 12, 0, 16, 16, 0.7)  # 0.65 < 0.7
     np.testing.assert_array_equal(kept, [False, False, False])
-    clipped, kept = trees.clip_boxes_to_tile(np.zeros((0, 4)), 0, 0, 16, 16, 0.5)
+    clipped, kept = tiling.clip_boxes_to_tile(np.zeros((0, 4)), 0, 0, 16, 16, 0.5)
     assert clipped.shape == (0, 4) and kept.shape == (0,)
 
 
