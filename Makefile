@@ -29,7 +29,7 @@ TRAIN_FLAGS ?= --auto-resume
 demo: $(BIN)/.installed
 	$(BIN)/python datasets/prepare_trees.py --out $(TREES)
 	$(BIN)/python tools/train.py --config $(CONFIG) $(TRAIN_FLAGS)
-	@for set in yell cross_site; do \
+	@for set in yell cross_site yell_strips; do \
 	  echo "$$set:"; \
 	  echo "  metrics:     $(RUN_DIR)/eval/$$set/metrics.json (COCO AP, box precision/recall at IoU 0.4)"; \
 	  echo "  predictions: $(RUN_DIR)/eval/$$set/predictions.png (green: ground truth, magenta: predictions)"; \

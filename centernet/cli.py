@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 from centernet.config import ConfigError
 from centernet.engine.logging import setup_logging
+from centernet.inference.slicing import SliceSettings
 from centernet.utils.errors import one_line_error
 
 EXIT_OK = 0
@@ -157,3 +158,34 @@ def run_tool(body: Callable[[], int | None], logger: logging.Logger,
         if cleanup is not None:
             cleanup()
     return EXIT_OK if code is None else code
+
+
+def add_slice_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--slice SIZE [--overlap F] [--slice-scale S] [--full-image] [--slice-batch N]``: sliced inference
+    (:mod:`centernet.inference.slicing`); read back with :func:`slice_from_args`."""
+    group = parser.add_argument_group("sliced inference (images larger than the network input)")
+    group.add_argument("--slice", type=int, default=None, metavar="SIZE",
+                       help="run overlapping windows of SIZE image pixels (network input: SIZE x --slice-scale, "
+                            "a multiple of the model's stride); 0 = whole images, also where the config slices")
+    group.add_argument("--overlap", type=float, default=0.2, help="share of a window its neighbours also cover")
+    group.add_argument("--slice-scale", type=float, default=1.0, help="network pixels per image pixel")
+    group.add_argument("--full-image", action="store_true",
+                       help="also run the whole image at the model's input size (objects larger than a window)")
+    group.add_argument("--slice-batch", type=int, default=8, help="windows per forward pass")
+
+
+def slice_from_args(args: argparse.Namespace) -> SliceSettings | None:
+    """The :class:`SliceSettings` of :func:`add_slice_arguments`' options, ``None`` without ``--slice`` (or
+    with ``--slice 0``).
+
+    Raises:
+        ValueError: a bad value (the message names the option).
+    """
+    if not args.slice:
+        return None
+    try:
+        return SliceSettings(size=args.slice, overlap=args.overlap, scale=args.slice_scale,
+                             full_image=args.full_image, batch_size=args.slice_batch)
+    except ValueError as error:
+        raise ValueError(f"--slice {args.slice} --overlap {args.overlap:g} --slice-scale {args.slice_scale:g}: "
+                         f"{error}") from None

@@ -15,6 +15,8 @@ and ``Dead`` all become it), and splits them so that no validation pixel is ever
   ``round(width / tile size)`` non-overlapping tiles of near-equal width (3 tiles of 416-417 px and 6 of
   383-384 px, 400 rows high); boxes are clipped and kept as for the training tiles. A crown crossing the
   boundary may appear, cut, on both sides; no pixel does. ``--holdout-rows 0`` writes no hold-out.
+* val_yell_strips: the same hold-out rows as two whole strips (1249x400 and 2299x400), each crown once,
+  for sliced evaluation (``tools/eval.py --slice``, the ``yell_strips`` set of the demo config).
 * val (cross-site): ``OSBS_029.png`` (61 trees) and ``SOAP_061.png`` (37 trees), whole (400x400), never tiled.
 
 VOC boxes are 1-based inclusive pixels; they are read with ``centernet.data.voc.parse_voc_xml`` and so
@@ -24,9 +26,9 @@ xmax - xmin + 1, ymax - ymin + 1]``.
 Layout written under ``--out`` (default ``datasets/data/trees``)::
 
     train/<image stem>_x<x0>_y<y0>.png ...       val/OSBS_029.png  val/SOAP_061.png
-    val_yell/<image stem>_x<x0>_y<y0>.png ...
+    val_yell/<image stem>_x<x0>_y<y0>.png ...    val_yell_strips/<image stem>_x0_y<y0>.png
     annotations/instances_train.json            annotations/instances_val.json
-    annotations/instances_val_yell.json
+    annotations/instances_val_yell.json         annotations/instances_val_yell_strips.json
     .complete.json                              (marker with the parameters, written last)
 
 Usage::
@@ -74,9 +76,10 @@ DEFAULT_OVERLAP = 100
 DEFAULT_MIN_VISIBLE = 0.5  # fraction of a box's area that must lie inside a tile for the box to be kept
 DEFAULT_HOLDOUT_ROWS = 400  # bottom rows of each YELL crop kept out of training (one tile high)
 HOLDOUT_SPLIT = "val_yell"
-SPLITS = ("train", "val", HOLDOUT_SPLIT)
+STRIPS_SPLIT = "val_yell_strips"  # the same hold-out rows as whole strips, for sliced evaluation
+SPLITS = ("train", "val", HOLDOUT_SPLIT, STRIPS_SPLIT)
 MARKER_NAME = ".complete.json"
-FORMAT_VERSION = 2  # 2: the YELL hold-out
+FORMAT_VERSION = 3  # 2: the YELL hold-out; 3: the hold-out also as whole strips
 BOX_COORDS = 4
 
 
@@ -169,9 +172,10 @@ def _write_image(path: Path, image: np.ndarray) -> None:
         raise OSError(f"cannot write image {path}")
 
 
-def _yell_splits(data_dir: Path, out_dir: Path, params: TileParams) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The training tiles and the hold-out tiles (bottom ``holdout_rows`` rows) of the two YELL crops."""
-    train, holdout = _CocoWriter(), _CocoWriter()
+def _yell_splits(data_dir: Path, out_dir: Path, params: TileParams) -> dict[str, dict[str, Any]]:
+    """The training tiles, the hold-out tiles (bottom ``holdout_rows`` rows) and the hold-out strips whole
+    of the two YELL crops, by split name."""
+    train, holdout, strips = _CocoWriter(), _CocoWriter(), _CocoWriter()
     for stem in TRAIN_STEMS:
         image, boxes = _read_source(data_dir, stem)
         height, width = image.shape[:2]
@@ -187,8 +191,11 @@ def _yell_splits(data_dir: Path, out_dir: Path, params: TileParams) -> tuple[dic
         columns = [Tile(x0, train_rows, x1, height) for x0, x1 in holdout_columns(width, params.tile_size)]
         for cut in cut_tiles(image, boxes, columns, params.min_visible):
             _add_tile(holdout, out_dir, f"{HOLDOUT_SPLIT}/{stem}", cut)
-        logger.info("%s: rows %d-%d held out (%s)", stem, train_rows, height, HOLDOUT_SPLIT)
-    return train.dataset(), holdout.dataset()
+        for cut in cut_tiles(image, boxes, [Tile(0, train_rows, width, height)], params.min_visible):
+            _add_tile(strips, out_dir, f"{STRIPS_SPLIT}/{stem}", cut)
+        logger.info("%s: rows %d-%d held out (%s, and whole in %s)", stem, train_rows, height, HOLDOUT_SPLIT,
+                    STRIPS_SPLIT)
+    return {"train": train.dataset(), HOLDOUT_SPLIT: holdout.dataset(), STRIPS_SPLIT: strips.dataset()}
 
 
 def _add_tile(writer: _CocoWriter, out_dir: Path, prefix: str, cut: TileCut) -> None:
@@ -252,21 +259,24 @@ def prepare_trees(
     for sub in SPLITS:
         shutil.rmtree(out_dir / sub, ignore_errors=True)
         (out_dir / "annotations" / f"instances_{sub}.json").unlink(missing_ok=True)
-    for sub in ("annotations", "train", "val", *((HOLDOUT_SPLIT,) if params.holdout_rows else ())):
+    for sub in ("annotations", "train", "val", *((HOLDOUT_SPLIT, STRIPS_SPLIT) if params.holdout_rows else ())):
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
-    train, holdout = _yell_splits(source, out_dir, params)
+    splits = _yell_splits(source, out_dir, params)
+    splits["val"] = _val_split(source, out_dir)
     counts: dict[str, int] = {}
-    for split, dataset in (("train", train), ("val", _val_split(source, out_dir)), (HOLDOUT_SPLIT, holdout)):
+    for split in SPLITS:
+        dataset = splits[split]
         counts[f"{split}_images"] = len(dataset["images"])
         counts[f"{split}_boxes"] = len(dataset["annotations"])
-        if split == HOLDOUT_SPLIT and params.holdout_rows == 0:
+        if split in (HOLDOUT_SPLIT, STRIPS_SPLIT) and params.holdout_rows == 0:
             continue
         (out_dir / "annotations" / f"instances_{split}.json").write_text(json.dumps(dataset), encoding="utf-8")
     (out_dir / MARKER_NAME).write_text(json.dumps(asdict(params)), encoding="utf-8")
     logger.info(
-        "wrote %s: train %d tiles / %d boxes, %s (in-domain hold-out) %d tiles / %d boxes, val (cross-site) "
-        "%d images / %d boxes", out_dir, counts["train_images"], counts["train_boxes"], HOLDOUT_SPLIT,
-        counts[f"{HOLDOUT_SPLIT}_images"], counts[f"{HOLDOUT_SPLIT}_boxes"], counts["val_images"], counts["val_boxes"],
+        "wrote %s: train %d tiles / %d boxes, %s (in-domain hold-out) %d tiles / %d boxes (%s: %d strips / %d "
+        "boxes), val (cross-site) %d images / %d boxes", out_dir, counts["train_images"], counts["train_boxes"],
+        HOLDOUT_SPLIT, counts[f"{HOLDOUT_SPLIT}_images"], counts[f"{HOLDOUT_SPLIT}_boxes"], STRIPS_SPLIT,
+        counts[f"{STRIPS_SPLIT}_images"], counts[f"{STRIPS_SPLIT}_boxes"], counts["val_images"], counts["val_boxes"],
     )
     return counts
 

@@ -3,6 +3,7 @@
 python tools/demo.py --checkpoint PTH --input (IMAGE | FOLDER | VIDEO) --output DIR
                      [--config CFG] [--score-thr THR] [--show-heatmap] [--flip] [--scales 1.0 ...]
                      [--resize fixed|pad] [--device auto]
+                     [--slice SIZE [--overlap F] [--slice-scale S] [--full-image]]
 
 The model, input size and normalisation come from the config stored in the checkpoint; --config
 replaces it (use it for checkpoints saved without one). Class names always come from the checkpoint.
@@ -16,6 +17,10 @@ folder that already holds detections.json is refused unless --overwrite. In a fo
 is skipped with a warning and the others are still written; the exit code is then 1. Without --score-thr
 the threshold is the checkpoint's score_threshold (the F1-best threshold of the evaluation that wrote it),
 or 0.3 for checkpoints without one.
+
+--slice SIZE runs each image in overlapping windows of SIZE image pixels at its own scale (times
+--slice-scale), merged across the seams, for images much larger than the network input (aerial, satellite,
+microscopy); detections.json stays in original-image pixels (docs/inference.md, "Large images").
 """
 
 from __future__ import annotations
@@ -32,7 +37,15 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from centernet.cli import EXIT_ERROR, EXIT_OK, default_argument_parser, run_tool, setup_tool_logging
+from centernet.cli import (
+    EXIT_ERROR,
+    EXIT_OK,
+    add_slice_arguments,
+    default_argument_parser,
+    run_tool,
+    setup_tool_logging,
+    slice_from_args,
+)
 from centernet.config import load_config
 from centernet.inference.predictor import Detections, Detector
 from centernet.utils.image_files import IMAGE_EXTENSIONS, image_files_in, read_bgr
@@ -64,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resize", choices=("fixed", "pad"), default="fixed",
                         help="fixed = the config's input size; pad = keep the resolution (padded to 32)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    add_slice_arguments(parser)
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return parser
 
@@ -128,10 +142,12 @@ def detection_records(dets: Detections, file_name: str, category_ids: Sequence[i
     return records
 
 
-def annotate(detector: Detector, image: np.ndarray, score_thr: float, show_heatmap: bool
+def annotate(detector: Detector, image: np.ndarray, score_thr: float, show_heatmap: bool, progress: bool = False
              ) -> tuple[Detections, np.ndarray, np.ndarray | None]:
-    """Detections above ``score_thr``, the annotated image and (optionally) the heatmap overlay."""
-    dets = detector(image).above(score_thr)
+    """Detections above ``score_thr``, the annotated image and (optionally) the heatmap overlay (of the
+    whole-image pass, also when the detections come from windows)."""
+    dets = (detector.predict_sliced(image, progress=progress) if detector.slice is not None else detector(image))
+    dets = dets.above(score_thr)
     drawn = draw_detections(image, dets.boxes, dets.scores, dets.labels, dets.class_names, score_thr=score_thr)
     heat = overlay_heatmap(image, detector.heatmap(image)) if show_heatmap else None
     return dets, drawn, heat
@@ -152,7 +168,7 @@ def run_images(detector: Detector, paths: list[Path], args: argparse.Namespace, 
             logger.warning("skipped: %s", error)
             unreadable.append(path)
             continue
-        dets, drawn, heat = annotate(detector, image, args.score_thr, args.show_heatmap)
+        dets, drawn, heat = annotate(detector, image, args.score_thr, args.show_heatmap, progress=not args.no_progress)
         write_image(out_dir / f"{path.stem}.jpg", drawn)
         if heat is not None:
             write_image(out_dir / f"{path.stem}_heatmap.jpg", heat)
@@ -226,7 +242,8 @@ def run_demo(args: argparse.Namespace) -> int:
     check_output(out_dir, input_path, kind, args.overwrite)
     config = load_config(args.config) if args.config else None
     detector = Detector.from_checkpoint(args.checkpoint, config=config, device=args.device, flip=args.flip,
-                                        scales=args.scales, resize=args.resize, score_threshold=args.score_thr)
+                                        scales=args.scales, resize=args.resize, score_threshold=args.score_thr,
+                                        slice=slice_from_args(args))
     args.score_thr = detector.score_threshold
     out_dir.mkdir(parents=True, exist_ok=True)
     unreadable: list[Path] = []

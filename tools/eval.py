@@ -1,6 +1,7 @@
 """Evaluate a trained CenterNet checkpoint, or score an existing detections file, on the val set.
 
 python tools/eval.py --checkpoint PTH [--config CFG] [--flip] [--scales 0.5 1.0 1.5] [--out-dir DIR] [KEY=VALUE ...]
+python tools/eval.py --checkpoint PTH --slice SIZE [--overlap F] [--slice-scale S] [--full-image] [--val-set NAME]
 python tools/eval.py --config CFG --predictions DETECTIONS.json [--out-dir DIR] [--val-set NAME]
 
 With several named val sets (data.val as a list) every set is evaluated, each into <out-dir>/<name>/;
@@ -12,6 +13,9 @@ overrides apply to either. Test-time augmentation: --flip (heatmap and size of t
 in, offset of the plain pass); --scales runs one pass per scale and merges them per class
 (eval.merge=soft_nms | nms, with eval.soft_nms_sigma, eval.soft_nms_score_thr, eval.nms_iou);
 eval.resize=pad keeps each image's resolution (padded to a multiple of 32, the original --keep_res).
+--slice SIZE runs every evaluated set in overlapping windows of SIZE image pixels (the same sliced
+inference as tools/demo.py --slice; without it, a set's own data.val[i].slice or eval.slice applies);
+AP counts each image's best eval.max_dets detections.
 
 Outputs (metrics.json, which also records the checkpoint, its epoch and the test options; detections.json,
 pr_curves.png, predictions.png) go to --out-dir, by default to a folder named after the checkpoint and the
@@ -31,14 +35,16 @@ from typing import Any
 
 import torch
 
-from centernet.cli import default_argument_parser, run_tool, setup_tool_logging
+from centernet.cli import add_slice_arguments, default_argument_parser, run_tool, setup_tool_logging, slice_from_args
 from centernet.config import Config, load_config
 from centernet.data.build import build_loader, build_val_datasets
 from centernet.data.normalize import ImageNormalizer
 from centernet.evaluation import load_detections
 from centernet.evaluation.io import METRICS_FILENAME
-from centernet.inference.evaluator import detections_for_dataset, evaluate_model, score_detections
+from centernet.inference.evaluator import SlicedInput, detections_for_dataset, evaluate_model, score_detections
 from centernet.inference.records import resolve_records
+from centernet.inference.sliced_runner import val_set_slices
+from centernet.inference.slicing import SliceSettings, slice_suffix
 from centernet.inference.trained_model import TrainedCheckpoint, TrainedModel, load_trained_model
 from centernet.inference.tta import MultiScalePredictor, TestTimeAugmentation, build_tta, run_tta_inference
 from centernet.utils.env import select_device
@@ -69,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--flip", action="store_true", help="flip test-time augmentation")
     parser.add_argument("--scales", nargs="+", default=None,
                         help="test scales, e.g. 0.5 1.0 1.5 (several: multi-scale test merged with eval.merge)")
+    add_slice_arguments(parser)
     parser.add_argument("--out-dir", help="output folder (default: eval_<checkpoint>_<options> beside the run)")
     parser.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier evaluation")
     parser.add_argument("--val-set", help="evaluate only this named set of data.val (default: all)")
@@ -101,7 +108,7 @@ def options_suffix(tta: TestTimeAugmentation) -> str:
     return "".join(f"_{part}" for part in parts)
 
 
-def default_out_dir(args: argparse.Namespace, tta: TestTimeAugmentation) -> Path:
+def default_out_dir(args: argparse.Namespace, tta: TestTimeAugmentation, sliced: SliceSettings | None = None) -> Path:
     """``<run>/eval_<checkpoint stem><options>`` (``<run>`` = the folder above ``checkpoints/``), or
     ``eval_<file stem>`` next to a --predictions file."""
     if args.predictions:
@@ -109,7 +116,8 @@ def default_out_dir(args: argparse.Namespace, tta: TestTimeAugmentation) -> Path
         return path.parent / f"eval_{path.stem}"
     path = Path(args.checkpoint)
     run = path.parent.parent if path.parent.name == CHECKPOINTS_FOLDER else path.parent
-    return run / f"eval_{path.stem}{options_suffix(tta)}"
+    whole = "_noslice" if args.slice == 0 else ""
+    return run / f"eval_{path.stem}{options_suffix(tta)}{slice_suffix(sliced)}{whole}"
 
 
 def check_out_dir(out_dir: Path, overwrite: bool) -> None:
@@ -154,8 +162,11 @@ def evaluate(args: argparse.Namespace) -> None:
     else:
         raise ValueError("--predictions needs --config (whose val annotations the detections are scored against)")
     tta = build_tta(cfg)
-    out_dir = Path(args.out_dir) if args.out_dir else default_out_dir(args, tta)
+    cli_slice = slice_from_args(args)
+    out_dir = Path(args.out_dir) if args.out_dir else default_out_dir(args, tta, cli_slice)
     sets = build_val_datasets(cfg, args.val_set)
+    from_cli = cli_slice is not None or args.slice == 0  # --slice 0: whole images, whatever the config says
+    slices = {name: cli_slice for name, _ in sets} if from_cli else val_set_slices(cfg)
     for name, _ in sets:
         check_out_dir(_set_dir(out_dir, name), args.overwrite)
     if checkpoint is None:
@@ -172,21 +183,32 @@ def evaluate(args: argparse.Namespace) -> None:
     trained = load_trained_model(checkpoint, cfg, device=device, class_names=sets[0][1].class_names)
     record = provenance(args, cfg, tta, trained)
     for name, dataset in sets:
-        run_model(trained, dataset, tta, device, _set_dir(out_dir, name), record, progress=not args.no_progress)
+        run_model(trained, dataset, tta, device, _set_dir(out_dir, name), record, progress=not args.no_progress,
+                  sliced=slices[name])
 
 
 def scoring_options(cfg: Config) -> dict[str, Any]:
     """The metric, backend and precision/recall thresholds of ``cfg.eval``."""
     return {"metric": cfg.eval.metric, "backend": cfg.eval.backend, "score_threshold": cfg.eval.score_threshold,
-            "pr_iou": cfg.eval.pr_iou}
+            "pr_iou": cfg.eval.pr_iou, "max_dets": cfg.eval.max_dets}
 
 
 def run_model(trained: TrainedModel, dataset: Any, tta: TestTimeAugmentation, device: torch.device, out_dir: Path,
-              record: dict[str, Any], *, progress: bool) -> None:
+              record: dict[str, Any], *, progress: bool, sliced: SliceSettings | None = None) -> None:
     cfg = trained.config
     model = trained.model.to(memory_format=torch.channels_last if cfg.runtime.channels_last else torch.preserve_format)
     normalizer = ImageNormalizer(cfg.data.mean, cfg.data.std, channels_last=cfg.runtime.channels_last).to(device)
+    record = {**record, "slice": None if sliced is None else sliced.describe()}
     scoring = {"out_dir": out_dir, "provenance": record, **scoring_options(cfg)}
+    if sliced is not None:
+        if not tta.is_plain:
+            raise ValueError("--slice runs one scale with the fixed input (flip allowed); drop --scales / eval.resize")
+        logger.info("sliced inference: %s", sliced.describe())
+        evaluate_model(model, dataset, None, normalizer, device=device, topk=cfg.eval.topk, flip=cfg.eval.flip,
+                       amp=cfg.runtime.amp, progress=progress,
+                       sliced=SlicedInput(sliced, (cfg.data.input_size[0], cfg.data.input_size[1]),
+                                          cfg.data.channel_order), **scoring)
+        return
     if tta.is_plain:
         loader = build_loader(cfg, dataset, "val", pin_memory=device.type == "cuda")
         evaluate_model(model, dataset, loader, normalizer, device=device, topk=cfg.eval.topk, flip=cfg.eval.flip,

@@ -68,13 +68,28 @@ DatasetConfig = CocoDatasetConfig | VocDatasetConfig
 
 
 @dataclass
+class SliceConfig:
+    """Sliced inference on overlapping windows, for images larger than the network input (docs/inference.md)."""
+
+    size: int = 0  # window side in image pixels; 0 = off (the whole image at data.input_size)
+    overlap: float = 0.2  # share of a window that its neighbours also cover, in [0, 1)
+    scale: float = 1.0  # network pixels per image pixel: the network input is round(size * scale)
+    full_image: bool = False  # also run the whole image at data.input_size and merge (objects larger than a window)
+    batch_size: int = 8  # windows per forward pass
+    merge_iou: float = 0.5  # same-class boxes of two windows above this IoU are one object
+    merge_ios: float = 0.5  # a box cut by a window edge lying this much inside another box is that object
+
+
+@dataclass
 class NamedCocoDatasetConfig(CocoDatasetConfig):
     name: str = ""  # a validation set's name: an identifier, unique in data.val (docs/evaluation.md)
+    slice: SliceConfig | None = None  # this set's sliced inference; null = eval.slice
 
 
 @dataclass
 class NamedVocDatasetConfig(VocDatasetConfig):
     name: str = ""  # a validation set's name: an identifier, unique in data.val (docs/evaluation.md)
+    slice: SliceConfig | None = None  # this set's sliced inference; null = eval.slice
 
 
 NamedDatasetConfig = NamedCocoDatasetConfig | NamedVocDatasetConfig
@@ -239,7 +254,8 @@ class SolverConfig:
 class EvalConfig:
     metric: Literal["coco", "voc07", "voc"] = "coco"  # COCO mAP | VOC07 11-point AP | VOC2010+ area AP
     interval: int = 5  # evaluate every N epochs (and after the last one); 0 = only after the last
-    topk: int = 100  # detections kept per image
+    topk: int = 100  # detections kept per image (sliced: per window)
+    max_dets: int = 100  # COCO AP counts each image's best this many detections (COCO's 100; raise it for large images)
     flip: bool = False  # flip test-time augmentation
     scales: list[float] = field(default_factory=lambda: [1.0])  # test scales; several = multi-scale test
     resize: Literal["fixed", "pad"] = "fixed"  # fixed = data.input_size | pad = keep resolution, pad to (s | 31) + 1
@@ -251,6 +267,7 @@ class EvalConfig:
     batch_size: int = 0  # 0 = data.batch_size
     score_threshold: float = 0.3  # precision/recall/F1 counted on detections scoring at least this
     pr_iou: float = 0.4  # precision/recall: a detection matches a ground-truth box at IoU above this
+    slice: SliceConfig = field(default_factory=SliceConfig)  # sliced inference for every val set (size 0 = off)
     best_metric: str = ""  # metric ranking best.pth, e.g. AP50 or yell/AP; "" = AP (coco) / mAP (voc) of the first set
 
 

@@ -37,7 +37,8 @@ from centernet.engine.optim import TrainingPlan, build_optimizer, build_schedule
 from centernet.engine.sync_bn import convert_sync_batchnorm
 from centernet.engine.targets import ConfiguredTargets
 from centernet.engine.trainer import Trainer
-from centernet.inference.evaluator import evaluate_model
+from centernet.inference.evaluator import SlicedInput, evaluate_model
+from centernet.inference.sliced_runner import val_set_slices
 from centernet.losses import CenterNetCriterion, EpochStatistics
 from centernet.losses.build import build_criterion
 from centernet.models.build import build_model
@@ -151,16 +152,22 @@ def build_trainer(cfg: Config, work_dir: Path, *, resume: bool | str | Path | No
         trainer.resume(resume)
     metrics_logger = _prepare_work_dir(cfg, work_dir, dist) if dist.is_main else None
 
+    slices = val_set_slices(cfg)  # bad slice settings fail here, before the first step
+
     def evaluate() -> dict[str, Any]:
         """Every val set in turn (each sharded under DDP); named sets give ``<set>/<metric>`` keys."""
         metrics: dict[str, Any] = {}
         for (name, val_set), val_loader in zip(val_sets, val_loaders, strict=True):
+            settings = slices[name]
+            sliced = None if settings is None else SlicedInput(
+                settings, (cfg.data.input_size[0], cfg.data.input_size[1]), cfg.data.channel_order)
             out_dir = work_dir / "eval" if name is None else work_dir / "eval" / name
             result = evaluate_model(
                 ema.module if ema is not None else model, val_set, val_loader, normalizer, device=dist.device,
                 topk=cfg.eval.topk, flip=cfg.eval.flip, amp=cfg.runtime.amp, metric=cfg.eval.metric,
                 backend=cfg.eval.backend, out_dir=out_dir if dist.is_main else None, progress=trainer.progress,
-                score_threshold=cfg.eval.score_threshold, pr_iou=cfg.eval.pr_iou,
+                score_threshold=cfg.eval.score_threshold, pr_iou=cfg.eval.pr_iou, max_dets=cfg.eval.max_dets,
+                sliced=sliced,
             )
             metrics.update(result if name is None else {f"{name}/{key}": value for key, value in result.items()})
         return metrics

@@ -43,7 +43,7 @@ logger = logging.getLogger(__name__)
 
 SUMMARY_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100")  # = stats[0..8]
 PER_CLASS_AREA = "all"
-PER_CLASS_MAX_DETS = 100
+COCO_SMALL_MAX_DETS = 10  # the middle entry of params.maxDets (AR10)
 UNDEFINED = -1.0  # COCOeval's marker for "no ground truth to evaluate against"
 BBOX_DECIMALS = 2  # 1/100 pixel, as the original CenterNet writes its results
 SCORE_DECIMALS = 5
@@ -221,7 +221,7 @@ def _empty_results(coco_cls: type, gt: Any) -> Any:
     return res
 
 
-def _run_pycocotools(dataset: dict[str, Any], records: list[dict[str, Any]], verbose: bool) -> Any:
+def _run_pycocotools(dataset: dict[str, Any], records: list[dict[str, Any]], verbose: bool, max_dets: int) -> Any:
     """Run pycocotools' COCOeval (bbox) and return the evaluator after ``summarize()``."""
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
@@ -231,13 +231,15 @@ def _run_pycocotools(dataset: dict[str, Any], records: list[dict[str, Any]], ver
     gt.createIndex()
     dt = gt.loadRes(records) if records else _empty_results(COCO, gt)
     evaluator = COCOeval(gt, dt, iouType="bbox")
+    evaluator.params.maxDets = max_dets_thresholds(max_dets)
     evaluator.evaluate()
     evaluator.accumulate()
     evaluator.summarize()
     return evaluator
 
 
-def _run_faster_coco_eval(dataset: dict[str, Any], records: list[dict[str, Any]], verbose: bool) -> Any:
+def _run_faster_coco_eval(dataset: dict[str, Any], records: list[dict[str, Any]], verbose: bool,
+                          max_dets: int) -> Any:
     """Run faster-coco-eval's COCOeval_faster (bbox) and return the evaluator after ``summarize()``."""
     from faster_coco_eval import COCO, COCOeval_faster
 
@@ -245,13 +247,26 @@ def _run_faster_coco_eval(dataset: dict[str, Any], records: list[dict[str, Any]]
     gt = COCO(dataset, print_function=report)
     dt = gt.loadRes(records) if records else _empty_results(COCO, gt)
     evaluator = COCOeval_faster(gt, dt, iouType="bbox", print_function=report)
+    evaluator.params.maxDets = max_dets_thresholds(max_dets)
     evaluator.evaluate()
     evaluator.accumulate()
     evaluator.summarize()
     return evaluator
 
 
-BACKENDS: dict[str, Callable[[dict[str, Any], list[dict[str, Any]], bool], Any]] = {
+def max_dets_thresholds(max_dets: int) -> list[int]:
+    """COCOeval's ``params.maxDets``: ``[1, 10, max_dets]`` (COCO's ``[1, 10, 100]`` by default); AP and the
+    last recall (``AR100``) count each image's best ``max_dets`` detections.
+
+    Raises:
+        ValueError: ``max_dets`` is not above 10.
+    """
+    if max_dets <= COCO_SMALL_MAX_DETS:
+        raise ValueError(f"eval.max_dets must be > {COCO_SMALL_MAX_DETS}, got {max_dets}")
+    return [1, COCO_SMALL_MAX_DETS, int(max_dets)]
+
+
+BACKENDS: dict[str, Callable[[dict[str, Any], list[dict[str, Any]], bool, int], Any]] = {
     "pycocotools": _run_pycocotools,
     "faster_coco_eval": _run_faster_coco_eval,
 }
@@ -262,12 +277,42 @@ def _defined(value: float) -> float | None:
     return None if value <= UNDEFINED else float(value)
 
 
+def summary_stats(evaluator: Any) -> np.ndarray:
+    """``COCOeval.stats[0..8]`` (AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100) from the accumulated arrays,
+    with AP and the last recall at the largest ``params.maxDets``.
+
+    With COCO's ``[1, 10, 100]`` these are the numbers ``summarize()`` prints; with another last entry
+    (``eval.max_dets``) ``summarize()`` would still look for 100 and report AP as -1, so the
+    project computes them here the same way (means over the entries that are not -1).
+    """
+    params = evaluator.params
+    precision = np.asarray(evaluator.eval["precision"])  # [T, R, K, A, M]
+    recall = np.asarray(evaluator.eval["recall"])  # [T, K, A, M]
+    areas = list(params.areaRngLbl)
+    ious = np.asarray(params.iouThrs, dtype=np.float64)
+    last = len(params.maxDets) - 1
+
+    def mean(values: np.ndarray) -> float:
+        values = values[values > UNDEFINED]
+        return float(values.mean()) if values.size else UNDEFINED
+
+    def ap(area: str = "all", iou: float | None = None) -> float:
+        rows = precision if iou is None else precision[np.isclose(ious, iou)]
+        return mean(rows[:, :, :, areas.index(area), last])
+
+    def ar(det_index: int) -> float:
+        return mean(recall[:, :, areas.index("all"), det_index])
+
+    return np.array([ap(), ap(iou=0.5), ap(iou=0.75), ap("small"), ap("medium"), ap("large"),
+                     ar(0), ar(1), ar(last)], dtype=np.float64)
+
+
 def _per_class_ap(evaluator: Any, dataset: dict[str, Any]) -> dict[str, float | None]:
     """AP (IoU .50:.95, area all, maxDets 100) per category, keyed by name, in category-id order."""
     params = evaluator.params
     precision = np.asarray(evaluator.eval["precision"])  # [T, R, K, A, M]
     area_index = list(params.areaRngLbl).index(PER_CLASS_AREA)
-    det_index = list(params.maxDets).index(PER_CLASS_MAX_DETS)
+    det_index = len(params.maxDets) - 1  # the largest, eval.max_dets
     names_by_id = {cat["id"]: str(cat.get("name", cat["id"])) for cat in dataset["categories"]}
     per_class: dict[str, float | None] = {}
     for k, category_id in enumerate(params.catIds):
@@ -287,6 +332,7 @@ def evaluate_coco(
     backend: str = "pycocotools",
     quiet: bool = True,
     category_ids: Sequence[int] | None = None,
+    max_dets: int = 100,
 ) -> dict[str, Any]:
     """Evaluate box detections with COCO mAP.
 
@@ -299,6 +345,7 @@ def evaluate_coco(
         quiet: Suppress the evaluator's stdout prints (the summary goes to the debug log instead).
         category_ids: evaluate only these categories (the ``data.classes`` a model was trained on);
             ``None`` = every category of the ground truth.
+        max_dets: AP and ``AR100`` count each image's best this many detections (COCO: 100).
 
     Returns:
         ``{"metric": "coco", "AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100",
@@ -310,7 +357,8 @@ def evaluate_coco(
         ValueError: Unknown backend, malformed detection record, or a detection whose image_id or
             category_id is not in the ground truth (names the record index and the id).
     """
-    return _evaluate(ground_truth, detections, backend=backend, quiet=quiet, category_ids=category_ids)[0]
+    return _evaluate(ground_truth, detections, backend=backend, quiet=quiet, category_ids=category_ids,
+                     max_dets=max_dets)[0]
 
 
 def evaluate_coco_with_curves(
@@ -321,19 +369,20 @@ def evaluate_coco_with_curves(
     quiet: bool = True,
     category_ids: Sequence[int] | None = None,
     iou_thresholds: Sequence[float] = PR_CURVE_IOUS,
+    max_dets: int = 100,
 ) -> tuple[dict[str, Any], PRCurves]:
     """:func:`evaluate_coco` plus the per-class precision/recall curves it averaged.
 
     Args:
-        ground_truth, detections, backend, quiet, category_ids: as for :func:`evaluate_coco`.
+        ground_truth, detections, backend, quiet, category_ids, max_dets: as for :func:`evaluate_coco`.
         iou_thresholds: the IoU thresholds of the curves (each one of 0.50, 0.55, ..., 0.95).
 
     Returns:
         ``(metrics, curves)``: the metrics dict of :func:`evaluate_coco` and the
-        :class:`~centernet.evaluation.pr_curves.PRCurves` (area all, 100 detections per image).
+        :class:`~centernet.evaluation.pr_curves.PRCurves` (area all, ``max_dets`` detections per image).
     """
     metrics, evaluator, dataset = _evaluate(
-        ground_truth, detections, backend=backend, quiet=quiet, category_ids=category_ids
+        ground_truth, detections, backend=backend, quiet=quiet, category_ids=category_ids, max_dets=max_dets
     )
     names_by_id = {cat["id"]: str(cat.get("name", cat["id"])) for cat in dataset["categories"]}
     class_names = [names_by_id[category_id] for category_id in evaluator.params.catIds]
@@ -347,6 +396,7 @@ def _evaluate(
     backend: str,
     quiet: bool,
     category_ids: Sequence[int] | None,
+    max_dets: int = 100,
 ) -> tuple[dict[str, Any], Any, dict[str, Any]]:
     """Run COCOeval; return ``(metrics, the accumulated evaluator, the evaluated ground-truth dict)``."""
     if backend not in BACKENDS:
@@ -356,10 +406,10 @@ def _evaluate(
     captured = io.StringIO()
     redirect = contextlib.redirect_stdout(captured) if quiet else contextlib.nullcontext()
     with redirect:
-        evaluator = BACKENDS[backend](dataset, records, not quiet)
+        evaluator = BACKENDS[backend](dataset, records, not quiet, max_dets)
     if captured.getvalue():
         logger.debug("%s output:\n%s", backend, captured.getvalue())
-    stats = np.asarray(evaluator.stats, dtype=np.float64)
+    stats = summary_stats(evaluator)
     metrics: dict[str, Any] = {"metric": "coco"}
     for index, key in enumerate(SUMMARY_KEYS):
         metrics[key] = _defined(stats[index])

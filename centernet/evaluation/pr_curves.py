@@ -20,7 +20,6 @@ import numpy as np
 PR_CURVE_IOUS = (0.5, 0.75)
 """IoU thresholds whose curves are extracted and drawn."""
 PR_AREA = "all"
-PR_MAX_DETS = 100
 UNDEFINED = -1.0  # COCOeval's marker for "no ground truth"
 IOU_MATCH_TOL = 1e-9  # COCOeval's thresholds come from linspace; compare with a tolerance
 PANEL_INCHES = 3.2
@@ -53,7 +52,7 @@ class PRCurves:
 def extract_pr_curves(
     evaluator: Any, class_names: Sequence[str], iou_thresholds: Sequence[float] = PR_CURVE_IOUS
 ) -> PRCurves:
-    """Take the per-class curves out of an accumulated COCOeval (area ``all``, 100 detections).
+    """Take the per-class curves out of an accumulated COCOeval (area ``all``, the largest ``maxDets``).
 
     Args:
         evaluator: a pycocotools or faster-coco-eval ``COCOeval`` after ``accumulate()``.
@@ -78,7 +77,7 @@ def extract_pr_curves(
             raise ValueError(f"IoU threshold {iou} was not evaluated (evaluated: {evaluated.round(2).tolist()})")
         rows.append(int(matches[0]))
     area = list(params.areaRngLbl).index(PR_AREA)
-    max_dets = list(params.maxDets).index(PR_MAX_DETS)
+    max_dets = len(params.maxDets) - 1  # the largest (COCO's 100, or eval.max_dets)
     selected = precision[rows][:, :, :, area, max_dets]  # [T', R, K]
     selected = np.where(selected <= UNDEFINED, np.nan, selected)
     return PRCurves(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,8 @@ from centernet.evaluation.precision_recall import (
 )
 from centernet.inference.preview import PREDICTIONS_FILENAME, write_predictions_preview
 from centernet.inference.runner import run_inference
+from centernet.inference.sliced_runner import run_sliced_inference
+from centernet.inference.slicing import SliceSettings
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +46,16 @@ logger = logging.getLogger(__name__)
 PR_SCALARS = ("precision", "recall", "f1", "image_mean_precision", "image_mean_recall")
 PR_BEST = ("best_f1", "best_f1_threshold")
 PR_DETAILS = ("score_threshold", "iou_threshold", "tp", "fp", "fn", "ignored", "objects", "detections", "per_image")
+
+
+@dataclass(frozen=True)
+class SlicedInput:
+    """How a val set of large images is run: the windows, and the model's input size and channel order
+    (for the optional whole-image pass and the windows' colours)."""
+
+    settings: SliceSettings
+    input_size: tuple[int, int]
+    channel_order: str
 
 
 def detections_for_dataset(
@@ -73,6 +86,7 @@ def score_detections(
     provenance: Mapping[str, Any] | None = None,
     score_threshold: float = DEFAULT_SCORE_THRESHOLD,
     pr_iou: float = DEFAULT_IOU_THRESHOLD,
+    max_dets: int = 100,
 ) -> dict[str, Any]:
     """Metrics of ``records`` against ``dataset``; writes ``metrics.json``/``detections.json`` to ``out_dir``
     (and ``predictions.png``, the first val images with ground truth and predictions; for the COCO metric
@@ -93,6 +107,7 @@ def score_detections(
             ``metrics.json`` next to the metrics (not returned).
         score_threshold: precision/recall count the detections scoring at least this (``eval.score_threshold``).
         pr_iou: precision/recall pair a detection and an object at IoU above this (``eval.pr_iou``).
+        max_dets: COCO AP counts each image's best this many detections (``eval.max_dets``).
     """
     if metric == "coco":
         ground_truth = getattr(dataset, "coco", None)
@@ -102,7 +117,7 @@ def score_detections(
                 "or convert it with datasets/voc2coco.py"
             )
         metrics, curves = evaluate_coco_with_curves(
-            ground_truth, records, backend=backend, category_ids=dataset.label_to_category_id
+            ground_truth, records, backend=backend, category_ids=dataset.label_to_category_id, max_dets=max_dets
         )
         report = precision_recall_report(
             ground_truth_from_dataset(dataset), detections_from_records(records, dataset.image_ids),
@@ -168,7 +183,7 @@ def _score_voc(dataset: DetectionDataset, records: list[dict[str, Any]], *, use_
 def evaluate_model(
     model: nn.Module,
     dataset: DetectionDataset,
-    loader: torch.utils.data.DataLoader,
+    loader: torch.utils.data.DataLoader | None,
     normalizer: ImageNormalizer,
     *,
     device: torch.device,
@@ -182,14 +197,30 @@ def evaluate_model(
     provenance: Mapping[str, Any] | None = None,
     score_threshold: float = DEFAULT_SCORE_THRESHOLD,
     pr_iou: float = DEFAULT_IOU_THRESHOLD,
+    max_dets: int = 100,
+    sliced: SlicedInput | None = None,
 ) -> dict[str, Any]:
     """Run the model over ``loader`` and score it (see :func:`score_detections`).
+
+    With ``sliced``, each image is read whole and run in overlapping windows instead (``loader`` is not
+    used; :func:`centernet.inference.sliced_runner.run_sliced_inference`).
 
     Under DDP every rank runs its shard of ``loader`` (see ``ShardSampler``); the per-image results
     are gathered on every rank, put back in dataset order, scored and written by rank 0 only, and the
     metrics broadcast, so all ranks return the same dict as a single-process evaluation.
     """
-    results = run_inference(model, loader, normalizer, device=device, topk=topk, flip=flip, amp=amp, progress=progress)
+    if sliced is None:
+        if loader is None:
+            raise ValueError("evaluate_model: a loader is needed unless the set is sliced")
+        results = run_inference(model, loader, normalizer, device=device, topk=topk, flip=flip, amp=amp,
+                                progress=progress)
+    else:
+        rank, world = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if is_distributed() else (0, 1)
+        results = run_sliced_inference(
+            model, dataset, normalizer, sliced.settings, input_size=sliced.input_size,
+            channel_order=sliced.channel_order, device=device, amp=amp, flip=flip, topk=topk, max_dets=max_dets,
+            progress=progress, rank=rank, world_size=world,
+        )
     if is_distributed():
         results = [item for shard in all_gather_objects(results) for item in shard]
     results = in_dataset_order(dataset, results)
@@ -197,7 +228,8 @@ def evaluate_model(
         return broadcast_object(None)
     records = detections_for_dataset(dataset, results)
     metrics = score_detections(dataset, records, metric=metric, backend=backend, out_dir=out_dir,
-                               provenance=provenance, score_threshold=score_threshold, pr_iou=pr_iou)
+                               provenance=provenance, score_threshold=score_threshold, pr_iou=pr_iou,
+                               max_dets=max_dets)
     return broadcast_object(metrics)
 
 

@@ -21,12 +21,11 @@ from torch import nn
 from centernet.config import Config
 from centernet.data.normalize import ImageNormalizer
 from centernet.data.transforms import TransformedSample, ValTransform
-from centernet.data.transforms.color import to_channel_order
-from centernet.decode import BOX_COORDS, detections_to_image
+from centernet.decode import detections_to_image
 from centernet.inference.detections import Detections
 from centernet.inference.merge import MergeSettings
 from centernet.inference.optimize import optimize_model, plan_optimizations
-from centernet.inference.runner import decode_predicted, map_stride, predict_maps
+from centernet.inference.runner import decode_predicted, detect_windows, predict_maps
 from centernet.inference.slicing import ArraySource, ImageSource, SliceSettings, SliceStats, predict_sliced
 from centernet.inference.trained_model import load_trained_model
 from centernet.inference.tta import MultiScalePredictor, TestTimeAugmentation, build_tta
@@ -267,14 +266,8 @@ class Detector:
         Returns:
             Per window float32 ``[topk, 6]`` rows ``[x1, y1, x2, y2, score, class]`` in window pixels.
         """
-        pixels = np.stack([to_channel_order(window, self.channel_order) for window in windows])
-        batch = torch.from_numpy(pixels).permute(0, 3, 1, 2)  # [B, 3, S, S] uint8
-        inputs = self.normalizer(batch.to(self.device))
-        with autocast_context(self.device, self.amp):
-            maps = predict_maps(self.model, inputs, flip=self.flip)
-        dets = decode_predicted(inputs, maps, k=self.topk)
-        dets[..., :BOX_COORDS] *= map_stride(inputs, maps["heatmap"])  # output grid -> window pixels
-        return list(dets.cpu().numpy())
+        return detect_windows(self.model, self.normalizer, windows, channel_order=self.channel_order,
+                              device=self.device, amp=self.amp, flip=self.flip, topk=self.topk)
 
     def _check_slice(self, settings: SliceSettings) -> None:
         if not self.tta.is_plain:

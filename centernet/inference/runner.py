@@ -10,7 +10,8 @@ from torch import nn
 from tqdm import tqdm
 
 from centernet.data.normalize import ImageNormalizer
-from centernet.decode import decode_maps, detections_to_image, unflip_ltrb
+from centernet.data.transforms.color import to_channel_order
+from centernet.decode import BOX_COORDS, decode_maps, detections_to_image, unflip_ltrb
 from centernet.utils.amp import autocast_context
 
 
@@ -66,6 +67,36 @@ def decode_predicted(images: torch.Tensor, maps: dict[str, torch.Tensor], *, k: 
     """:func:`centernet.decode.decode_maps` of :func:`predict_maps`'s output for ``images`` (any head):
     ``[B, K, 6]`` detections on the output grid."""
     return decode_maps(maps, down_ratio=map_stride(images, maps["heatmap"]), k=k)
+
+
+@torch.inference_mode()
+def detect_windows(
+    model: nn.Module,
+    normalizer: ImageNormalizer,
+    windows_bgr: np.ndarray,
+    *,
+    channel_order: str,
+    device: torch.device,
+    amp: str = "off",
+    flip: bool = False,
+    topk: int = 100,
+) -> list[np.ndarray]:
+    """Run a batch of equal-size windows as they are (no resize, no letterbox): the network input of sliced
+    inference (:mod:`centernet.inference.slicing`).
+
+    Args:
+        windows_bgr: uint8 BGR ``[B, S, S, 3]``, ``S`` a multiple of the model's size divisor.
+
+    Returns:
+        Per window float32 ``[topk, 6]`` rows ``[x1, y1, x2, y2, score, class]`` in window pixels.
+    """
+    pixels = np.stack([to_channel_order(window, channel_order) for window in windows_bgr])
+    inputs = normalizer(torch.from_numpy(pixels).permute(0, 3, 1, 2).to(device))  # [B, 3, S, S]
+    with autocast_context(device, amp):
+        maps = predict_maps(model, inputs, flip=flip)
+    dets = decode_predicted(inputs, maps, k=topk)
+    dets[..., :BOX_COORDS] *= map_stride(inputs, maps["heatmap"])  # output grid -> window pixels
+    return list(dets.cpu().numpy())
 
 
 @torch.inference_mode()

@@ -117,9 +117,28 @@ class SliceSettings:
                 f"use e.g. {max(lower, divisor)} or {upper}"
             )
 
+    def describe(self) -> dict[str, float | int | bool]:
+        """The settings as plain values (for ``metrics.json`` and logs)."""
+        return {"size": self.size, "overlap": self.overlap, "scale": self.scale, "full_image": self.full_image,
+                "batch_size": self.batch_size, "merge_iou": self.merge.iou, "merge_ios": self.merge.ios}
+
     def windows(self, height: int, width: int) -> list[Tile]:
         """The windows covering a ``height x width`` image, row by row."""
         return tile_grid(height, width, self.size, overlap_pixels(self.size, self.overlap))
+
+
+def slice_suffix(settings: SliceSettings | None) -> str:
+    """``_slice400``, ``_slice400_o0.25_s0.96_full``: the slice options in an output folder's name."""
+    if settings is None:
+        return ""
+    parts = [f"slice{settings.size}"]
+    if settings.overlap != SliceSettings.overlap:
+        parts.append(f"o{settings.overlap:g}")
+    if settings.scale != 1.0:
+        parts.append(f"s{settings.scale:g}")
+    if settings.full_image:
+        parts.append("full")
+    return "".join(f"_{part}" for part in parts)
 
 
 def prepare_windows(source: ImageSource, tiles: Sequence[Tile], settings: SliceSettings

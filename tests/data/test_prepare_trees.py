@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 from pathlib import Path
@@ -18,6 +19,11 @@ from tests.data.test_voc import voc_xml
 
 HAVE_DEEPFOREST = importlib.util.find_spec("deepforest") is not None
 TILE, OVERLAP = 16, 4  # stride 12
+FORMAT_2_DIGESTS = {  # sha256 of the annotation files written by format 2 (before the shared tiler)
+    "train": "2895a54650da0edd23c09cbdf12bb75a1f1d7ce9ed1fd857c9b824f660f6501d",
+    "val": "5a873ff1649fd4b10cbe8a7aabb04994a4ece59c9c2bb1012435592489edb102",
+    "val_yell": "eaf57867c333dda71402e8c2787c2dbc249ca4190db8ec49d3194ce79f10f8e3",
+}
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +92,9 @@ def test_prepare_writes_tiles_and_coco(trees: ModuleType, source: Path, tmp_path
     counts = trees.prepare_trees(out, data_dir=source, params=params)
     # crop 1: x origins [0, 12, 14] x y origins [0, 4] = 6 tiles; crop 2 (10 x 10): one 10 x 10 tile.
     assert counts == {"train_images": 7, "train_boxes": 6, "val_images": 2, "val_boxes": 3, "val_yell_images": 0,
-                      "val_yell_boxes": 0}
+                      "val_yell_boxes": 0, "val_yell_strips_images": 0, "val_yell_strips_boxes": 0}
     assert not (out / "val_yell").exists() and not (out / "annotations" / "instances_val_yell.json").exists()
+    assert not (out / "annotations" / "instances_val_yell_strips.json").exists()
     train = json.loads((out / "annotations" / "instances_train.json").read_text())
     assert train["categories"] == [{"id": 1, "name": "tree", "supercategory": "tree"}]
     crop1 = trees.TRAIN_STEMS[0]
@@ -151,6 +158,12 @@ def test_holdout_rows_are_never_trained_on(trees: ModuleType, tmp_path: Path) ->
     for image in train["images"]:  # no training pixel below the hold-out boundary (14 and 4)
         assert image["height"] == (14 if crop1 in image["file_name"] else 4)
     assert [(i["width"], i["height"]) for i in holdout["images"]] == [(15, 6), (15, 6), (10, 6)]
+    strips = json.loads((out / "annotations" / "instances_val_yell_strips.json").read_text())
+    assert boxes_by_image(strips) == {  # the hold-out rows whole: each crown once, clipped by the same rule
+        f"val_yell_strips/{crop1}_x0_y14.png": [[2, 1, 6, 4], [20, 0, 6, 4]],
+        f"val_yell_strips/{crop2}_x0_y4.png": [],
+    }
+    assert [(i["width"], i["height"]) for i in strips["images"]] == [(30, 6), (10, 6)]
     source_pixels = cv2.imread(str(folder / f"{crop1}.png"))
     np.testing.assert_array_equal(cv2.imread(str(out / f"val_yell/{crop1}_x15_y14.png")), source_pixels[14:20, 15:30])
     # a rebuild without the hold-out removes its files
@@ -208,7 +221,12 @@ def test_real_deepforest_data(trees: ModuleType, tmp_path: Path) -> None:
     # training rows 0-634 of 1249 x 1035 -> 4 x 2 tiles, rows 0-2071 of 2299 x 2472 -> 8 x 7 tiles of 400 px;
     # hold-out: the bottom 400 rows as 3 + 6 tiles
     assert counts == {"train_images": 8 + 56, "train_boxes": 1152, "val_images": 2, "val_boxes": 61 + 37,
-                      "val_yell_images": 3 + 6, "val_yell_boxes": 205}
+                      "val_yell_images": 3 + 6, "val_yell_boxes": 205,
+                      "val_yell_strips_images": 2, "val_yell_strips_boxes": 205}
+    # The same files as the cutter this script had before it used centernet.data.tiling (digests of that
+    # version's output): the tiles did not move.
+    for split, digest in FORMAT_2_DIGESTS.items():
+        assert hashlib.sha256((out / "annotations" / f"instances_{split}.json").read_bytes()).hexdigest() == digest
     data_dir = trees.deepforest_data_dir()
     boundary = {}
     for stem in trees.TRAIN_STEMS:
@@ -233,3 +251,6 @@ def test_real_deepforest_data(trees: ModuleType, tmp_path: Path) -> None:
     val = CocoDetection(out / "annotations" / "instances_val.json", out)
     assert [len(val.load_raw(i)["boxes"]) for i in range(2)] == [61, 37]
     assert len(CocoDetection(out / "annotations" / "instances_val_yell.json", out)) == 9
+    strips = CocoDetection(out / "annotations" / "instances_val_yell_strips.json", out)
+    assert sorted(strips.load_raw(i)["image"].shape[:2] for i in range(2)) == [(400, 1249), (400, 2299)]
+    assert sorted(len(strips.load_raw(i)["boxes"]) for i in range(2)) == [96, 109]

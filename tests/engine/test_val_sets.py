@@ -176,8 +176,13 @@ def test_trees_config_validates_in_domain_first_then_cross_site() -> None:
     cfg = load_config(REPO / "configs" / "trees_efficientnet_lite0.yaml")
     assert isinstance(cfg.data.val, list)
     assert [(s.name, Path(s.ann_file).name) for s in cfg.data.val] == [
-        ("yell", f"instances_{prepare_trees.HOLDOUT_SPLIT}.json"), ("cross_site", "instances_val.json")]
+        ("yell", f"instances_{prepare_trees.HOLDOUT_SPLIT}.json"), ("cross_site", "instances_val.json"),
+        ("yell_strips", f"instances_{prepare_trees.STRIPS_SPLIT}.json")]
     assert cfg.eval.best_metric == "yell/AP"
+    # the strips are scored in 400-px windows at the tiles' training scale (384 px network input)
+    strips = cfg.data.val[2].slice
+    assert strips is not None and (strips.size, strips.overlap, round(strips.size * strips.scale)) == (400, 0.25, 384)
+    assert cfg.data.val[0].slice is None and cfg.eval.slice.size == 0 and cfg.eval.max_dets == 300
 
 
 def test_auto_resume_reports_a_finished_named_set_run(two_set_run: tuple[Path, Path],

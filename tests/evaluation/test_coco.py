@@ -14,7 +14,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from centernet.evaluation import detections_to_coco_records, evaluate_coco, format_metrics_table
-from centernet.evaluation.coco import SUMMARY_KEYS
+from centernet.evaluation.coco import SUMMARY_KEYS, max_dets_thresholds, summary_stats
 
 CAT, DOG = 3, 7  # non-contiguous category ids
 NUM_IOU_THRESHOLDS = 10
@@ -348,3 +348,34 @@ def test_category_restriction_ignores_other_classes() -> None:
     assert set(restricted["per_class"]) == {"cat"}
     with pytest.raises(ValueError, match=r"category ids \[999\] are not in the ground truth"):
         evaluate_coco(gt, only_cats, category_ids=[CAT, 999])
+
+
+def test_summary_stats_equal_cocoeval_and_hold_at_other_max_dets() -> None:
+    rng = np.random.default_rng(0)
+    images = [{"id": i, "width": 200, "height": 200} for i in (1, 2)]
+    annotations, detections = [], []
+    for image_id in (1, 2):
+        for _ in range(30):
+            x, y, w, h = *rng.uniform(0, 150, 2), *rng.uniform(5, 60, 2)
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": 1,
+                                "bbox": [x, y, w, h], "area": w * h, "iscrowd": 0})
+            detections.append({"image_id": image_id, "category_id": 1, "score": float(rng.uniform()),
+                               "bbox": [x + rng.normal(0, 3), y + rng.normal(0, 3), w, h]})
+    gt = COCO()
+    gt.dataset = {"images": images, "annotations": annotations, "categories": [{"id": 1, "name": "a"}]}
+    gt.createIndex()
+    for max_dets in (100, 20):
+        evaluator = COCOeval(gt, gt.loadRes(detections), iouType="bbox")
+        evaluator.params.maxDets = max_dets_thresholds(max_dets)
+        evaluator.evaluate()
+        evaluator.accumulate()
+        with contextlib.redirect_stdout(io.StringIO()):
+            evaluator.summarize()
+        stats = summary_stats(evaluator)
+        if max_dets == 100:  # COCO's own summary, to the last digit
+            np.testing.assert_array_equal(stats, np.asarray(evaluator.stats[:9]))
+        else:  # summarize() looks for 100 detections and reports -1; ours counts the best 20 per image
+            assert evaluator.stats[0] == -1 and 0 < stats[0] < 1
+            assert stats[8] <= 20 / 30 + 1e-9  # at most 20 of an image's 30 objects can be recalled
+    with pytest.raises(ValueError, match=r"eval\.max_dets must be > 10, got 10"):
+        max_dets_thresholds(10)
