@@ -20,12 +20,16 @@ or 0.3 for checkpoints without one.
 
 --slice SIZE runs each image in overlapping windows of SIZE image pixels at its own scale (times
 --slice-scale), merged across the seams, for images much larger than the network input (aerial, satellite,
-microscopy); detections.json stays in original-image pixels (docs/inference.md, "Large images").
+microscopy); detections.json stays in original-image pixels (docs/inference.md, "Large images"). With
+--slice, a .tif/.tiff is read window by window (never whole: rasters larger than memory work) and gets
+<stem>_preview.jpg (shrunk to 2048 px) instead of a full-size copy, plus <stem>.geojson (the boxes as
+polygons in the raster's coordinate system) when it is georeferenced.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -47,6 +51,7 @@ from centernet.cli import (
     slice_from_args,
 )
 from centernet.config import load_config
+from centernet.data.rasters import RasterSource, detections_to_geojson, is_raster
 from centernet.inference.predictor import Detections, Detector
 from centernet.utils.image_files import IMAGE_EXTENSIONS, image_files_in, read_bgr
 from centernet.utils.output_dirs import existing_results
@@ -58,6 +63,7 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv")
 VIDEO_FOURCC = "mp4v"
 FALLBACK_FPS = 25.0  # when the container does not report a frame rate
 DETECTIONS_FILE = "detections.json"
+PREVIEW_SIDE = 2048  # longer side of the preview drawn for a raster read in windows
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,13 +159,44 @@ def annotate(detector: Detector, image: np.ndarray, score_thr: float, show_heatm
     return dets, drawn, heat
 
 
+def run_raster(detector: Detector, path: Path, args: argparse.Namespace, out_dir: Path,
+               category_ids: Sequence[int] | None) -> list[dict[str, Any]]:
+    """Sliced detection in a (Geo)TIFF read window by window: ``<stem>_preview.jpg`` (the raster shrunk to
+    at most ``PREVIEW_SIDE`` pixels, with the boxes) and, for a georeferenced raster, ``<stem>.geojson``."""
+    settings = dataclasses.replace(detector.slice, min_score=args.score_thr) if detector.slice else None
+    with RasterSource(path) as raster:
+        logger.info("%s: %d x %d raster, read in windows", path.name, raster.width, raster.height)
+        dets = detector.predict_sliced(raster, settings, progress=not args.no_progress).above(args.score_thr)
+        preview, factor = raster.read_overview(PREVIEW_SIDE)
+        drawn = draw_detections(preview, dets.boxes * factor, dets.scores, dets.labels, dets.class_names,
+                                score_thr=args.score_thr)
+        write_image(out_dir / f"{path.stem}_preview.jpg", drawn)
+        if raster.georeferenced:
+            geojson = detections_to_geojson(dets.boxes, dets.scores, dets.labels, dets.class_names,
+                                            raster.transform, raster.crs)
+            (out_dir / f"{path.stem}.geojson").write_text(json.dumps(geojson))
+            logger.info("%d detections -> %s (%s)", len(dets), out_dir / f"{path.stem}.geojson", raster.crs)
+    return detection_records(dets, path.name, category_ids)
+
+
 def run_images(detector: Detector, paths: list[Path], args: argparse.Namespace, out_dir: Path,
                category_ids: Sequence[int] | None) -> tuple[list[dict[str, Any]], list[Path]]:
-    """Annotate every image; returns the detection records and the images that could not be read."""
+    """Annotate every image; returns the detection records and the images that could not be read.
+
+    With ``--slice``, TIFF files are read window by window (:func:`run_raster`), never whole."""
     records: list[dict[str, Any]] = []
     unreadable: list[Path] = []
     show_bar = len(paths) > 1 and not args.no_progress
     for path in tqdm(paths, desc="demo", unit="img", disable=not show_bar, dynamic_ncols=True):
+        if detector.slice is not None and is_raster(path):
+            try:
+                records.extend(run_raster(detector, path, args, out_dir, category_ids))
+            except ValueError as error:
+                if len(paths) == 1:
+                    raise
+                logger.warning("skipped: %s", error)
+                unreadable.append(path)
+            continue
         try:
             image = read_bgr(path)
         except ValueError as error:
