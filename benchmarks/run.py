@@ -40,6 +40,7 @@ from benchmarks.rows import (
     inference,
     loader,
     memory,
+    sliced,
     targets,
     train_step,
     ttfnet_step,
@@ -61,6 +62,7 @@ ROWS: dict[str, Callable[[Context], list[Row]]] = {
     "evaluation": evaluation.run,
     "memory": memory.run,
     "ghm": ghm.run,
+    "sliced": sliced.run,
 }
 
 

@@ -17,6 +17,8 @@ from benchmarks.context import Context
 from benchmarks.synthetic import BOXES_PER_IMAGE, IMAGE_SIZE, NUM_CLASSES, random_boxes
 from centernet.evaluation.coco import BACKENDS
 
+COCO_MAX_DETS = 100  # the standard maxDets of COCO AP
+
 FULL: dict[str, Any] = {"images": 5000, "repeats": 2}
 QUICK: dict[str, Any] = {"images": 20, "repeats": 1}
 FALSE_POSITIVES = 8  # extra random detections per image
@@ -65,7 +67,7 @@ def _evaluate(backend: str, gt_file: Path, dt_file: Path) -> np.ndarray:
     dataset: dict[str, Any] = json.loads(gt_file.read_text())
     records = json.loads(dt_file.read_text())
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress and summary
-        evaluator = BACKENDS[backend](dataset, records, False)
+        evaluator = BACKENDS[backend](dataset, records, False, COCO_MAX_DETS)
     return np.asarray(evaluator.stats[:NUM_STATS], dtype=np.float64)
 
 
