@@ -179,6 +179,23 @@ def run_raster(detector: Detector, path: Path, args: argparse.Namespace, out_dir
     return detection_records(dets, path.name, category_ids)
 
 
+def run_file(detector: Detector, path: Path, args: argparse.Namespace, out_dir: Path,
+             category_ids: Sequence[int] | None) -> list[dict[str, Any]]:
+    """Annotate one image file (a raster window by window with ``--slice``); returns its detection records.
+
+    Raises:
+        ValueError: the file cannot be read.
+    """
+    if detector.slice is not None and is_raster(path):
+        return run_raster(detector, path, args, out_dir, category_ids)
+    image = read_bgr(path)
+    dets, drawn, heat = annotate(detector, image, args.score_thr, args.show_heatmap, progress=not args.no_progress)
+    write_image(out_dir / f"{path.stem}.jpg", drawn)
+    if heat is not None:
+        write_image(out_dir / f"{path.stem}_heatmap.jpg", heat)
+    return detection_records(dets, path.name, category_ids)
+
+
 def run_images(detector: Detector, paths: list[Path], args: argparse.Namespace, out_dir: Path,
                category_ids: Sequence[int] | None) -> tuple[list[dict[str, Any]], list[Path]]:
     """Annotate every image; returns the detection records and the images that could not be read.
@@ -188,28 +205,13 @@ def run_images(detector: Detector, paths: list[Path], args: argparse.Namespace, 
     unreadable: list[Path] = []
     show_bar = len(paths) > 1 and not args.no_progress
     for path in tqdm(paths, desc="demo", unit="img", disable=not show_bar, dynamic_ncols=True):
-        if detector.slice is not None and is_raster(path):
-            try:
-                records.extend(run_raster(detector, path, args, out_dir, category_ids))
-            except ValueError as error:
-                if len(paths) == 1:
-                    raise
-                logger.warning("skipped: %s", error)
-                unreadable.append(path)
-            continue
         try:
-            image = read_bgr(path)
-        except ValueError as error:
+            records.extend(run_file(detector, path, args, out_dir, category_ids))
+        except ValueError as error:  # unreadable: stop for a single image, skip it in a folder
             if len(paths) == 1:
                 raise
             logger.warning("skipped: %s", error)
             unreadable.append(path)
-            continue
-        dets, drawn, heat = annotate(detector, image, args.score_thr, args.show_heatmap, progress=not args.no_progress)
-        write_image(out_dir / f"{path.stem}.jpg", drawn)
-        if heat is not None:
-            write_image(out_dir / f"{path.stem}_heatmap.jpg", heat)
-        records.extend(detection_records(dets, path.name, category_ids))
     return records, unreadable
 
 
