@@ -7,12 +7,18 @@ The run folder (default work_dirs/<config file stem>) must be empty or absent: a
 a run needs --resume (continue it), another --work-dir, --overwrite (the old run is moved aside to
 <folder>.old-<timestamp>, nothing is deleted) or --auto-resume (a finished run: print its metrics and stop;
 an interrupted one: resume it; otherwise start; `make demo` uses it).
+
+SIGTERM, SIGINT and SIGUSR1 (runtime.stop_signals) stop training at the next step: a checkpoint is written
+and the process exits with 128 + the signal's number (143 for SIGTERM); the same command with --auto-resume
+continues from that step. Under torchrun --max-restarts, a restarted group resumes from the newest
+checkpoint by itself (docs/failures.md, "Preemption").
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -20,10 +26,13 @@ from centernet.cli import default_argument_parser, is_main_process, run_tool, se
 from centernet.config import Config, load_config
 from centernet.config.schema import val_set_names
 from centernet.engine.distributed import barrier, destroy_distributed
+from centernet.engine.preemption import TrainingStopped
 from centernet.engine.run_dir import RunDirPlan, complete_run, finished_run_summary, plan_run_dir
 from centernet.engine.trainer import Trainer
 
 logger = logging.getLogger("centernet.tools.train")
+
+ELASTIC_RESTART_VARIABLE = "TORCHELASTIC_RESTART_COUNT"  # set by torchrun in every worker
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,9 +63,21 @@ def default_work_dir(config: str) -> Path:
     return Path("work_dirs") / Path(config).stem
 
 
+def elastic_restart_count() -> int:
+    """How many times torchrun's elastic agent has restarted this worker group (0 outside torchrun)."""
+    try:
+        return int(os.environ.get(ELASTIC_RESTART_VARIABLE, "0"))
+    except ValueError:
+        return 0
+
+
 def train(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)  # before anything is written: a bad config leaves no folder
     work_dir = Path(args.work_dir) if args.work_dir else default_work_dir(args.config)
+    restarts = elastic_restart_count()
+    if restarts and not args.resume and not args.overwrite:  # a restarted group continues the run it was training
+        logger.info("elastic restart %d: resuming from the newest checkpoint in %s", restarts, work_dir)
+        args.auto_resume = True
     plan = plan_run_dir(work_dir, epochs=cfg.solver.epochs, resume=args.resume, overwrite=args.overwrite,
                         auto_resume=args.auto_resume, val_sets=val_set_names(cfg), is_main=is_main_process())
     if plan.finished:
@@ -66,7 +87,11 @@ def train(args: argparse.Namespace) -> int:
     setup_tool_logging(work_dir)
     if plan.moved_to is not None:
         logger.info("moved the earlier run in %s to %s", work_dir, plan.moved_to)
-    fit(cfg, work_dir, plan, progress=not args.no_progress)
+    try:
+        fit(cfg, work_dir, plan, progress=not args.no_progress)
+    except TrainingStopped as stop:
+        logger.warning("%s", stop)
+        return stop.exit_code
     return 0
 
 

@@ -108,6 +108,8 @@ def execute(spec: RunSpec, cfg: Config, progress: bool = False) -> str | None:
     Returns:
         None on success, else the one-line error of a failure in :data:`RUN_ERRORS`.
     """
+    from centernet.engine.preemption import TrainingStopped  # the heavy imports only where a run trains
+
     if not logging.getLogger("centernet").handlers:  # a fresh worker process or job
         setup_logging(None)
     try:
@@ -120,24 +122,31 @@ def execute(spec: RunSpec, cfg: Config, progress: bool = False) -> str | None:
     except RUN_ERRORS as error:
         logger.debug("traceback of the error below", exc_info=True)
         return one_line_error(error)
-    except RunTerminated:  # train_run recorded the time; end the worker before the pool hands it another run
-        logger.info("%s seed %d stopped (SIGTERM); rerun the study to resume it", spec.name, spec.seed)
+    except (RunTerminated, TrainingStopped) as stop:  # the time is recorded; end the worker before its next run
+        logger.info("%s seed %d stopped (%s); rerun the study to resume it", spec.name, spec.seed, stop)
         logging.shutdown()
-        os._exit(128 + signal.SIGTERM)
+        os._exit(stop.exit_code if isinstance(stop, TrainingStopped) else 128 + signal.SIGTERM)
     return None
 
 
 def run_sequential(pending: Sequence[tuple[RunSpec, Config, RunStatus]], *, progress: bool) -> list[str | None]:
     """Train the runs one after another in this process; the error (or None) of each run, in order.
 
-    SIGTERM (``kill``) unwinds the current run like Ctrl-C, so its wall time so far is recorded.
+    A stop signal during training ends the run at the next step with a checkpoint (``StopHook``) and the
+    study with ``SystemExit(128 + signal)``; outside training, SIGTERM raises ``SystemExit`` at once. Either
+    way the run's wall time so far is recorded.
     """
+    from centernet.engine.preemption import TrainingStopped
+
     errors: list[str | None] = []
     with _sigterm_as_exit():
         for index, (spec, cfg, status) in enumerate(pending, start=1):
             logger.info("run %d/%d", index, len(pending))
             try:
                 train_run(spec, cfg, status, progress=progress)
+            except TrainingStopped as stop:
+                logger.info("%s seed %d: %s; rerun the study to resume it", spec.name, spec.seed, stop)
+                raise SystemExit(stop.exit_code) from None
             except RUN_ERRORS as error:
                 logger.debug("traceback of the error below", exc_info=True)
                 errors.append(one_line_error(error))

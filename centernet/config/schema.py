@@ -284,6 +284,8 @@ class RuntimeConfig:
     sync_bn: bool = False  # under DDP, BatchNorm statistics over the global batch (all ranks)
     checkpoint_interval: int = 0  # also save last.pth every N iterations mid-epoch (0 = at epoch ends only)
     keep_checkpoints: int = 2  # newest checkpoints kept (>= 1); an older one is the fallback for a corrupt newest
+    # signals that stop training cleanly at the next step (checkpoint, exit 128 + signal; docs/failures.md)
+    stop_signals: list[str] = field(default_factory=lambda: ["SIGTERM", "SIGINT", "SIGUSR1"])
 
 
 @dataclass

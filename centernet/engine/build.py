@@ -34,6 +34,7 @@ from centernet.engine.hooks import (
 )
 from centernet.engine.logging import MetricsLogger
 from centernet.engine.optim import TrainingPlan, build_optimizer, build_scheduler, plan_training, scaled_lr
+from centernet.engine.preemption import StopHook, signal_numbers
 from centernet.engine.sync_bn import convert_sync_batchnorm
 from centernet.engine.targets import ConfiguredTargets
 from centernet.engine.trainer import Trainer
@@ -109,6 +110,7 @@ def _build_hooks(cfg: Config, trainer: Trainer, evaluate: Any, metrics_logger: M
     best = best_metric_key(cfg)
     set_prefix = best.rpartition("/")[0] + "/" if "/" in best else ""
     hooks.append(CheckpointHook(best, cfg.runtime.checkpoint_interval, threshold_key=f"{set_prefix}best_f1_threshold"))
+    hooks.append(StopHook(signal_numbers(cfg.runtime.stop_signals)))  # after the checkpoints: see StopHook
     return hooks
 
 

@@ -113,6 +113,10 @@ class CheckpointStore:
         """The ``iter_*.pth`` files, newest (highest iteration) first."""
         return sorted(self.folder.glob(self.PATTERN), key=lambda p: p.stem, reverse=True)
 
+    def path_for(self, iteration: int) -> Path:
+        """``folder/iter_<iteration>.pth`` (nine digits), where :meth:`save` writes that iteration."""
+        return self.folder / f"iter_{iteration:09d}.pth"
+
     def save(self, state: dict[str, Any], iteration: int) -> Path:
         """Write ``state`` as ``iter_<iteration>.pth`` and ``last.pth``; prune old files.
 
@@ -122,7 +126,7 @@ class CheckpointStore:
         Raises:
             OSError: the write failed (the message names the file); earlier files are intact.
         """
-        path = self.folder / f"iter_{iteration:09d}.pth"
+        path = self.path_for(iteration)
         save_checkpoint(state, path)
         _replace_with_link(path, self.last)
         for old in self.history()[self.keep :]:
