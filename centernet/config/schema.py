@@ -283,6 +283,7 @@ class RuntimeConfig:
     threads: int = 0  # torch intra-op threads (0 = torch default)
     sync_bn: bool = False  # under DDP, BatchNorm statistics over the global batch (all ranks)
     checkpoint_interval: int = 0  # also save last.pth every N iterations mid-epoch (0 = at epoch ends only)
+    checkpoint_minutes: float = 0.0  # also save last.pth mid-epoch once this many minutes passed since the last one
     keep_checkpoints: int = 2  # newest checkpoints kept (>= 1); an older one is the fallback for a corrupt newest
     # signals that stop training cleanly at the next step (checkpoint, exit 128 + signal; docs/failures.md)
     stop_signals: list[str] = field(default_factory=lambda: ["SIGTERM", "SIGINT", "SIGUSR1"])

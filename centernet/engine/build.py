@@ -109,7 +109,8 @@ def _build_hooks(cfg: Config, trainer: Trainer, evaluate: Any, metrics_logger: M
     hooks.append(EvalHook(evaluate, plan.eval_interval, metrics_logger, sets=val_set_names(cfg)))
     best = best_metric_key(cfg)
     set_prefix = best.rpartition("/")[0] + "/" if "/" in best else ""
-    hooks.append(CheckpointHook(best, cfg.runtime.checkpoint_interval, threshold_key=f"{set_prefix}best_f1_threshold"))
+    hooks.append(CheckpointHook(best, cfg.runtime.checkpoint_interval, threshold_key=f"{set_prefix}best_f1_threshold",
+                                minutes=cfg.runtime.checkpoint_minutes))
     hooks.append(StopHook(signal_numbers(cfg.runtime.stop_signals)))  # after the checkpoints: see StopHook
     return hooks
 

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+SECONDS_PER_MINUTE = 60.0
+
 
 @dataclass
 class StepResult:
@@ -295,18 +297,26 @@ class CheckpointHook(HookBase):
     Args:
         metric: the key of the evaluation metrics that ranks checkpoints (``AP`` / ``mAP``, ``yell/AP``).
         interval: iterations between mid-epoch checkpoints (0 = only at epoch ends).
+        minutes: also a mid-epoch checkpoint once this many minutes passed since the last one (0 = off;
+            ``runtime.checkpoint_minutes``, what a cluster user sets).
         threshold_key: the metrics key of the score threshold to store (``best_f1_threshold``, ``yell/...``).
     """
 
-    def __init__(self, metric: str, interval: int = 0, threshold_key: str = "best_f1_threshold") -> None:
+    def __init__(self, metric: str, interval: int = 0, threshold_key: str = "best_f1_threshold",
+                 minutes: float = 0.0) -> None:
         self.metric = metric
         self.interval = interval
         self.threshold_key = threshold_key
+        self.minutes = minutes
+        self._saved_at = time.monotonic()
 
     def after_step(self) -> None:
         trainer = self.trainer
         is_last = trainer.epoch_iter == trainer.iters_per_epoch
-        if self.interval > 0 and trainer.iteration % self.interval == 0 and not is_last:
+        every_n = self.interval > 0 and trainer.iteration % self.interval == 0
+        # rank 0 alone decides on time: saving is rank 0's work and needs no other rank
+        overdue = self.minutes > 0 and time.monotonic() - self._saved_at >= self.minutes * SECONDS_PER_MINUTE
+        if (every_n or (overdue and trainer.is_main)) and not is_last:
             self.save(None)  # mid-epoch: last.pth only
 
     def after_epoch(self) -> None:
@@ -333,6 +343,7 @@ class CheckpointHook(HookBase):
         check_finite_weights(trainer.model, epoch=trainer.epoch + 1, iteration=trainer.iteration,
                              last_checkpoint=trainer.last_good_checkpoint())
         state = trainer.state_dict()
+        self._saved_at = time.monotonic()
         if is_best:
             save_checkpoint(state, trainer.store.folder / "best.pth")
             logger.info("new best %s %.4f at epoch %d -> %s", self.metric, value, trainer.epoch, trainer.store.folder)

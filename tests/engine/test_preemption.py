@@ -156,3 +156,16 @@ def test_unknown_stop_signal_is_refused(tiny_config: Callable[..., Path], tmp_pa
     with pytest.raises(ValueError, match=r"runtime\.stop_signals: SIGKILL not allowed; choose from SIGTERM"):
         Trainer.from_config(load_config(tiny_config(), ["runtime.stop_signals=[SIGKILL]"]), tmp_path / "r",
                             progress=False)
+
+
+@pytest.mark.parametrize(("minutes", "expected"), [(0.0, [3, 6]), (1e-6, [1, 2, 3, 4, 5, 6])])
+def test_checkpoint_minutes_saves_mid_epoch_once_the_time_passed(
+    tiny_config: Callable[..., Path], tmp_path: Path, minutes: float, expected: list[int]
+) -> None:
+    # 1e-6 minutes have always passed since the last save: a checkpoint after every step; 0 = epoch ends only
+    cfg = load_config(tiny_config(), ["eval.interval=0", "runtime.keep_checkpoints=10",
+                                      f"runtime.checkpoint_minutes={minutes}"])
+    trainer = Trainer.from_config(cfg, tmp_path / "run", progress=False)
+    trainer.fit()
+    saved = sorted(int(p.stem.split("_")[1]) for p in (tmp_path / "run" / "checkpoints").glob("iter_*.pth"))
+    assert saved == expected
