@@ -184,6 +184,10 @@ def build_trainer(cfg: Config, work_dir: Path, *, resume: bool | str | Path | No
         trainer.global_batch_size, base_lr, cfg.solver.lr, cfg.solver.reference_batch_size or "not set",
     )
     logger.info("plan: %s", plan.describe())
+    if plan.stretch != 1.0:  # a short smoke run must not train hundreds of epochs unnoticed
+        logger.warning(
+            "solver.min_iters=%d stretches solver.epochs=%d to %d epochs (%d steps); set solver.min_iters=0 to "
+            "train exactly solver.epochs", cfg.solver.min_iters, cfg.solver.epochs, plan.epochs, plan.total_iters)
     return trainer
 
 

@@ -4,6 +4,7 @@ its exit code, and ``--auto-resume`` finishing with bitwise the weights of an un
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -169,3 +170,18 @@ def test_checkpoint_minutes_saves_mid_epoch_once_the_time_passed(
     trainer.fit()
     saved = sorted(int(p.stem.split("_")[1]) for p in (tmp_path / "run" / "checkpoints").glob("iter_*.pth"))
     assert saved == expected
+
+
+def test_a_stretched_schedule_is_one_warning_line(tiny_config: Callable[..., Path], tmp_path: Path,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    # 3 steps per epoch: solver.min_iters=30 turns the 2 epochs into 10; a smoke run must see that at once
+    with caplog.at_level(logging.WARNING, logger="centernet"):
+        Trainer.from_config(load_config(tiny_config(), ["solver.min_iters=30"]), tmp_path / "run", progress=False)
+    warnings = [r.getMessage() for r in caplog.records
+                if r.levelno == logging.WARNING and "min_iters" in r.getMessage()]
+    assert warnings == ["solver.min_iters=30 stretches solver.epochs=2 to 10 epochs (30 steps); set solver.min_iters=0 "
+                        "to train exactly solver.epochs"]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="centernet"):
+        Trainer.from_config(load_config(tiny_config(), ["solver.min_iters=6"]), tmp_path / "run2", progress=False)
+    assert not [r for r in caplog.records if "min_iters" in r.getMessage()]  # 6 steps: no stretch, no line
