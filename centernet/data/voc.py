@@ -22,6 +22,9 @@ compared them with the raw 1-based XML boxes using ``+ 1`` widths).
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import io
 import logging
 import os
 import xml.etree.ElementTree as ET
@@ -211,9 +214,8 @@ class VOCDetection(DetectionDataset):
     numbers its COCO images the same way. Category ids are ``1..C`` in class order.
 
     Attributes:
-        coco: always None. VOC sets are scored with a VOC evaluator (:meth:`ground_truth_for_eval`);
-            for COCO metrics convert the split with ``datasets/voc2coco.py`` and load it with
-            ``CocoDetection``.
+        coco: the split as COCO ground truth, built in memory on first use (``eval.metric: coco``); the
+            VOC metrics use :meth:`ground_truth_for_eval`.
         records: ``[N]`` :class:`VOCImageRecord` per image, in dataset order.
         image_ids: ``[N]`` image ids ``1..N``.
         class_names: ``[C]`` class names, index = contiguous label.
@@ -256,7 +258,6 @@ class VOCDetection(DetectionDataset):
         self.root = Path(root)
         self.split = split
         super().__init__(transform=transform, seed=seed, source=f"VOC {split} split of {self.root}")
-        self.coco: None = None
         if classes is not None:
             check_unique_classes(classes)
             if not classes:
@@ -327,6 +328,36 @@ class VOCDetection(DetectionDataset):
             image_id=self.image_ids[index],
             file_name=record.file_name,
         )
+
+    @functools.cached_property
+    def coco(self) -> Any:
+        """The split as COCO ground truth in memory (a pycocotools ``COCO``), so that ``eval.metric: coco``
+        scores a VOC-format set as the original CenterNet did through its converted JSON files.
+
+        Image ids are ``image_ids``, category ids ``label_to_category_id``; a difficult object is a crowd
+        region (``iscrowd: 1``): COCO neither counts it as missed nor a detection on it as false, which
+        is VOC's rule for difficult objects. ``width`` / ``height`` come from ``<size>`` (0 when absent).
+        """
+        from pycocotools.coco import COCO
+
+        images: list[dict[str, Any]] = []
+        annotations: list[dict[str, Any]] = []
+        for image_id, record in zip(self.image_ids, self.records, strict=True):
+            height, width = record.annotation.size or (0, 0)
+            images.append({"id": image_id, "file_name": record.file_name, "height": height, "width": width})
+            ann = record.annotation
+            for (x1, y1, x2, y2), label, difficult in zip(ann.boxes.tolist(), ann.labels.tolist(),
+                                                         ann.difficult.tolist(), strict=True):
+                annotations.append({"id": len(annotations) + 1, "image_id": image_id,
+                                    "category_id": self.label_to_category_id[label], "bbox": [x1, y1, x2 - x1, y2 - y1],
+                                    "area": (x2 - x1) * (y2 - y1), "iscrowd": int(difficult)})
+        categories = [{"id": cid, "name": name} for cid, name in zip(self.label_to_category_id, self.class_names,
+                                                                     strict=True)]
+        ground_truth = COCO()
+        ground_truth.dataset = {"images": images, "annotations": annotations, "categories": categories}
+        with contextlib.redirect_stdout(io.StringIO()):  # createIndex prints
+            ground_truth.createIndex()
+        return ground_truth
 
     def ground_truth_for_eval(self, *, inclusive: bool = False) -> list[dict[str, Any]]:
         """The ground truth a VOC evaluator needs, per image in dataset order.

@@ -38,7 +38,7 @@ from centernet.engine.preemption import StopHook, signal_numbers
 from centernet.engine.sync_bn import convert_sync_batchnorm
 from centernet.engine.targets import ConfiguredTargets
 from centernet.engine.trainer import Trainer
-from centernet.inference.evaluator import SlicedInput, evaluate_model
+from centernet.inference.evaluator import SlicedInput, check_scorable, evaluate_model
 from centernet.inference.sliced_runner import val_set_slices
 from centernet.losses import CenterNetCriterion, EpochStatistics
 from centernet.losses.build import build_criterion
@@ -121,6 +121,8 @@ def build_trainer(cfg: Config, work_dir: Path, *, resume: bool | str | Path | No
     dist = _setup_runtime(cfg)
     train_set = _build_train_set(cfg)
     val_sets = build_val_datasets(cfg)
+    for name, val_set in val_sets:  # what the first evaluation needs, checked before the first step
+        check_scorable(val_set, cfg.eval.metric, name)
     pin = dist.device.type == "cuda"
     train_loader = build_loader(cfg, train_set, "train", rank=dist.rank, world_size=dist.world_size, pin_memory=pin)
     val_loaders = [build_loader(cfg, val_set, "val", rank=dist.rank, world_size=dist.world_size, pin_memory=pin)

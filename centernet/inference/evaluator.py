@@ -162,6 +162,20 @@ def format_precision_recall(metrics: dict[str, Any]) -> str:
     )
 
 
+def check_scorable(dataset: DetectionDataset, metric: str, name: str | None = None) -> None:
+    """Raise now, not after an epoch of training, when ``metric`` cannot score ``dataset``.
+
+    Raises:
+        ValueError: a VOC metric for a set without VOC ground truth, or COCO for one without COCO ground truth.
+    """
+    where = "data.val" if name is None else f"data.val[{name}]"
+    if metric in ("voc07", "voc") and getattr(dataset, "ground_truth_for_eval", None) is None:
+        raise ValueError(f"eval.metric={metric} needs a VOC-format dataset, but {where} is COCO-format; "
+                         "use eval.metric=coco")
+    if metric == "coco" and getattr(dataset, "coco", None) is None:
+        raise ValueError(f"eval.metric=coco needs COCO ground truth, which {where} does not provide")
+
+
 def _score_voc(dataset: DetectionDataset, records: list[dict[str, Any]], *, use_07_metric: bool) -> dict[str, Any]:
     """VOC AP; boxes are 0-based with exclusive ends on both sides, which with ``pixel_offset=0`` gives the
     same IoU as the devkit's ``+1`` rule on inclusive pixel boxes."""

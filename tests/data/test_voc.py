@@ -80,8 +80,14 @@ def test_interface_mirrors_coco(voc07: Path) -> None:
     assert ds.label_to_category_id == list(range(1, 21))
     assert all(ds.category_id_to_label[c] == label for label, c in enumerate(ds.label_to_category_id))
     assert ds.image_ids == [1, 2] and len(ds) == 2
-    assert ds.coco is None and ds.epoch == 0
+    assert ds.epoch == 0
     assert [r.name for r in ds.records] == ["000001", "000002"]
+    # COCO ground truth in memory: image 1's boxes as [x, y, w, h] of the 0-based boxes, difficult = crowd
+    annotations = ds.coco.imgToAnns[1]
+    np.testing.assert_allclose([a["bbox"] for a in annotations],
+                               [[x1, y1, x2 - x1, y2 - y1] for x1, y1, x2, y2 in BOXES_000001.tolist()])
+    assert [a["category_id"] for a in annotations] == [CAT + 1, DOG + 1, PERSON + 1]
+    assert [a["iscrowd"] for a in annotations] == ds.load_raw(0)["ignore"].astype(int).tolist()
 
 
 def test_load_raw_zero_based_boxes_and_difficult(voc07: Path) -> None:

@@ -88,8 +88,29 @@ def test_ground_truth_as_detections_scores_one(voc_config: Path, metric: str, tm
     metrics = score_detections(dataset, records, metric=metric, backend="pycocotools", out_dir=tmp_path / "eval")
     assert metrics["metric"] == metric and metrics["mAP"] == pytest.approx(1.0)
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["mAP"] == pytest.approx(1.0)
-    with pytest.raises(ValueError, match=r"eval\.metric=coco needs COCO ground truth"):
-        score_detections(dataset, records, metric="coco", backend="pycocotools", out_dir=None)
+    # the COCO metric on a VOC-format set: its ground truth is built in memory
+    assert score_detections(dataset, records, metric="coco", backend="pycocotools", out_dir=None)["AP"] == 1.0
+
+
+def test_coco_metric_of_a_voc_set_equals_that_of_its_coco_copy(voc_config: Path,
+                                                               tiny_config: Callable[..., Path]) -> None:
+    voc = build_dataset(load_config(voc_config), "val")
+    coco = build_dataset(load_config(tiny_config()), "val")
+    rng = np.random.default_rng(0)
+    records: dict[str, list[dict]] = {"voc": [], "coco": []}
+    for index in range(len(voc)):
+        raw = voc.load_raw(index)
+        for (x1, y1, x2, y2), label in zip(raw["boxes"].tolist(), raw["labels"].tolist(), strict=True):
+            box = [x1 + rng.normal(0, 2), y1 + rng.normal(0, 2), x2 - x1, y2 - y1]  # noisy: AP below 1
+            score = float(rng.uniform())
+            for name, dataset in (("voc", voc), ("coco", coco)):
+                records[name].append({"image_id": dataset.image_ids[index], "bbox": box, "score": score,
+                                      "category_id": dataset.label_to_category_id[label]})
+    scores = {name: score_detections(dataset, records[name], metric="coco", backend="pycocotools", out_dir=None)
+              for name, dataset in (("voc", voc), ("coco", coco))}
+    assert 0.0 < scores["voc"]["AP"] < 1.0
+    for key in ("AP", "AP50", "AP75", "AR100"):
+        assert scores["voc"][key] == scores["coco"][key], key
 
 
 def test_training_on_voc_writes_voc_metrics(voc_config: Path, tmp_path: Path) -> None:
@@ -98,3 +119,17 @@ def test_training_on_voc_writes_voc_metrics(voc_config: Path, tmp_path: Path) ->
     assert metrics["metric"] == "voc07" and set(metrics) == {"metric", "mAP", "per_class"}
     assert 0.0 <= metrics["mAP"] <= 1.0
     assert (tmp_path / "run" / "checkpoints" / "best.pth").is_file()  # ranked by mAP
+
+
+def test_a_voc_metric_on_a_coco_set_fails_before_the_first_step(tiny_config: Callable[..., Path],
+                                                                 tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"eval\.metric=voc07 needs a VOC-format dataset, but data\.val is COCO"):
+        Trainer.from_config(load_config(tiny_config(), ["eval.metric=voc07"]), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "checkpoints").exists()  # nothing trained
+
+
+def test_training_on_voc_with_the_coco_metric(voc_config: Path, tmp_path: Path) -> None:
+    Trainer.from_config(load_config(voc_config, ["solver.epochs=1", "eval.metric=coco"]), tmp_path / "run",
+                        progress=False).fit()
+    metrics = json.loads((tmp_path / "run" / "eval" / "metrics.json").read_text())
+    assert metrics["metric"] == "coco" and 0.0 <= metrics["AP"] <= 1.0 and "recall@0.4" in metrics
