@@ -185,3 +185,20 @@ def test_a_stretched_schedule_is_one_warning_line(tiny_config: Callable[..., Pat
     with caplog.at_level(logging.WARNING, logger="centernet"):
         Trainer.from_config(load_config(tiny_config(), ["solver.min_iters=6"]), tmp_path / "run2", progress=False)
     assert not [r for r in caplog.records if "min_iters" in r.getMessage()]  # 6 steps: no stretch, no line
+
+
+def test_an_elastic_restart_resumes_without_flags(straight: tuple[Path, Trainer], tmp_path: Path) -> None:
+    config, reference = straight
+    work_dir = tmp_path / "run"
+    stopped = run_and_signal(config, work_dir, tmp_path, [signal.SIGTERM], pause_at=2)
+    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr[-2000:]
+    # what torchrun's elastic agent sets in a restarted worker group; the command line is the first one
+    command = [sys.executable, str(REPO / "tools" / "train.py"), "--config", str(config), "--work-dir",
+               str(work_dir), "--no-progress", *OVERRIDES]
+    restarted = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S,
+                               env={**os.environ, "TORCHELASTIC_RESTART_COUNT": "1"})
+    assert restarted.returncode == 0, restarted.stderr[-2000:]
+    assert "elastic restart 1: resuming from the newest checkpoint" in restarted.stderr
+    assert "iteration 2 (2 into the epoch)" in restarted.stderr
+    final = load_checkpoint(work_dir / "checkpoints" / "last.pth")
+    assert weights_equal(final["model"], reference.model.state_dict())
