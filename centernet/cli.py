@@ -171,7 +171,8 @@ def add_slice_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--slice-scale", type=float, default=1.0, help="network pixels per image pixel")
     group.add_argument("--full-image", action="store_true",
                        help="also run the whole image at the model's input size (objects larger than a window)")
-    group.add_argument("--slice-batch", type=int, default=8, help="windows per forward pass")
+    group.add_argument("--slice-batch", type=int, default=0,
+                       help="windows per forward pass (default 0: 1 on a CPU, 16 on a GPU)")
 
 
 def slice_from_args(args: argparse.Namespace) -> SliceSettings | None:

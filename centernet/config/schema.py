@@ -75,7 +75,7 @@ class SliceConfig:
     overlap: float = 0.2  # share of a window that its neighbours also cover, in [0, 1)
     scale: float = 1.0  # network pixels per image pixel: the network input is round(size * scale)
     full_image: bool = False  # also run the whole image at data.input_size and merge (objects larger than a window)
-    batch_size: int = 8  # windows per forward pass
+    batch_size: int = 0  # windows per forward pass; 0 = chosen for the device (CPU 1, CUDA 16)
     merge_iou: float = 0.5  # same-class boxes of two windows above this IoU are one object
     merge_ios: float = 0.5  # a box cut by a window edge lying this much inside another box is that object
 

@@ -246,6 +246,7 @@ class Detector:
         if settings is None:
             raise ValueError("Detector.predict_sliced: no slice settings (pass settings or build with slice=...)")
         self._check_slice(settings)
+        settings = settings.for_device(self.device.type)
         source = ArraySource(image) if isinstance(image, np.ndarray) else image
         full = None
         if settings.full_image:

@@ -103,23 +103,21 @@ def merge_block(rows: np.ndarray, cut: np.ndarray, settings: SeamMergeSettings) 
 def fuse_pieces(pieces: np.ndarray, ios: float) -> np.ndarray:
     """Greedy fusion of cut boxes of one object: best first, each absorbs the same-class boxes that lie
     inside it or hold it by ``ios`` (either way round), taking their union; the score is the best one's."""
-    order = np.argsort(-pieces[:, SCORE_COLUMN], kind="stable")
-    pieces = pieces[order]
+    pieces = pieces[np.argsort(-pieces[:, SCORE_COLUMN], kind="stable")]
+    boxes = pieces[:, :BOX_COORDS]
+    inside = intersection_over_first(boxes, boxes)
+    same = (np.maximum(inside, inside.T) >= ios) & (pieces[:, None, CLASS_COLUMN] == pieces[None, :, CLASS_COLUMN])
     used = np.zeros(len(pieces), dtype=bool)
     fused: list[np.ndarray] = []
     for i in range(len(pieces)):
         if used[i]:
             continue
+        group = same[i] & ~used  # the best remaining piece and every piece it overlaps by ios
+        group[i] = True
+        used |= group
         row = pieces[i].copy()
-        same = (~used) & (pieces[:, CLASS_COLUMN] == row[CLASS_COLUMN])
-        same[i] = False
-        for j in np.flatnonzero(same):
-            a, b = row[None, :BOX_COORDS], pieces[j : j + 1, :BOX_COORDS]
-            if max(intersection_over_first(a, b)[0, 0], intersection_over_first(b, a)[0, 0]) >= ios:
-                row[:2] = np.minimum(row[:2], pieces[j, :2])
-                row[2:BOX_COORDS] = np.maximum(row[2:BOX_COORDS], pieces[j, 2:BOX_COORDS])
-                used[j] = True
-        used[i] = True
+        row[:2] = boxes[group, :2].min(axis=0)
+        row[2:BOX_COORDS] = boxes[group, 2:].max(axis=0)
         fused.append(row)
     return np.stack(fused) if fused else pieces[:0]
 

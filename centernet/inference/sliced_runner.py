@@ -82,6 +82,7 @@ def run_sliced_inference(
         One ``(meta, detections)`` pair per image: float32 ``[K, 6]`` rows in image pixels, best first.
     """
     settings.check_divisor(int(getattr(model, "size_divisor", 32)))
+    settings = settings.for_device(device.type)
     was_training = model.training
     model.eval()
     windows = functools.partial(detect_windows, model, normalizer, channel_order=channel_order, device=device,

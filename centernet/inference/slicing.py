@@ -15,6 +15,7 @@ reads windows lazily.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from centernet.data.tiling import Tile, batches, overlap_pixels, tile_grid
 from centernet.decode import BOX_COORDS, NUM_DET_COLUMNS, SCORE_COLUMN
 from centernet.inference.seam_merge import SeamMergeSettings, merge_window_detections
 
+AUTO_BATCH = {"cpu": 1, "cuda": 16}  # windows per forward pass when slice batch_size is 0
 PROGRESS_MIN_WINDOWS = 16  # a progress bar is shown for images cut into at least this many windows
 BLOCKS_PER_SIDE = 4  # windows per side of a merge block (large rasters merge block by block)
 
@@ -77,7 +79,8 @@ class SliceSettings:
         scale: network pixels per image pixel; the network input is ``round(size * scale)`` pixels.
         full_image: also run the whole image at the model's input size and merge its detections (objects
             larger than a window).
-        batch_size: windows per forward pass.
+        batch_size: windows per forward pass; 0 = :data:`AUTO_BATCH` of the device (on a 2-core CPU batches
+            ran slower per window than single windows, docs/performance.md; a GPU wants many).
         edge_margin: a box within this many network pixels of a window edge inside the image is *cut*.
         min_score: rows of a window scoring below this are dropped before the merge.
         merge: the seam-merge thresholds.
@@ -87,7 +90,7 @@ class SliceSettings:
     overlap: float = 0.2
     scale: float = 1.0
     full_image: bool = False
-    batch_size: int = 8
+    batch_size: int = 0
     edge_margin: float = 4.0
     min_score: float = 0.0
     merge: SeamMergeSettings = field(default_factory=SeamMergeSettings)
@@ -98,8 +101,8 @@ class SliceSettings:
         overlap_pixels(self.size, self.overlap)  # raises for an overlap outside [0, 1)
         if not self.scale > 0:
             raise ValueError(f"slice scale must be > 0, got {self.scale}")
-        if self.batch_size < 1:
-            raise ValueError(f"slice batch_size must be >= 1, got {self.batch_size}")
+        if self.batch_size < 0:
+            raise ValueError(f"slice batch_size must be >= 0 (0 = chosen for the device), got {self.batch_size}")
 
     @property
     def network_size(self) -> int:
@@ -116,6 +119,12 @@ class SliceSettings:
                 f"slice size {net}{hint} is not a multiple of {divisor}, the model's stride; "
                 f"use e.g. {max(lower, divisor)} or {upper}"
             )
+
+    def for_device(self, device_type: str) -> SliceSettings:
+        """These settings with ``batch_size`` 0 replaced by the device's :data:`AUTO_BATCH`."""
+        if self.batch_size:
+            return self
+        return dataclasses.replace(self, batch_size=AUTO_BATCH.get(device_type, 1))
 
     def describe(self) -> dict[str, float | int | bool]:
         """The settings as plain values (for ``metrics.json`` and logs)."""
@@ -228,7 +237,7 @@ def predict_sliced(
     cut: list[np.ndarray] = []
     with tqdm(total=len(tiles), desc="windows", unit="win", disable=not progress or len(tiles) < PROGRESS_MIN_WINDOWS,
               dynamic_ncols=True, leave=False) as bar:
-        for chunk in batches(tiles, settings.batch_size):
+        for chunk in batches(tiles, settings.batch_size or 1):
             batch, factors = prepare_windows(source, chunk, settings)
             for tile, factor, window_rows in zip(chunk, factors, predict_windows(batch), strict=True):
                 mapped = to_image_pixels(window_rows, tile, factor)

@@ -102,7 +102,7 @@ def test_slice_on_the_command_line_overrides_and_names_the_folder(setup: tuple[P
     assert code == 0
     out = checkpoint.parent / "eval_tiny_slice32_o0.5" / "tiles"
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["slice"] == {"size": 32, "overlap": 0.5, "scale": 1.0, "full_image": False, "batch_size": 8,
+    assert metrics["slice"] == {"size": 32, "overlap": 0.5, "scale": 1.0, "full_image": False, "batch_size": 0,
                                 "merge_iou": 0.5, "merge_ios": 0.5}
     for record in json.loads((out / "detections.json").read_text()):
         x, y, w, h = record["bbox"]
