@@ -18,12 +18,13 @@ is skipped with a warning and the others are still written; the exit code is the
 the threshold is the checkpoint's score_threshold (the F1-best threshold of the evaluation that wrote it),
 or 0.3 for checkpoints without one.
 
---slice SIZE runs each image in overlapping windows of SIZE image pixels at its own scale (times
---slice-scale), merged across the seams, for images much larger than the network input (aerial, satellite,
-microscopy); detections.json stays in original-image pixels (docs/inference.md, "Large images"). With
---slice, a .tif/.tiff is read window by window (never whole: rasters larger than memory work) and gets
-<stem>_preview.jpg (shrunk to 2048 px) instead of a full-size copy, plus <stem>.geojson (the boxes as
-polygons in the raster's coordinate system) when it is georeferenced.
+--slice SIZE (or eval.slice of the config; --slice 0 turns it off) runs each image in overlapping windows
+of SIZE image pixels at its own scale (times --slice-scale), merged across the seams, for images much
+larger than the network input (aerial, satellite, microscopy); detections.json stays in original-image
+pixels (docs/inference.md, "Large images"). With --slice, a .tif/.tiff is read window by window (never
+whole: rasters larger than memory work) and gets <stem>_preview.jpg (shrunk to 2048 px) instead of a
+full-size copy, plus <stem>.geojson (the boxes as polygons in the raster's coordinate system) when it is
+georeferenced.
 """
 
 from __future__ import annotations
@@ -282,7 +283,7 @@ def run_demo(args: argparse.Namespace) -> int:
     config = load_config(args.config) if args.config else None
     detector = Detector.from_checkpoint(args.checkpoint, config=config, device=args.device, flip=args.flip,
                                         scales=args.scales, resize=args.resize, score_threshold=args.score_thr,
-                                        slice=slice_from_args(args))
+                                        slice=slice_from_args(args), config_slice=args.slice != 0)
     args.score_thr = detector.score_threshold
     out_dir.mkdir(parents=True, exist_ok=True)
     unreadable: list[Path] = []

@@ -26,6 +26,7 @@ from centernet.inference.detections import Detections
 from centernet.inference.merge import MergeSettings
 from centernet.inference.optimize import optimize_model, plan_optimizations
 from centernet.inference.runner import decode_predicted, detect_windows, predict_maps
+from centernet.inference.sliced_runner import slice_settings
 from centernet.inference.slicing import ArraySource, ImageSource, SliceSettings, SliceStats, predict_sliced
 from centernet.inference.trained_model import load_trained_model
 from centernet.inference.tta import MultiScalePredictor, TestTimeAugmentation, build_tta
@@ -147,6 +148,7 @@ class Detector:
         score_threshold: float | None = None,
         optimize: str | Sequence[str] | None = None,
         slice: SliceSettings | None = None,
+        config_slice: bool = True,
     ) -> Detector:
         """Rebuild the detector saved in a training checkpoint.
 
@@ -168,7 +170,9 @@ class Detector:
             score_threshold: the detector's ``score_threshold``; ``None`` = the checkpoint's
                 ``score_threshold`` (the F1-best threshold of its evaluation, docs/evaluation.md), else 0.3.
             optimize: inference speed-ups (see the class arguments), e.g. ``"fast"``.
-            slice: sliced inference settings (see the class arguments).
+            slice: sliced inference settings (see the class arguments); ``None`` = the config's ``eval.slice``
+                when its ``size`` is set and ``config_slice``, else whole images.
+            config_slice: whether ``eval.slice`` of the config applies when ``slice`` is ``None``.
 
         Raises:
             FileNotFoundError: no file at ``path``.
@@ -199,7 +203,7 @@ class Detector:
                 _stored_score_threshold(trained.checkpoint.state) if score_threshold is None else score_threshold
             ),
             optimize=optimize,
-            slice=slice,
+            slice=slice if slice is not None or not config_slice else slice_settings(cfg.eval.slice),
         )
 
     @property

@@ -1,10 +1,11 @@
-"""A real ``torchrun --max-restarts 1`` group on the CPU (Gloo): one of its 2 ranks is killed with SIGKILL in the
+"""A real ``torchrun --max-restarts`` group on the CPU (Gloo): one of its 2 ranks is killed with SIGKILL in the
 middle of an epoch; the elastic agent restarts the group and ``tools/train.py`` resumes by itself from the newest
 checkpoint, redoing at most the steps since it, and ends with the weights of an uninterrupted 2-rank run."""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -61,7 +62,9 @@ def test_sigkill_of_one_rank_is_survived_by_an_elastic_restart(config: Path, tmp
     wrapper.write_text(WRAPPER.format(pause_at=PAUSE_AT, marker=str(marker), train=str(REPO / "tools" / "train.py")))
     work_dir = tmp_path / "elastic"
     args = ["--config", str(config), "--work-dir", str(work_dir), "--no-progress", *OVERRIDES]
-    group = subprocess.Popen(torchrun_command(wrapper, args, restarts=1), cwd=tmp_path, env=env,
+    # 3 restarts allowed: under load a restarted rank can start too late for its peer's Gloo connection
+    # attempts, which costs one more restart of the group (the first attempt is the only one that pauses)
+    group = subprocess.Popen(torchrun_command(wrapper, args, restarts=3), cwd=tmp_path, env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + TIMEOUT_S
     while not marker.exists():
@@ -72,7 +75,7 @@ def test_sigkill_of_one_rank_is_survived_by_an_elastic_restart(config: Path, tmp
     os.kill(int(marker.read_text()), signal.SIGKILL)
     _, stderr = group.communicate(timeout=TIMEOUT_S)
     assert group.returncode == 0, stderr[-3000:]
-    assert "elastic restart 1: resuming from the newest checkpoint" in stderr
+    assert re.search(r"elastic restart \d: resuming from the newest checkpoint", stderr)
     assert "iteration 4 (1 into the epoch)" in stderr  # the checkpoint after step 4: one step redone
 
     straight_dir = tmp_path / "straight"

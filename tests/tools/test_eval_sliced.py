@@ -128,3 +128,18 @@ def test_val_set_slices_read_each_set_then_eval_slice(setup: tuple[Path, Path]) 
     assert both["tiles"] is not None and both["tiles"].size == 32 and both["mosaic"].size == TILE
     with pytest.raises(ValueError, match=r"eval.slice: overlap must be a fraction in \[0, 1\), got 2"):
         val_set_slices(load_config(config, ["eval.slice.size=32", "eval.slice.overlap=2"]))
+
+
+def test_detector_takes_eval_slice_from_the_config(setup: tuple[Path, Path], tmp_path: Path) -> None:
+    from centernet.engine.checkpoint import load_checkpoint
+    from centernet.inference.predictor import Detector
+
+    config, bare = setup
+    checkpoint = tmp_path / "named.pth"
+    save_checkpoint({**load_checkpoint(bare), "class_names": ["circle", "square", "triangle", "cross", "ellipse"]},
+                    checkpoint)
+    cfg = load_config(config, ["eval.slice.size=32", "eval.slice.overlap=0.5"])
+    sliced = Detector.from_checkpoint(checkpoint, config=cfg, device="cpu")
+    assert sliced.slice is not None and (sliced.slice.size, sliced.slice.overlap) == (32, 0.5)
+    assert Detector.from_checkpoint(checkpoint, config=cfg, device="cpu", config_slice=False).slice is None
+    assert Detector.from_checkpoint(checkpoint, config=load_config(config), device="cpu").slice is None
