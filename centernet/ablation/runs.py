@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from centernet.config.loader import read_yaml_mapping
-from centernet.engine.checkpoint import load_checkpoint
+from centernet.engine.checkpoint import CheckpointStore, load_checkpoint
 from centernet.engine.run_dir import EVAL_DIR, METRICS_NAME
 
 logger = logging.getLogger(__name__)
@@ -101,6 +101,25 @@ class RunStatus:
     config_source: Path | None = None
 
 
+def _newest_readable(last: Path) -> tuple[dict[str, Any], Path]:
+    """The state and path of ``last`` or, when it is truncated or corrupt, of the newest readable ``iter_*.pth``
+    beside it (the resume falls back the same way).
+
+    Raises:
+        ValueError: no checkpoint of the folder is readable (the newest one's error).
+    """
+    candidates = CheckpointStore(last.parent, keep=1).candidates()
+    first_error: ValueError | None = None
+    for path in candidates:
+        try:
+            return load_checkpoint(path), path
+        except ValueError as error:
+            logger.warning("%s; trying an older checkpoint", error)
+            first_error = first_error or error
+    assert first_error is not None
+    raise first_error
+
+
 def run_status(spec: RunSpec, epochs: int) -> RunStatus:
     """Inspect a run folder before (re)starting it.
 
@@ -118,7 +137,7 @@ def run_status(spec: RunSpec, epochs: int) -> RunStatus:
     last = spec.run_dir / LAST_CHECKPOINT
     if not last.is_file():
         return _kept_record_status(spec)
-    state = load_checkpoint(last)
+    state, last = _newest_readable(last)
     completed, planned = state.get("epoch"), state.get("max_epochs", epochs)
     if not isinstance(completed, int) or isinstance(completed, bool):
         raise ValueError(f"{last}: expected an integer 'epoch' entry, got {completed!r}")

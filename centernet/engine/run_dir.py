@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from centernet.engine.checkpoint import load_checkpoint
+from centernet.engine.checkpoint import CheckpointStore, load_checkpoint
 from centernet.utils.output_dirs import existing_results, move_aside
 
 if TYPE_CHECKING:
@@ -117,8 +117,21 @@ def plan_run_dir(work_dir: Path, *, epochs: int, resume: bool | str | None, over
     )
 
 
+def newest_readable_progress(work_dir: Path, epochs: int) -> tuple[int, int] | None:
+    """:func:`checkpoint_progress` of the newest readable checkpoint of ``work_dir``: ``last.pth``, else the
+    ``iter_*.pth`` files newest first (a truncated or corrupt newest file is skipped with a warning, as the
+    resume itself does)."""
+    store = CheckpointStore(work_dir / LAST_CHECKPOINT.parent, keep=1)
+    for path in store.candidates():
+        try:
+            return checkpoint_progress(path, epochs)
+        except ValueError as error:
+            logger.warning("%s; trying an older checkpoint", error)
+    return None
+
+
 def _auto_resume(work_dir: Path, epochs: int, val_sets: list[str] | None, is_main: bool) -> RunDirPlan:
-    progress = checkpoint_progress(work_dir / LAST_CHECKPOINT, epochs)
+    progress = newest_readable_progress(work_dir, epochs)
     metrics_written = all(path.is_file() for path in final_metrics_files(work_dir, val_sets))
     if progress is not None and progress[0] >= progress[1] and metrics_written:
         return RunDirPlan(resume=None, finished=True)
