@@ -108,6 +108,13 @@ class TrainStateMixin:
         self.epoch_iter = int(state.get("epoch_iter", 0))
         self.skipped_steps = int(state.get("skipped_steps", 0))
         self.skipped_samples = int(state.get("skipped_samples", 0))
+        saved_ranks = state.get("world_size", self.dist.world_size)
+        if saved_ranks != self.dist.world_size:
+            logger.warning(
+                "%s was written by %s ranks and resumes on %d: each rank's share of the data changes, so the "
+                "resumed run is not bitwise the one it continues (exact resume needs the same number of ranks); "
+                "training continues", path, saved_ranks, self.dist.world_size,
+            )
         saved_batch = state.get("global_batch_size", self.global_batch_size)
         if self.epoch_iter and saved_batch != self.global_batch_size:
             logger.warning(

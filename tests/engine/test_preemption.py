@@ -202,3 +202,13 @@ def test_an_elastic_restart_resumes_without_flags(straight: tuple[Path, Trainer]
     assert "iteration 2 (2 into the epoch)" in restarted.stderr
     final = load_checkpoint(work_dir / "checkpoints" / "last.pth")
     assert weights_equal(final["model"], reference.model.state_dict())
+
+
+def test_resuming_on_another_number_of_ranks_says_what_changes(tiny_config: Callable[..., Path], tmp_path: Path,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    trainer = Trainer.from_config(load_config(tiny_config()), tmp_path / "run", progress=False)
+    state = {**trainer.state_dict(), "world_size": 2}
+    with caplog.at_level(logging.WARNING, logger="centernet"):
+        trainer.load_state_dict(state, tmp_path / "ddp.pth")
+    assert "ddp.pth was written by 2 ranks and resumes on 1" in caplog.text
+    assert "training continues" in caplog.text
