@@ -39,10 +39,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script: make the repository root importable
     sys.path.insert(0, str(REPO))
 
-import importlib.util  # noqa: E402
-
 import torch  # noqa: E402
 
+from benchmarks.gpu_check.runs import write_tiny_run  # noqa: E402
 from centernet.engine.checkpoint import load_checkpoint  # noqa: E402
 
 KINDS = ("sigterm", "sigkill", "sigkill_rank", "half_write", "disk_full", "corrupt_newest")
@@ -53,20 +52,6 @@ DDP = ["data.batch_size=2"]  # 2 ranks x 2 = the same global batch of 4
 TIMEOUT_S = 300
 SPARE_BYTES = 2**20  # left free when the disk "fills": the logs still fit, a checkpoint does not
 TMPFS_BYTES = 2 * 2**30  # room for the checkpoints of a trial (about 180 MB each: weights, Adam, EMA)
-CONFIG = """\
-_base_: {base}
-data:
-  train: {{type: coco, ann_file: {root}/annotations/instances_train.json, img_dir: {root}/train}}
-  val: {{type: coco, ann_file: {root}/annotations/instances_val.json, img_dir: {root}/val}}
-  input_size: [64, 64]
-  batch_size: 4
-  workers: 0
-model:
-  neck: {{channels: [32, 32, 32]}}
-  head: {{head_conv: 16}}
-solver: {{lr: 1.0e-3, lr_steps: [3], warmup_iters: 2, min_iters: 0}}
-runtime: {{log_interval: 1, threads: 1}}
-"""
 
 # Injected by the trial: pauses the chosen rank before a step, or in the middle of writing a checkpoint, and
 # waits to be killed or released (the parent writes <marker>.go). Only the first attempt of a group pauses.
@@ -130,16 +115,9 @@ class Bench:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        data = root / "data"
-        if not (data / "annotations" / "instances_val.json").exists():
-            spec = importlib.util.spec_from_file_location("make_shapes", REPO / "datasets" / "make_shapes.py")
-            assert spec is not None and spec.loader is not None
-            make_shapes = importlib.util.module_from_spec(spec)
-            sys.modules["make_shapes"] = make_shapes  # its dataclasses look the module up by name
-            spec.loader.exec_module(make_shapes)
-            make_shapes.generate_shapes_dataset(data, num_train=12, num_val=4, image_size=(64, 64), seed=3)
-        self.config = root / "tiny.yaml"
-        self.config.write_text(CONFIG.format(base=REPO / "configs" / "shapes_resnet18.yaml", root=data))
+        config = root / "tiny.yaml"
+        # 12 images of 64 px, batch 4: the STEPS of 4 epochs x 3 steps (the run of the GPU check, longer)
+        self.config = config if config.exists() else write_tiny_run(root, num_train=12)
         self.wrapper = root / "fault_wrapper.py"
         self.wrapper.write_text(WRAPPER)
         self.env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "",

@@ -41,14 +41,15 @@ runtime: {{log_interval: 1, threads: 1, amp: "off", channels_last: false}}
 """
 
 
-def write_tiny_run(folder: Path) -> Path:
-    """Generate the shapes set under ``folder/data`` and return the path of the tiny experiment YAML."""
+def write_tiny_run(folder: Path, num_train: int = 8) -> Path:
+    """Generate the shapes set (``num_train`` training images) under ``folder/data`` and return the path of the
+    tiny experiment YAML."""
     spec = importlib.util.spec_from_file_location("make_shapes", REPO / "datasets" / "make_shapes.py")
     assert spec is not None and spec.loader is not None
     make_shapes = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(make_shapes)
     data = folder / "data"
-    make_shapes.generate_shapes_dataset(data, num_train=8, num_val=4, image_size=(64, 64), seed=3)
+    make_shapes.generate_shapes_dataset(data, num_train=num_train, num_val=4, image_size=(64, 64), seed=3)
     config = folder / "tiny.yaml"
     config.write_text(TINY_CONFIG.format(base=REPO / "configs" / "shapes_resnet18.yaml", root=data))
     return config

@@ -20,7 +20,7 @@ from centernet.engine.checkpoint import load_checkpoint
 from centernet.engine.preemption import StopRequest, TrainingStopped, signal_numbers
 from centernet.engine.trainer import Trainer
 from tests.conftest import REPO
-from tests.engine.test_resume import weights_equal
+from tests.engine.test_resume import wait_for_file, weights_equal
 
 # 2 epochs x 3 iterations, evaluation after each epoch, EMA and a cosine schedule (all resumed exactly)
 OVERRIDES = ["eval.interval=1", "solver.ema=true", "solver.ema_warmup_iters=2", "solver.schedule=cosine",
@@ -67,11 +67,7 @@ def run_and_signal(config: Path, work_dir: Path, tmp_path: Path, signals: list[i
                           train=str(REPO / "tools" / "train.py"))
     child = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + CHILD_TIMEOUT_S
-    while not paused.exists():
-        assert child.poll() is None, child.stderr.read() if child.stderr else ""
-        assert time.monotonic() < deadline, "the child never reached the pause point"
-        time.sleep(0.05)
+    wait_for_file(child, paused, "the pause point")
     for signum in signals:
         os.kill(child.pid, signum)
         time.sleep(0.2)  # each handled before the next (a handler runs between bytecodes of the main thread)

@@ -65,6 +65,15 @@ def weights_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> boo
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def wait_for_file(child: subprocess.Popen[str], path: Path, what: str) -> None:
+    """Wait until ``child`` writes ``path`` (it reached ``what``); fail with its stderr if it ends first."""
+    deadline = time.monotonic() + CHILD_TIMEOUT_S
+    while not path.exists():
+        assert child.poll() is None, child.stderr.read() if child.stderr else ""
+        assert time.monotonic() < deadline, f"the child never reached {what}"
+        time.sleep(0.05)
+
+
 def run_until_killed(config: Path, work_dir: Path, tmp_path: Path, overrides: list[str]) -> None:
     """Start the training CLI in a child process and SIGKILL it in the middle of epoch 2."""
     marker = tmp_path / "paused"
@@ -73,11 +82,7 @@ def run_until_killed(config: Path, work_dir: Path, tmp_path: Path, overrides: li
                           train=str(REPO / "tools" / "train.py"))
     child = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + CHILD_TIMEOUT_S
-    while not marker.exists():
-        assert child.poll() is None, child.stderr.read() if child.stderr else ""
-        assert time.monotonic() < deadline, "the child never reached the kill point"
-        time.sleep(0.1)
+    wait_for_file(child, marker, "the kill point")
     os.kill(child.pid, signal.SIGKILL)
     child.wait(timeout=30)
     assert child.returncode == -signal.SIGKILL
