@@ -34,7 +34,7 @@ from centernet.engine.hooks import (
 )
 from centernet.engine.logging import MetricsLogger
 from centernet.engine.optim import TrainingPlan, build_optimizer, build_scheduler, plan_training, scaled_lr
-from centernet.engine.preemption import StopHook, signal_numbers
+from centernet.engine.preemption import StopHook, signal_numbers, submitit_signal
 from centernet.engine.sync_bn import convert_sync_batchnorm
 from centernet.engine.targets import ConfiguredTargets
 from centernet.engine.trainer import Trainer
@@ -111,7 +111,10 @@ def _build_hooks(cfg: Config, trainer: Trainer, evaluate: Any, metrics_logger: M
     set_prefix = best.rpartition("/")[0] + "/" if "/" in best else ""
     hooks.append(CheckpointHook(best, cfg.runtime.checkpoint_interval, threshold_key=f"{set_prefix}best_f1_threshold",
                                 minutes=cfg.runtime.checkpoint_minutes))
-    hooks.append(StopHook(signal_numbers(cfg.runtime.stop_signals)))  # after the checkpoints: see StopHook
+    configured = signal_numbers(cfg.runtime.stop_signals)  # checked in every case
+    requeue = submitit_signal()  # in a submitit job: its preemption signal, handed on after the checkpoint
+    stop_signals = [requeue] if requeue is not None else configured
+    hooks.append(StopHook(stop_signals, hand_over=[requeue] if requeue is not None else []))  # after the checkpoints
     return hooks
 
 

@@ -11,11 +11,17 @@ command with ``--auto-resume`` continues from that step (docs/failures.md, "Pree
 
 A second signal while stopping changes nothing (the stop completes); a signal during an evaluation or a
 checkpoint write waits for it to finish, so no file is ever left half written.
+
+Inside a ``submitit`` job (SLURM, or its local executor) the job's preemption signal (``SIGUSR2``, or
+``SUBMITIT_PREEMPT_SIGNAL``) is caught instead, and once the checkpoint is written it is handed on to
+submitit's own handler, which calls the job's ``checkpoint()`` and requeues it: the requeued job resumes
+from that step. SIGTERM stays with submitit there (it ignores it, so that the requeue can finish).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from collections.abc import Sequence
@@ -30,6 +36,15 @@ logger = logging.getLogger(__name__)
 STOP_SIGNAL_NAMES = ("SIGTERM", "SIGINT", "SIGUSR1", "SIGUSR2", "SIGHUP")
 DEFAULT_STOP_SIGNALS = ("SIGTERM", "SIGINT", "SIGUSR1")
 SIGNAL_EXIT_BASE = 128  # a process ended by signal N exits with 128 + N (the shell's convention)
+SUBMITIT_EXECUTOR_VARIABLE = "SUBMITIT_EXECUTOR"  # set by submitit in its jobs
+SUBMITIT_SIGNAL_VARIABLE = "SUBMITIT_PREEMPT_SIGNAL"  # submitit's preemption signal, USR2 by default
+
+
+def submitit_signal() -> int | None:
+    """The preemption signal of the ``submitit`` job this process runs in (None outside one)."""
+    if not os.environ.get(SUBMITIT_EXECUTOR_VARIABLE):
+        return None
+    return int(getattr(signal, "SIG" + os.environ.get(SUBMITIT_SIGNAL_VARIABLE, "USR2")))
 
 
 class TrainingStopped(Exception):  # noqa: N818 - a requested stop, not an error
@@ -82,6 +97,10 @@ class StopRequest:
             self._previous[signum] = signal.signal(signum, self._handle)
         return True
 
+    def previous(self, signum: int) -> Any:
+        """The handler ``signum`` had before :meth:`install`."""
+        return self._previous.get(signum)
+
     def restore(self) -> None:
         """Put the handlers that were there before :meth:`install` back."""
         for signum, previous in self._previous.items():
@@ -101,10 +120,13 @@ class StopHook(HookBase):
 
     Args:
         signals: the signal numbers that ask for a stop.
+        hand_over: signals whose earlier handler is called once the checkpoint is written (submitit's
+            checkpoint-and-requeue handler); the others end training with :class:`TrainingStopped`.
     """
 
-    def __init__(self, signals: Sequence[int]) -> None:
+    def __init__(self, signals: Sequence[int], hand_over: Sequence[int] = ()) -> None:
         self.request = StopRequest(signals)
+        self.hand_over = set(hand_over)
 
     def before_train(self) -> None:
         if not self.request.install():
@@ -126,6 +148,11 @@ class StopHook(HookBase):
             return
         signum = local if local is not None else int(signal.SIGTERM)  # a peer rank's signal
         checkpoint = self._save()
+        previous = self.request.previous(signum)
+        if signum in self.hand_over and callable(previous):
+            logger.info("checkpoint %s written; %s handed to the job's own handler (requeue)", checkpoint,
+                        signal.Signals(signum).name)
+            previous(signum, None)  # submitit: checkpoint() and requeue, then it ends the process
         raise TrainingStopped(signum, trainer.epoch, trainer.epoch_iter, trainer.iteration, checkpoint)
 
     def _save(self) -> str:
