@@ -43,10 +43,11 @@ from centernet.ablation import (
     run_status,
     write_reports,
 )
-from centernet.ablation.launch import SubmititOptions, run_pool, run_sequential, run_submitit
+from centernet.ablation.launch import run_pool, run_sequential, run_submitit
 from centernet.cli import EXIT_ERROR, EXIT_OK, ToolArgumentParser, default_argument_parser, run_tool, setup_tool_logging
 from centernet.config import Config, config_to_dict, load_config
 from centernet.config.schema import val_set_names
+from centernet.jobs import add_submitit_arguments, submitit_options
 
 logger = logging.getLogger("centernet.tools.ablate")
 
@@ -70,12 +71,7 @@ def build_parser() -> ToolArgumentParser:
                         help="copy the finished runs' records (no checkpoints) to DIR/<config>/seed<seed>/")
     parser.add_argument("--jobs", type=int, default=1, metavar="N", help="local runs at a time (default: 1)")
     parser.add_argument("--launcher", choices=LAUNCHERS, default="local", help="local processes or submitit jobs")
-    slurm = parser.add_argument_group("--launcher submitit")
-    slurm.add_argument("--cluster", choices=("slurm", "local", "debug"), help="submitit cluster (default: auto)")
-    slurm.add_argument("--partition", help="SLURM partition")
-    slurm.add_argument("--timeout", type=int, default=240, metavar="MIN", help="job time limit, minutes (default 240)")
-    slurm.add_argument("--gpus-per-node", type=int, default=1, metavar="G", help="GPUs per job (default 1)")
-    slurm.add_argument("--cpus-per-task", type=int, default=8, metavar="C", help="CPU cores per job (default 8)")
+    add_submitit_arguments(parser)
     return parser
 
 
@@ -176,9 +172,7 @@ def launch(pending: list[tuple[RunSpec, Config, RunStatus]], args: argparse.Name
     """Train the pending runs as ``args`` says; the error (or None) of each run, in order."""
     runs = [(spec, cfg) for spec, cfg, _ in pending]
     if pending and args.launcher == "submitit":
-        options = SubmititOptions(cluster=args.cluster, partition=args.partition, timeout_min=args.timeout,
-                                  gpus_per_node=args.gpus_per_node, cpus_per_task=args.cpus_per_task)
-        return run_submitit(runs, Path(args.work_dir) / "submitit", options)
+        return run_submitit(runs, Path(args.work_dir) / "submitit", submitit_options(args))
     if pending and args.jobs > 1:
         threads_set = any(item.partition("=")[0].strip() == THREADS_KEY for item in args.overrides)
         return run_pool(runs, args.jobs, threads_set=threads_set)

@@ -11,7 +11,8 @@ an interrupted one: resume it; otherwise start; `make demo` uses it).
 SIGTERM, SIGINT and SIGUSR1 (runtime.stop_signals) stop training at the next step: a checkpoint is written
 and the process exits with 128 + the signal's number (143 for SIGTERM); the same command with --auto-resume
 continues from that step. Under torchrun --max-restarts, a restarted group resumes from the newest
-checkpoint by itself (docs/failures.md, "Preemption").
+checkpoint by itself. --launcher submitit trains in a submitit job (SLURM, or --cluster local), which on
+preemption or time-out checkpoints, requeues itself and resumes (docs/failures.md, "Preemption and restarts").
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from centernet.engine.distributed import barrier, destroy_distributed
 from centernet.engine.preemption import TrainingStopped
 from centernet.engine.run_dir import RunDirPlan, complete_run, finished_run_summary, plan_run_dir
 from centernet.engine.trainer import Trainer
+from centernet.jobs import TrainJob, add_submitit_arguments, submit, submitit_options
 
 logger = logging.getLogger("centernet.tools.train")
 
@@ -52,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     existing.add_argument("--auto-resume", action="store_true",
                           help="report a finished run in the work dir, resume an interrupted one, else start")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument("--launcher", choices=("local", "submitit"), default="local",
+                        help="train here, or as a submitit job (SLURM; requeued and resumed on preemption)")
+    add_submitit_arguments(parser)
     return parser
 
 
@@ -84,6 +89,8 @@ def train(args: argparse.Namespace) -> int:
         logger.info("%s holds a finished run: %s", work_dir, finished_run_summary(work_dir, val_set_names(cfg)))
         logger.info("train again with --overwrite (the run is moved aside) or --work-dir DIR")
         return 0
+    if args.launcher == "submitit":
+        return submit_run(args, work_dir)
     setup_tool_logging(work_dir)
     if plan.moved_to is not None:
         logger.info("moved the earlier run in %s to %s", work_dir, plan.moved_to)
@@ -93,6 +100,17 @@ def train(args: argparse.Namespace) -> int:
         logger.warning("%s", stop)
         return stop.exit_code
     return 0
+
+
+def submit_run(args: argparse.Namespace, work_dir: Path) -> int:
+    """Train in a submitit job (it resumes the run in ``work_dir`` whenever it is requeued); its exit status."""
+    folder = work_dir.parent / f"{work_dir.name}.submitit"  # beside the run: the run folder stays the run's
+    job_spec = TrainJob(str(Path(args.config).resolve()), args.overrides, str(work_dir.resolve()))
+    (job,) = submit([job_spec], folder, submitit_options(args), name=work_dir.name)
+    logger.info("job %s trains %s (submitit logs in %s); waiting for it", job.job_id, work_dir, folder)
+    code = int(job.result() or 0)
+    logger.info("job %s ended with status %d", job.job_id, code)
+    return code
 
 
 def fit(cfg: Config, work_dir: Path, plan: RunDirPlan, *, progress: bool) -> None:

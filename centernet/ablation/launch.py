@@ -28,13 +28,13 @@ import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from centernet.ablation.runs import RunSpec, RunStatus, record_run_time, run_status
 from centernet.config import Config, ConfigError
 from centernet.engine.logging import LOG_FORMAT, setup_logging
+from centernet.jobs import SubmititOptions, submit
 from centernet.utils.errors import one_line_error
 
 logger = logging.getLogger("centernet.ablation")
@@ -42,25 +42,6 @@ logger = logging.getLogger("centernet.ablation")
 RUN_ERRORS = (ConfigError, FileNotFoundError, ValueError, FloatingPointError, OSError)
 """Errors that fail one run and let the others go on."""
 SUBMITIT_FOLDER = "submitit"  # job scripts and logs, under the study folder
-
-
-@dataclass(frozen=True)
-class SubmititOptions:
-    """Resources of each SLURM job (``--launcher submitit``).
-
-    Args:
-        cluster: ``None`` = SLURM when available, else local; ``"slurm" | "local" | "debug"``.
-        partition: SLURM partition (``None`` = the cluster's default).
-        timeout_min: wall-time limit of a job in minutes (requeued and resumed when reached).
-        gpus_per_node: GPUs of a job.
-        cpus_per_task: CPU cores of a job.
-    """
-
-    cluster: str | None = None
-    partition: str | None = None
-    timeout_min: int = 240
-    gpus_per_node: int = 1
-    cpus_per_task: int = 8
 
 
 @contextmanager
@@ -303,22 +284,7 @@ def run_submitit(runs: Sequence[tuple[RunSpec, Config]], folder: Path, options: 
     Raises:
         ImportError: ``submitit`` is not installed (``pip install -r requirements-dev.txt``).
     """
-    try:
-        import submitit
-    except ImportError as error:
-        raise ImportError("--launcher submitit needs the submitit package (pip install submitit)") from error
-    executor = submitit.AutoExecutor(folder=folder, cluster=options.cluster)
-    parameters: dict[str, Any] = {
-        "name": "ablation",
-        "timeout_min": options.timeout_min,
-        "gpus_per_node": options.gpus_per_node,
-        "cpus_per_task": options.cpus_per_task,
-        "tasks_per_node": 1,
-    }
-    if options.partition:
-        parameters["slurm_partition"] = options.partition
-    executor.update_parameters(**parameters)
-    jobs = [executor.submit(RunJob(spec, cfg)) for spec, cfg in runs]
+    jobs = submit([RunJob(spec, cfg) for spec, cfg in runs], folder, options, name="ablation")
     for (spec, _), job in zip(runs, jobs, strict=True):
         logger.info("%s seed %d: job %s (logs in %s)", spec.name, spec.seed, job.job_id, folder)
     return [_outcome(job.result) for job in jobs]

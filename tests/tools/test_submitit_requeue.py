@@ -32,20 +32,12 @@ def job_processes(launcher: subprocess.Popen[str]) -> list[object]:
             if "submitit.core._submit" in " ".join(p.cmdline())]
 
 
-def test_preempted_submitit_job_checkpoints_requeues_and_resumes(
-    tiny_config: Callable[..., Path], tmp_path: Path
-) -> None:
-    pytest.importorskip("submitit")
+def preempt_once(command: list[str], run: Path, logs_folder: Path) -> str:
+    """Run ``command`` (a launcher submitting one submitit job that trains ``run``), send the job its
+    preemption signal once its first epoch is saved, wait for the launcher; the job logs."""
     import signal
 
-    config = tiny_config(name="tiny.yaml")
-    overrides = [f"solver.epochs={EPOCHS}", "eval.interval=0", "runtime.device=cpu"]
-    work = tmp_path / "study"
-    command = [sys.executable, str(REPO / "tools" / "ablate.py"), "--configs", str(config), "--seeds", "0",
-               "--work-dir", str(work), "--launcher", "submitit", "--cluster", "local", "--gpus-per-node", "0",
-               "--cpus-per-task", "1", "--timeout", "30", "--no-progress", *overrides]
     launcher = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    run = work / "tiny" / "seed0"
     try:
         deadline = time.monotonic() + TIMEOUT_S
         while not (run / "checkpoints" / "last.pth").exists():  # epoch 1 done: the job is training
@@ -58,21 +50,55 @@ def test_preempted_submitit_job_checkpoints_requeues_and_resumes(
     finally:
         if launcher.poll() is None:
             launcher.kill()
-    logs = "".join(path.read_text() for path in (work / "submitit").glob("*_log.*"))
+    logs = "".join(path.read_text() for path in logs_folder.glob("*_log.*"))
     assert "handed to the job's own handler (requeue)" in logs and "Requeued job" in logs
     found = re.search(r"checkpoint \S*iter_(\d+)\.pth written", logs)
     assert found, logs[-3000:]
-    stop = int(found.group(1))  # the step it stopped after
-    assert 3 <= stop < 3 * EPOCHS
-    info = json.loads((run / "run_info.json").read_text())
-    assert info["finished"] and info["sessions"] == 2
+    assert 3 <= int(found.group(1)) < 3 * EPOCHS  # stopped after a step in the middle of the run
+    return logs
+
+
+def check_run(run: Path, config: Path, overrides: list[str], tmp_path: Path) -> None:
+    """Every step ran once, and the weights are those of an uninterrupted run."""
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     train_steps = [r["iter"] for r in records if r["type"] == "train"]
     assert len(train_steps) == len(set(train_steps)) == 3 * EPOCHS  # no step lost, none redone
-
-    straight = Trainer.from_config(load_config(config, [*overrides, "runtime.seed=0"]), tmp_path / "straight",
-                                   progress=False)  # --seeds 0 is runtime.seed=0
+    straight = Trainer.from_config(load_config(config, overrides), tmp_path / "straight", progress=False)
     straight.fit()
     final = load_checkpoint(run / "checkpoints" / "last.pth")
     for key, value in straight.model.state_dict().items():
         assert torch.equal(final["model"][key], value), key
+
+
+SUBMITIT = ["--launcher", "submitit", "--cluster", "local", "--gpus-per-node", "0", "--cpus-per-task", "1",
+            "--timeout", "30", "--no-progress"]
+
+
+def test_preempted_study_job_checkpoints_requeues_and_resumes(
+    tiny_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    pytest.importorskip("submitit")
+    config = tiny_config(name="tiny.yaml")
+    overrides = [f"solver.epochs={EPOCHS}", "eval.interval=0", "runtime.device=cpu"]
+    work = tmp_path / "study"
+    command = [sys.executable, str(REPO / "tools" / "ablate.py"), "--configs", str(config), "--seeds", "0",
+               "--work-dir", str(work), *SUBMITIT, *overrides]
+    run = work / "tiny" / "seed0"
+    preempt_once(command, run, work / "submitit")
+    info = json.loads((run / "run_info.json").read_text())
+    assert info["finished"] and info["sessions"] == 2
+    check_run(run, config, [*overrides, "runtime.seed=0"], tmp_path)  # --seeds 0 is runtime.seed=0
+
+
+def test_preempted_training_job_checkpoints_requeues_and_resumes(
+    tiny_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    pytest.importorskip("submitit")
+    config = tiny_config(name="tiny.yaml")
+    overrides = [f"solver.epochs={EPOCHS}", "eval.interval=0", "runtime.device=cpu"]
+    run = tmp_path / "run"
+    command = [sys.executable, str(REPO / "tools" / "train.py"), "--config", str(config), "--work-dir", str(run),
+               *SUBMITIT, *overrides]
+    preempt_once(command, run, tmp_path / "run.submitit")
+    assert (run / "eval" / "metrics.json").is_file()
+    check_run(run, config, overrides, tmp_path)
