@@ -51,8 +51,9 @@ from centernet.cli import (
     setup_tool_logging,
     slice_from_args,
 )
-from centernet.config import load_config
+from centernet.config import Config, load_config
 from centernet.data.rasters import RasterSource, detections_to_geojson, is_raster
+from centernet.inference.exported import ExportedDetector, is_exported
 from centernet.inference.predictor import Detections, Detector
 from centernet.utils.image_files import IMAGE_EXTENSIONS, image_files_in, read_bgr
 from centernet.utils.output_dirs import existing_results
@@ -64,13 +65,15 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv")
 VIDEO_FOURCC = "mp4v"
 FALLBACK_FPS = 25.0  # when the container does not report a frame rate
 DETECTIONS_FILE = "detections.json"
+AnyDetector = Detector | ExportedDetector  # a checkpoint's PyTorch model or an exported file: the same calls
 PREVIEW_SIDE = 2048  # longer side of the preview drawn for a raster read in windows
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = default_argument_parser(__doc__, config="optional", overrides=False,
                                      config_help="experiment YAML; replaces the config stored in the checkpoint")
-    parser.add_argument("--checkpoint", required=True, help="trained checkpoint (checkpoints/best.pth of a run)")
+    parser.add_argument("--checkpoint", required=True,
+                        help="trained checkpoint (checkpoints/best.pth of a run) or exported model (.onnx)")
     parser.add_argument("--input", required=True, help="an image, a folder of images or a video (.mp4/.avi/...)")
     parser.add_argument("--output", required=True, help="folder for the annotated files and detections.json")
     parser.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier run in --output")
@@ -149,7 +152,7 @@ def detection_records(dets: Detections, file_name: str, category_ids: Sequence[i
     return records
 
 
-def annotate(detector: Detector, image: np.ndarray, score_thr: float, show_heatmap: bool, progress: bool = False
+def annotate(detector: AnyDetector, image: np.ndarray, score_thr: float, show_heatmap: bool, progress: bool = False
              ) -> tuple[Detections, np.ndarray, np.ndarray | None]:
     """Detections above ``score_thr``, the annotated image and (optionally) the heatmap overlay (of the
     whole-image pass, also when the detections come from windows)."""
@@ -160,7 +163,7 @@ def annotate(detector: Detector, image: np.ndarray, score_thr: float, show_heatm
     return dets, drawn, heat
 
 
-def run_raster(detector: Detector, path: Path, args: argparse.Namespace, out_dir: Path,
+def run_raster(detector: AnyDetector, path: Path, args: argparse.Namespace, out_dir: Path,
                category_ids: Sequence[int] | None) -> list[dict[str, Any]]:
     """Sliced detection in a (Geo)TIFF read window by window: ``<stem>_preview.jpg`` (the raster shrunk to
     at most ``PREVIEW_SIDE`` pixels, with the boxes) and, for a georeferenced raster, ``<stem>.geojson``."""
@@ -180,7 +183,7 @@ def run_raster(detector: Detector, path: Path, args: argparse.Namespace, out_dir
     return detection_records(dets, path.name, category_ids)
 
 
-def run_file(detector: Detector, path: Path, args: argparse.Namespace, out_dir: Path,
+def run_file(detector: AnyDetector, path: Path, args: argparse.Namespace, out_dir: Path,
              category_ids: Sequence[int] | None) -> list[dict[str, Any]]:
     """Annotate one image file (a raster window by window with ``--slice``); returns its detection records.
 
@@ -197,7 +200,7 @@ def run_file(detector: Detector, path: Path, args: argparse.Namespace, out_dir: 
     return detection_records(dets, path.name, category_ids)
 
 
-def run_images(detector: Detector, paths: list[Path], args: argparse.Namespace, out_dir: Path,
+def run_images(detector: AnyDetector, paths: list[Path], args: argparse.Namespace, out_dir: Path,
                category_ids: Sequence[int] | None) -> tuple[list[dict[str, Any]], list[Path]]:
     """Annotate every image; returns the detection records and the images that could not be read.
 
@@ -231,7 +234,7 @@ def open_writer(path: Path, fps: float, size: tuple[int, int]) -> cv2.VideoWrite
     return writer
 
 
-def run_video(detector: Detector, path: Path, args: argparse.Namespace, out_dir: Path,
+def run_video(detector: AnyDetector, path: Path, args: argparse.Namespace, out_dir: Path,
               category_ids: Sequence[int] | None) -> list[dict[str, Any]]:
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
@@ -275,15 +278,28 @@ def check_output(out_dir: Path, input_path: Path, kind: str, overwrite: bool) ->
                               "--overwrite to replace it")
 
 
+def build_detector(args: argparse.Namespace, config: Config | None) -> AnyDetector:
+    """The PyTorch detector of a checkpoint, or an exported model file (.onnx) with the same processing."""
+    if not is_exported(args.checkpoint):
+        return Detector.from_checkpoint(args.checkpoint, config=config, device=args.device, flip=args.flip,
+                                        scales=args.scales, resize=args.resize, score_threshold=args.score_thr,
+                                        slice=slice_from_args(args), config_slice=args.slice != 0)
+    if args.show_heatmap or args.flip or args.scales != [1.0] or args.resize != "fixed":
+        raise ValueError(f"--checkpoint {args.checkpoint} is an exported model: its graph has one fixed input and "
+                         "no heatmap output; drop --show-heatmap, --flip, --scales and --resize")
+    exported = ExportedDetector(args.checkpoint, slice=slice_from_args(args))
+    if args.score_thr is not None:
+        exported.score_threshold = args.score_thr
+    return exported
+
+
 def run_demo(args: argparse.Namespace) -> int:
     input_path, out_dir = Path(args.input), Path(args.output)
     kind = classify_input(input_path)
     paths = list_images(input_path) if kind == "folder" else [input_path]
     check_output(out_dir, input_path, kind, args.overwrite)
     config = load_config(args.config) if args.config else None
-    detector = Detector.from_checkpoint(args.checkpoint, config=config, device=args.device, flip=args.flip,
-                                        scales=args.scales, resize=args.resize, score_threshold=args.score_thr,
-                                        slice=slice_from_args(args), config_slice=args.slice != 0)
+    detector = build_detector(args, config)
     args.score_thr = detector.score_threshold
     out_dir.mkdir(parents=True, exist_ok=True)
     unreadable: list[Path] = []

@@ -36,12 +36,13 @@ from typing import Any
 import torch
 
 from centernet.cli import add_slice_arguments, default_argument_parser, run_tool, setup_tool_logging, slice_from_args
-from centernet.config import Config, load_config
+from centernet.config import Config, apply_overrides, load_config
 from centernet.data.build import build_loader, build_val_datasets
 from centernet.data.normalize import ImageNormalizer
 from centernet.evaluation import load_detections
 from centernet.evaluation.io import METRICS_FILENAME
 from centernet.inference.evaluator import SlicedInput, detections_for_dataset, evaluate_model, score_detections
+from centernet.inference.exported import ExportedDetector, is_exported
 from centernet.inference.records import resolve_records
 from centernet.inference.sliced_runner import val_set_slices
 from centernet.inference.slicing import SliceSettings, slice_suffix
@@ -70,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = default_argument_parser(__doc__, config="optional",
                                      config_help="experiment YAML (default: the config stored in the checkpoint)")
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", help="checkpoint to evaluate (checkpoints/best.pth of a run)")
+    source.add_argument("--checkpoint", help="checkpoint to evaluate (checkpoints/best.pth of a run), or an exported "
+                                             "model file (.onnx, fp32 or int8, from tools/export.py)")
     source.add_argument("--predictions", help="detections JSON to score instead of running a model")
     parser.add_argument("--flip", action="store_true", help="flip test-time augmentation")
     parser.add_argument("--scales", nargs="+", default=None,
@@ -152,8 +154,50 @@ def provenance(args: argparse.Namespace, cfg: Config, tta: TestTimeAugmentation,
     }
 
 
+def set_slices(args: argparse.Namespace, cfg: Config, sets: list[tuple[str | None, Any]]
+               ) -> dict[str | None, SliceSettings | None]:
+    """Each set's sliced inference: ``--slice`` for every set when given (``--slice 0``: none), else the config's."""
+    if args.slice is None:
+        return val_set_slices(cfg)
+    cli_slice = slice_from_args(args)
+    return {name: cli_slice for name, _ in sets}
+
+
+def evaluate_exported(args: argparse.Namespace, overrides: list[str]) -> None:
+    """Score an exported model file (``--checkpoint model.onnx``) on the val sets with the same pre- and
+    post-processing as the PyTorch model; the val sets come from ``--config`` or the config in ``<file>.json``."""
+    model = ExportedDetector(args.checkpoint)
+    stored = model.runner.metadata.get("config")
+    if args.config:
+        cfg = load_config(args.config, overrides)
+    elif isinstance(stored, dict):
+        cfg = apply_overrides(stored, overrides, source=f"{args.checkpoint}.json ['config']")
+    else:
+        raise ValueError(f"{args.checkpoint}.json holds no config: pass --config CFG for the val sets")
+    path = Path(args.checkpoint)
+    cli_slice = slice_from_args(args)
+    out_dir = Path(args.out_dir) if args.out_dir else path.parent / f"eval_{path.stem}{slice_suffix(cli_slice)}"
+    sets = build_val_datasets(cfg, args.val_set)
+    slices = set_slices(args, cfg, sets)
+    for name, _ in sets:
+        check_out_dir(_set_dir(out_dir, name), args.overwrite)
+    record = {"model": str(path), "format": model.runner.metadata["format"],
+              "quantization": model.runner.metadata.get("quantization"), "config": args.config or "stored",
+              "overrides": list(args.overrides), "backend": cfg.eval.backend}
+    for name, dataset in sets:
+        settings = slices[name]
+        run = model if settings is None else ExportedDetector(path, slice=settings)
+        results = run_tta_inference(lambda image, run=run: run(image).rows(), dataset, progress=not args.no_progress)
+        score_detections(dataset, detections_for_dataset(dataset, results), out_dir=_set_dir(out_dir, name),
+                         provenance={**record, "slice": None if settings is None else settings.describe()},
+                         **scoring_options(cfg))
+
+
 def evaluate(args: argparse.Namespace) -> None:
     overrides = config_overrides(args)
+    if args.checkpoint and is_exported(args.checkpoint):
+        evaluate_exported(args, overrides)
+        return
     checkpoint = TrainedCheckpoint.read(args.checkpoint) if args.checkpoint else None
     if args.config:
         cfg = load_config(args.config, overrides)
@@ -165,8 +209,7 @@ def evaluate(args: argparse.Namespace) -> None:
     cli_slice = slice_from_args(args)
     out_dir = Path(args.out_dir) if args.out_dir else default_out_dir(args, tta, cli_slice)
     sets = build_val_datasets(cfg, args.val_set)
-    from_cli = cli_slice is not None or args.slice == 0  # --slice 0: whole images, whatever the config says
-    slices = {name: cli_slice for name, _ in sets} if from_cli else val_set_slices(cfg)
+    slices = set_slices(args, cfg, sets)
     for name, _ in sets:
         check_out_dir(_set_dir(out_dir, name), args.overwrite)
     if checkpoint is None:

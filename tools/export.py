@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from centernet.cli import default_argument_parser, run_tool, setup_tool_logging
-from centernet.config import load_config
+from centernet.config import config_to_dict, load_config
 from centernet.data.build import build_dataset
 from centernet.export.exporter import DEFORM_CONV_MODES, EXPORTERS, ExportableDetector, export_detector
 from centernet.export.verify import BOX_TOLERANCE, compare_detections, load_exported
@@ -117,6 +117,9 @@ def export(args: argparse.Namespace) -> None:
         "mean": list(detector.normalizer_mean), "std": list(detector.normalizer_std),
         "outputs": {"boxes": "[B, K, 4] x1y1x2y2 input pixels", "scores": "[B, K]", "classes": "[B, K] int64"},
         "topk": k, "class_names": list(detector.class_names), "checkpoint": str(args.checkpoint),
+        "category_ids": None if detector.category_ids is None else list(detector.category_ids),
+        "score_threshold": detector.score_threshold,
+        "config": None if detector.config is None else config_to_dict(detector.config),
     }
     Path(f"{output}.json").write_text(json.dumps(metadata, indent=1))
     if args.verify:

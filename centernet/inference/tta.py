@@ -19,7 +19,7 @@ merged class by class (:func:`centernet.inference.merge.merge_detections`) and t
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -228,9 +228,10 @@ class MultiScalePredictor:
 
 
 def run_tta_inference(
-    predictor: MultiScalePredictor, dataset: DetectionDataset, *, progress: bool = True
+    predictor: Callable[[np.ndarray], np.ndarray], dataset: DetectionDataset, *, progress: bool = True
 ) -> list[tuple[dict[str, Any], np.ndarray]]:
-    """Detect on every image of ``dataset`` (its raw images, one at a time) with ``predictor``.
+    """Detect on every image of ``dataset`` (its raw images, one at a time) with ``predictor`` (a
+    :class:`MultiScalePredictor`, or any callable from a BGR image to ``[K, 6]`` rows in image pixels).
 
     Returns:
         One ``(meta, detections)`` pair per image (``meta`` has ``image_id`` and ``file_name``), as
