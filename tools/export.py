@@ -27,9 +27,12 @@ import numpy as np
 import torch
 
 from centernet.cli import default_argument_parser, run_tool, setup_tool_logging
-from centernet.config import config_to_dict, load_config
+from centernet.config import Config, config_to_dict, load_config
+from centernet.config.schema import val_set_names
 from centernet.data.build import build_dataset
 from centernet.export.exporter import DEFORM_CONV_MODES, EXPORTERS, ExportableDetector, export_detector
+from centernet.export.int8 import compare_accuracy, reject, write_int8
+from centernet.export.quantize import CALIBRATION_METHODS
 from centernet.export.verify import BOX_TOLERANCE, compare_detections, load_exported
 from centernet.inference.predictor import DEFAULT_TOPK, Detector
 from centernet.utils.image_files import collect_image_paths, read_bgr
@@ -51,6 +54,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--verify", action="store_true", help="compare the exported model with PyTorch")
     parser.add_argument("--verify-images", nargs="+", default=None, help="images or folders for --verify")
     parser.add_argument("--batch-size", type=int, default=2, help="images per verification batch")
+    int8 = parser.add_argument_group("int8 (ONNX Runtime static quantization; docs/inference.md)")
+    int8.add_argument("--quantize", choices=("int8",), help="also write <output stem>.int8.onnx")
+    int8.add_argument("--calibration-set", metavar="NAME|FOLDER",
+                      help="calibrate on a named val set, a folder of images, or 'train' (default)")
+    int8.add_argument("--calibration-images", type=int, default=64, metavar="N", help="images to calibrate on")
+    int8.add_argument("--calibration-method", default="minmax", choices=CALIBRATION_METHODS)
+    int8.add_argument("--accuracy-set", metavar="NAME", help="val set --verify scores both models on "
+                                                             "(default: the first; never the calibration set)")
+    int8.add_argument("--max-ap50-drop", type=float, default=1.0,
+                      help="--verify fails (the int8 file renamed *.int8.rejected.onnx) past this AP50 drop, points")
     return parser
 
 
@@ -124,6 +137,46 @@ def export(args: argparse.Namespace) -> None:
     Path(f"{output}.json").write_text(json.dumps(metadata, indent=1))
     if args.verify:
         check_verification(output, args, detector, k)
+    if args.quantize:
+        quantize(output, args, detector)
+
+
+def accuracy_set_name(cfg: Config, args: argparse.Namespace) -> str | None:
+    """--accuracy-set, else the first val set that is not the calibration set (None: the one unnamed val set)."""
+    if args.accuracy_set:
+        return str(args.accuracy_set)
+    names = [name for name in (val_set_names(cfg) or []) if name != args.calibration_set]
+    if val_set_names(cfg) and not names:
+        raise ValueError(f"--calibration-set {args.calibration_set} is the only val set: nothing is left to score "
+                         "int8 on; calibrate on 'train' or a folder")
+    return names[0] if names else None
+
+
+def quantize(output: Path, args: argparse.Namespace, detector: Detector) -> None:
+    """Write the int8 model; with --verify, score both on the accuracy set and reject a drop past the tolerance."""
+    if args.format != "onnx":
+        raise ValueError("--quantize int8 needs --format onnx (ONNX Runtime runs the quantized model)")
+    if detector.config is None:
+        raise ValueError("--quantize needs a config (--config CFG): its sets give the calibration images")
+    if args.calibration_set is not None and args.calibration_set == args.accuracy_set:
+        raise ValueError(f"--calibration-set {args.calibration_set} is also --accuracy-set: calibrate on other images")
+    target, info = write_int8(output, detector.config, args.calibration_set, args.calibration_images,
+                              args.calibration_method)
+    logger.info("int8 model -> %s (calibrated on %d images of %s)", target, info["images"], info["calibration"])
+    if not args.verify:
+        return
+    report = compare_accuracy(output, target, detector.config, accuracy_set_name(detector.config, args))
+    drop = 100 * ((report["fp32"]["AP50"] or 0.0) - (report["int8"]["AP50"] or 0.0))
+    logger.info("int8 against fp32 on %s: AP %s / %s, AP50 %s / %s (drop %.2f points), box agreement %.3f",
+                report["set"], report["int8"]["AP"], report["fp32"]["AP"], report["int8"]["AP50"],
+                report["fp32"]["AP50"], drop, report["box_agreement"])
+    meta_path = Path(f"{target}.json")
+    meta_path.write_text(json.dumps({**json.loads(meta_path.read_text()), "verification": report}, indent=1))
+    if drop > args.max_ap50_drop:
+        kept = reject(target)
+        raise ValueError(f"int8 AP50 {report['int8']['AP50']} against fp32 {report['fp32']['AP50']} on "
+                         f"{report['set']}: a drop of {drop:.2f} points > --max-ap50-drop {args.max_ap50_drop}; "
+                         f"the int8 model is kept as {kept}")
 
 
 def check_verification(output: Path, args: argparse.Namespace, detector: Detector, k: int) -> None:

@@ -71,10 +71,14 @@ class ExportedWindows:
         """uint8 BGR ``[B, S, S, 3]`` -> per window float32 ``[K, 6]`` rows in window pixels."""
         return self.run(np.stack([to_channel_order(window, self.channel_order) for window in windows_bgr]))
 
+    def normalise(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 ``[B, H, W, 3]`` in the model's channel order -> the float32 ``[B, 3, H, W]`` network input."""
+        images = ((pixels.astype(np.float32) - self._mean) / self._std).transpose(0, 3, 1, 2)
+        return np.ascontiguousarray(images)
+
     def run(self, pixels: np.ndarray) -> Sequence[np.ndarray]:
         """uint8 ``[B, H, W, 3]`` already in the model's channel order -> per image float32 ``[K, 6]`` rows in
         input pixels (the exported graph decodes)."""
-        images = ((pixels.astype(np.float32) - self._mean) / self._std).transpose(0, 3, 1, 2)
-        boxes, scores, classes = self._run(np.ascontiguousarray(images))
+        boxes, scores, classes = self._run(self.normalise(pixels))
         rows = np.concatenate([boxes, scores[..., None], classes[..., None].astype(np.float32)], axis=-1)
         return list(rows.astype(np.float32))
