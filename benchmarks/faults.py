@@ -17,7 +17,9 @@ uninterrupted run missing from the resumed run's ``metrics.jsonl`` or ``eval/met
 
     python benchmarks/faults.py [--faults 20] [--kinds sigterm,sigkill,...] [--seed 0] [--work-dir DIR]
 
-Writes ``<work-dir>/faults_<YYYYmmdd-HHMMSS>.json`` and prints a Markdown table (docs/failures.md).
+Appends each trial to ``<work-dir>/trials.jsonl`` (so that a long run can be split over several invocations:
+``--all-recorded`` reports them all), writes ``<work-dir>/faults_<YYYYmmdd-HHMMSS>.json`` and prints a Markdown
+table (docs/failures.md).
 """
 
 from __future__ import annotations
@@ -48,8 +50,11 @@ KINDS = ("sigterm", "sigkill", "sigkill_rank", "half_write", "disk_full", "corru
 STEPS = 12  # 4 epochs x 3 steps of 4 images
 OVERRIDES = ["solver.epochs=4", "eval.interval=2", "runtime.checkpoint_interval=2", "runtime.keep_checkpoints=3",
              "solver.ema=true", "solver.ema_warmup_iters=2", "runtime.device=cpu"]
-DDP = ["data.batch_size=2"]  # 2 ranks x 2 = the same global batch of 4
-TIMEOUT_S = 300
+# 2 ranks x 2 = the same global batch of 4; a restarted group that cannot form gives up after a minute and is
+# restarted again (runtime.dist_timeout_min), instead of waiting torch's default half hour
+DDP = ["data.batch_size=2", "runtime.dist_timeout_min=1"]
+TIMEOUT_S = 300  # a trial still running after this counts as not survived
+TRIALS_FILE = "trials.jsonl"
 SPARE_BYTES = 2**20  # left free when the disk "fills": the logs still fit, a checkpoint does not
 TMPFS_BYTES = 2 * 2**30  # room for the checkpoints of a trial (about 180 MB each: weights, Adam, EMA)
 
@@ -108,6 +113,7 @@ class Trial:
     results_lost: int = 0
     exit_codes: list[int] = field(default_factory=list)
     seconds: float = 0.0
+    error: str = ""
 
 
 class Bench:
@@ -184,7 +190,8 @@ def run_trial(bench: Bench, kind: str, point: int, work_dir: Path) -> Trial:
     child: subprocess.Popen[str] | None = None
     try:
         child = subprocess.Popen(bench.command(work_dir, ddp=ddp, wrapper=True), env=env, cwd=bench.root,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                 start_new_session=True)  # its own process group: torchrun's workers included
         wait_for(marker, child)
         pid = int(marker.read_text())
         if kind == "sigterm":
@@ -206,13 +213,19 @@ def run_trial(bench: Bench, kind: str, point: int, work_dir: Path) -> Trial:
                                      env=bench.env, cwd=bench.root, capture_output=True, text=True, timeout=TIMEOUT_S)
             trial.exit_codes.append(resumed.returncode)
         measure(bench, trial, work_dir, ddp)
+    except (subprocess.TimeoutExpired, RuntimeError) as error:  # not survived; say why
+        trial.error = str(error).splitlines()[0][:300]
     finally:
-        if child is not None and child.poll() is None:  # a trial that failed: leave no process behind
-            child.kill()
+        if child is not None:  # leave no process behind (torchrun's workers are in the child's group)
+            try:
+                os.killpg(child.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             child.wait()
         if mounted:
             subprocess.run(["umount", str(work_dir)], check=False)
-        shutil.rmtree(work_dir, ignore_errors=True)  # hundreds of MB of checkpoints per trial
+        for folder in (work_dir, *work_dir.parent.glob(f"{work_dir.name}.old-*")):  # 100s of MB per trial
+            shutil.rmtree(folder, ignore_errors=True)
     trial.seconds = time.perf_counter() - started
     return trial
 
@@ -279,6 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kinds", default=",".join(KINDS), help=f"comma-separated, from {', '.join(KINDS)}")
     parser.add_argument("--seed", type=int, default=0, help="seed of the fault points")
     parser.add_argument("--work-dir", type=Path, default=REPO / "work_dirs" / "faults")
+    parser.add_argument("--all-recorded", action="store_true",
+                        help=f"report every trial in <work-dir>/{TRIALS_FILE}, not only the kinds of this run")
     args = parser.parse_args(argv)
     kinds = [k for k in args.kinds.split(",") if k]
     unknown = [k for k in kinds if k not in KINDS]
@@ -288,13 +303,15 @@ def main(argv: list[str] | None = None) -> int:
     args.work_dir.mkdir(parents=True, exist_ok=True)
     bench = Bench(args.work_dir)
     rng = random.Random(args.seed)
-    trials = []
+    records = args.work_dir / TRIALS_FILE  # one line per trial, kept across invocations (a long run can be split)
     for kind in kinds:
         for index, point in enumerate(fault_points(kind, args.faults, rng)):
             trial = run_trial(bench, kind, point, args.work_dir / "trials" / f"{kind}_{index}")
-            trials.append(trial)
+            with records.open("a") as handle:
+                handle.write(json.dumps(asdict(trial)) + "\n")
             print(f"{kind} #{index} at {point}: {asdict(trial)}", flush=True)
-    summary = summarise(trials)
+    trials = [Trial(**json.loads(line)) for line in records.read_text().splitlines() if line.strip()]
+    summary = summarise([t for t in trials if t.kind in kinds or args.all_recorded])
     report = args.work_dir / f"faults_{time.strftime('%Y%m%d-%H%M%S')}.json"
     report.write_text(json.dumps({"summary": summary, "trials": [asdict(t) for t in trials]}, indent=1))
     print(markdown(summary))

@@ -282,6 +282,7 @@ class RuntimeConfig:
     deterministic: bool = False  # torch.use_deterministic_algorithms (slower)
     threads: int = 0  # torch intra-op threads (0 = torch default)
     sync_bn: bool = False  # under DDP, BatchNorm statistics over the global batch (all ranks)
+    dist_timeout_min: float = 30.0  # DDP: joining the group and each collective give up after this (then a restart)
     checkpoint_interval: int = 0  # also save last.pth every N iterations mid-epoch (0 = at epoch ends only)
     checkpoint_minutes: float = 0.0  # also save last.pth mid-epoch once this many minutes passed since the last one
     keep_checkpoints: int = 2  # newest checkpoints kept (>= 1); an older one is the fallback for a corrupt newest

@@ -56,7 +56,7 @@ def _setup_runtime(cfg: Config) -> DistContext:
         torch.set_num_threads(cfg.runtime.threads)
     if cfg.runtime.deterministic:
         torch.use_deterministic_algorithms(True)
-    dist = init_distributed(cfg.runtime.device)
+    dist = init_distributed(cfg.runtime.device, cfg.runtime.dist_timeout_min)
     if cfg.runtime.amp == "bf16" and dist.device.type == "cpu" and not cpu_has_fast_bf16():
         logger.warning("runtime.amp=bf16 on a CPU without native bfloat16 (AVX512-BF16/AMX) is slow; "
                        "consider runtime.amp=off")

@@ -8,6 +8,7 @@ runs with and without ``torchrun``.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 from dataclasses import dataclass, field
@@ -60,12 +61,18 @@ def _env_int(name: str, default: int) -> int:
         raise ValueError(f"environment variable {name}={value!r} is not an integer") from error
 
 
-def init_distributed(device_name: str) -> DistContext:
+DEFAULT_TIMEOUT_MIN = 30.0  # torch's own default for both backends
+
+
+def init_distributed(device_name: str, timeout_min: float = DEFAULT_TIMEOUT_MIN) -> DistContext:
     """Join the ``torchrun`` process group (if any) and pick this process's device.
 
     Args:
         device_name: ``runtime.device`` (``auto | cpu | cuda``); under DDP with CUDA each process
             uses ``cuda:LOCAL_RANK``.
+        timeout_min: how long joining the group and each collective may wait for the other ranks
+            (``runtime.dist_timeout_min``); a rank that gives up exits, and ``torchrun --max-restarts``
+            restarts the group.
 
     Returns:
         The :class:`DistContext`; a single-process context when ``WORLD_SIZE`` is unset or 1.
@@ -80,7 +87,7 @@ def init_distributed(device_name: str) -> DistContext:
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group(backend=BACKENDS[device.type])
+        dist.init_process_group(backend=BACKENDS[device.type], timeout=datetime.timedelta(minutes=timeout_min))
     logger.info("DDP rank %d/%d (local %d) on %s, backend %s", rank, world_size, local_rank, device,
                 dist.get_backend())
     return DistContext(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
