@@ -201,8 +201,10 @@ def run_trial(bench: Bench, kind: str, point: int, work_dir: Path) -> Trial:
         else:
             os.kill(pid, signal.SIGKILL)
         Path(f"{marker}.go").write_text("go")
-        child.communicate(timeout=TIMEOUT_S)
+        _, stderr = child.communicate(timeout=TIMEOUT_S)
         trial.exit_codes.append(child.returncode)
+        if ddp and child.returncode != 0:  # the group did not come back: keep why
+            trial.error = " | ".join(line for line in stderr.splitlines() if "ERROR" in line)[-600:]
         if kind == "disk_full":
             (work_dir / "filler").unlink()  # the user frees space
         if kind == "corrupt_newest":

@@ -26,7 +26,7 @@ from pathlib import Path
 from centernet.cli import default_argument_parser, is_main_process, run_tool, setup_tool_logging
 from centernet.config import Config, load_config
 from centernet.config.schema import val_set_names
-from centernet.engine.distributed import barrier, destroy_distributed
+from centernet.engine.distributed import ELASTIC_RESTART_VARIABLE, barrier, destroy_distributed
 from centernet.engine.preemption import TrainingStopped
 from centernet.engine.run_dir import RunDirPlan, complete_run, finished_run_summary, plan_run_dir
 from centernet.engine.trainer import Trainer
@@ -34,7 +34,7 @@ from centernet.jobs import TrainJob, add_submitit_arguments, submit, submitit_op
 
 logger = logging.getLogger("centernet.tools.train")
 
-ELASTIC_RESTART_VARIABLE = "TORCHELASTIC_RESTART_COUNT"  # set by torchrun in every worker
+
 
 
 def build_parser() -> argparse.ArgumentParser:

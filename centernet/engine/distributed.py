@@ -62,6 +62,7 @@ def _env_int(name: str, default: int) -> int:
 
 
 DEFAULT_TIMEOUT_MIN = 30.0  # torch's own default for both backends
+ELASTIC_RESTART_VARIABLE = "TORCHELASTIC_RESTART_COUNT"  # set by torchrun in every worker: 0, 1, ... per attempt
 
 
 def init_distributed(device_name: str, timeout_min: float = DEFAULT_TIMEOUT_MIN) -> DistContext:
@@ -87,10 +88,23 @@ def init_distributed(device_name: str, timeout_min: float = DEFAULT_TIMEOUT_MIN)
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group(backend=BACKENDS[device.type], timeout=datetime.timedelta(minutes=timeout_min))
+        _join_group(BACKENDS[device.type], datetime.timedelta(minutes=timeout_min))
     logger.info("DDP rank %d/%d (local %d) on %s, backend %s", rank, world_size, local_rank, device,
                 dist.get_backend())
     return DistContext(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
+
+
+def _join_group(backend: str, timeout: datetime.timedelta) -> None:
+    """``init_process_group`` from torchrun's environment; in a group torchrun restarted, under a key prefix of
+    its own attempt: the store outlives a failed attempt, and a restarted rank reading the addresses that a
+    dead rank published there hangs or is refused (seen with Gloo; docs/failures.md)."""
+    attempt = os.environ.get(ELASTIC_RESTART_VARIABLE)
+    if attempt is None:
+        dist.init_process_group(backend=backend, timeout=timeout)
+        return
+    store, rank, world_size = next(dist.rendezvous("env://", timeout=timeout))
+    dist.init_process_group(backend=backend, store=dist.PrefixStore(f"centernet/attempt_{attempt}", store),
+                            rank=rank, world_size=world_size, timeout=timeout)
 
 
 def is_distributed() -> bool:
