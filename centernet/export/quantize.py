@@ -3,8 +3,10 @@
 :func:`quantize_int8` writes a QDQ model (``QuantizeLinear``/``DequantizeLinear`` pairs around the
 convolutions: per-channel int8 weights, uint8 activations whose ranges come from running the fp32 model on
 calibration images), which ONNX Runtime executes with integer kernels (VNNI where the CPU has it). Only
-convolutions and matrix products are quantized: the decoder in the graph (sigmoid, max-pool peak test,
-top-K, box arithmetic) stays in float, so int8 changes the features, not the decoding (docs/inference.md).
+convolutions and matrix products are quantized, and not the head's output convolutions (those whose output
+no other convolution reads: heatmap logits, sizes, offsets), whose small prior-level values lose most to 8 bits;
+the decoder in the graph (sigmoid, max-pool peak test, top-K, box arithmetic) stays in float, so int8 changes the
+features, not the decoding (docs/inference.md).
 """
 
 from __future__ import annotations
@@ -71,9 +73,11 @@ def quantize_int8(fp32_path: str | Path, int8_path: str | Path, inputs: Sequence
     with tempfile.TemporaryDirectory() as scratch:
         prepared = Path(scratch) / "prepared.onnx"
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)  # shapes + constant folding
+        keep_float = output_convolutions(prepared)
         quantize_static(str(prepared), str(int8_path), _calibration_reader(inputs), quant_format=QuantFormat.QDQ,
                         per_channel=True, weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
-                        op_types_to_quantize=list(QUANTIZED_OPS), calibrate_method=calibrate)
+                        op_types_to_quantize=list(QUANTIZED_OPS), calibrate_method=calibrate,
+                        nodes_to_exclude=keep_float)
     quantized, left = quantized_operators(int8_path)
     if not quantized:
         import onnx
@@ -84,6 +88,27 @@ def quantize_int8(fp32_path: str | Path, int8_path: str | Path, inputs: Sequence
     logger.info("int8: %s quantized, %s left in float, calibrated (%s) on %d images", dict(quantized),
                 dict(left) or "none", method, len(inputs))
     return {"method": method, "images": len(inputs), "quantized": dict(quantized), "float": dict(left)}
+
+
+def output_convolutions(path: str | Path) -> list[str]:
+    """Names of the convolutions whose output no other convolution reads (the head's output layers)."""
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    convs = [node for node in graph.node if node.op_type in ("Conv", "ConvTranspose")]
+    reads = {node.name: _reaches_conv(node.output[0], graph) for node in convs}
+    return [name for name, reached in reads.items() if not reached]
+
+
+def _reaches_conv(tensor: str, graph: Any, depth: int = 3) -> bool:
+    """Whether a convolution reads ``tensor`` within ``depth`` nodes (through activations, adds, resizes)."""
+    frontier = {tensor}
+    for _ in range(depth):
+        readers = [node for node in graph.node if frontier & set(node.input)]
+        if any(node.op_type in ("Conv", "ConvTranspose") for node in readers):
+            return True
+        frontier = {output for node in readers for output in node.output}
+    return False
 
 
 def quantized_operators(path: str | Path) -> tuple[collections.Counter[str], collections.Counter[str]]:
