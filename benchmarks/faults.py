@@ -186,7 +186,9 @@ def run_trial(bench: Bench, kind: str, point: int, work_dir: Path) -> Trial:
     env = {**bench.env, "FAULT_MARKER": str(marker),
            "FAULT_STEP": str(point if kind != "half_write" else 0),
            "FAULT_SAVE": str(point if kind == "half_write" else 0), "FAULT_RANK": "1" if ddp else "0"}
-    mounted = kind == "disk_full" and mount_tmpfs(work_dir)  # the run folder on a small file system
+    # the run folder inside a small file system (not its mount point: --auto-resume may move a run folder aside)
+    mounted = kind == "disk_full" and mount_tmpfs(work_dir)
+    volume, work_dir = work_dir, work_dir / "run" if kind == "disk_full" else work_dir
     child: subprocess.Popen[str] | None = None
     try:
         child = subprocess.Popen(bench.command(work_dir, ddp=ddp, wrapper=True), env=env, cwd=bench.root,
@@ -197,7 +199,7 @@ def run_trial(bench: Bench, kind: str, point: int, work_dir: Path) -> Trial:
         if kind == "sigterm":
             os.kill(pid, signal.SIGTERM)
         elif kind == "disk_full":
-            fill(work_dir)
+            fill(volume)
         else:
             os.kill(pid, signal.SIGKILL)
         Path(f"{marker}.go").write_text("go")
@@ -206,7 +208,7 @@ def run_trial(bench: Bench, kind: str, point: int, work_dir: Path) -> Trial:
         if ddp and child.returncode != 0:  # the group did not come back: keep why
             trial.error = " | ".join(line for line in stderr.splitlines() if "ERROR" in line)[-600:]
         if kind == "disk_full":
-            (work_dir / "filler").unlink()  # the user frees space
+            (volume / "filler").unlink()  # the user frees space
         if kind == "corrupt_newest":
             newest = work_dir / "checkpoints" / "last.pth"  # a hard link of the newest iter_*.pth: both cut
             newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2]) if newest.exists() else None
@@ -225,8 +227,8 @@ def run_trial(bench: Bench, kind: str, point: int, work_dir: Path) -> Trial:
                 pass
             child.wait()
         if mounted:
-            subprocess.run(["umount", str(work_dir)], check=False)
-        for folder in (work_dir, *work_dir.parent.glob(f"{work_dir.name}.old-*")):  # 100s of MB per trial
+            subprocess.run(["umount", str(volume)], check=False)
+        for folder in (volume, *volume.parent.glob(f"{volume.name}.old-*")):  # 100s of MB per trial
             shutil.rmtree(folder, ignore_errors=True)
     trial.seconds = time.perf_counter() - started
     return trial
