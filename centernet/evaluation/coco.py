@@ -36,15 +36,13 @@ from typing import Any
 import numpy as np
 
 from centernet.decode import NUM_DET_COLUMNS
+from centernet.evaluation.coco_summary import UNDEFINED, max_dets_thresholds, per_class_ap, summary_stats
 from centernet.evaluation.io import validate_detection_records
 from centernet.evaluation.pr_curves import PR_CURVE_IOUS, PRCurves, extract_pr_curves
 
 logger = logging.getLogger(__name__)
 
 SUMMARY_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100")  # = stats[0..8]
-PER_CLASS_AREA = "all"
-COCO_SMALL_MAX_DETS = 10  # the middle entry of params.maxDets (AR10)
-UNDEFINED = -1.0  # COCOeval's marker for "no ground truth to evaluate against"
 BBOX_DECIMALS = 2  # 1/100 pixel, as the original CenterNet writes its results
 SCORE_DECIMALS = 5
 PERCENT = 100.0
@@ -254,18 +252,6 @@ def _run_faster_coco_eval(dataset: dict[str, Any], records: list[dict[str, Any]]
     return evaluator
 
 
-def max_dets_thresholds(max_dets: int) -> list[int]:
-    """COCOeval's ``params.maxDets``: ``[1, 10, max_dets]`` (COCO's ``[1, 10, 100]`` by default); AP and the
-    last recall (``AR100``) count each image's best ``max_dets`` detections.
-
-    Raises:
-        ValueError: ``max_dets`` is not above 10.
-    """
-    if max_dets <= COCO_SMALL_MAX_DETS:
-        raise ValueError(f"eval.max_dets must be > {COCO_SMALL_MAX_DETS}, got {max_dets}")
-    return [1, COCO_SMALL_MAX_DETS, int(max_dets)]
-
-
 BACKENDS: dict[str, Callable[[dict[str, Any], list[dict[str, Any]], bool, int], Any]] = {
     "pycocotools": _run_pycocotools,
     "faster_coco_eval": _run_faster_coco_eval,
@@ -275,54 +261,6 @@ BACKENDS: dict[str, Callable[[dict[str, Any], list[dict[str, Any]], bool, int], 
 def _defined(value: float) -> float | None:
     """COCOeval's -1 (undefined) -> None, anything else -> Python float."""
     return None if value <= UNDEFINED else float(value)
-
-
-def summary_stats(evaluator: Any) -> np.ndarray:
-    """``COCOeval.stats[0..8]`` (AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100) from the accumulated arrays,
-    with AP and the last recall at the largest ``params.maxDets``.
-
-    With COCO's ``[1, 10, 100]`` these are the numbers ``summarize()`` prints; with another last entry
-    (``eval.max_dets``) ``summarize()`` would still look for 100 and report AP as -1, so the
-    project computes them here the same way (means over the entries that are not -1).
-    """
-    params = evaluator.params
-    precision = np.asarray(evaluator.eval["precision"])  # [T, R, K, A, M]
-    recall = np.asarray(evaluator.eval["recall"])  # [T, K, A, M]
-    areas = list(params.areaRngLbl)
-    ious = np.asarray(params.iouThrs, dtype=np.float64)
-    last = len(params.maxDets) - 1
-
-    def mean(values: np.ndarray) -> float:
-        values = values[values > UNDEFINED]
-        return float(values.mean()) if values.size else UNDEFINED
-
-    def ap(area: str = "all", iou: float | None = None) -> float:
-        rows = precision if iou is None else precision[np.isclose(ious, iou)]
-        return mean(rows[:, :, :, areas.index(area), last])
-
-    def ar(det_index: int) -> float:
-        return mean(recall[:, :, areas.index("all"), det_index])
-
-    return np.array([ap(), ap(iou=0.5), ap(iou=0.75), ap("small"), ap("medium"), ap("large"),
-                     ar(0), ar(1), ar(last)], dtype=np.float64)
-
-
-def _per_class_ap(evaluator: Any, dataset: dict[str, Any]) -> dict[str, float | None]:
-    """AP (IoU .50:.95, area all, maxDets 100) per category, keyed by name, in category-id order."""
-    params = evaluator.params
-    precision = np.asarray(evaluator.eval["precision"])  # [T, R, K, A, M]
-    area_index = list(params.areaRngLbl).index(PER_CLASS_AREA)
-    det_index = len(params.maxDets) - 1  # the largest, eval.max_dets
-    names_by_id = {cat["id"]: str(cat.get("name", cat["id"])) for cat in dataset["categories"]}
-    per_class: dict[str, float | None] = {}
-    for k, category_id in enumerate(params.catIds):
-        values = precision[:, :, k, area_index, det_index]  # [T, R]
-        values = values[values > UNDEFINED]
-        name = names_by_id[category_id]
-        if name in per_class:
-            name = f"{name} (id {category_id})"
-        per_class[name] = float(values.mean()) if values.size else None
-    return per_class
 
 
 def evaluate_coco(
@@ -413,7 +351,7 @@ def _evaluate(
     metrics: dict[str, Any] = {"metric": "coco"}
     for index, key in enumerate(SUMMARY_KEYS):
         metrics[key] = _defined(stats[index])
-    metrics["per_class"] = _per_class_ap(evaluator, dataset)
+    metrics["per_class"] = per_class_ap(evaluator, dataset)
     return metrics, evaluator, dataset
 
 

@@ -205,6 +205,7 @@ class SliceStats:
 
     @property
     def windows_per_second(self) -> float:
+        """Windows run per second (0 before any)."""
         return self.windows / self.seconds if self.seconds > 0 else 0.0
 
 

@@ -14,7 +14,8 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from centernet.evaluation import detections_to_coco_records, evaluate_coco, format_metrics_table
-from centernet.evaluation.coco import SUMMARY_KEYS, max_dets_thresholds, summary_stats
+from centernet.evaluation.coco import SUMMARY_KEYS
+from centernet.evaluation.coco_summary import max_dets_thresholds, summary_stats
 
 CAT, DOG = 3, 7  # non-contiguous category ids
 NUM_IOU_THRESHOLDS = 10

@@ -74,31 +74,27 @@ SUBMITIT = ["--launcher", "submitit", "--cluster", "local", "--gpus-per-node", "
             "--timeout", "30", "--no-progress"]
 
 
-def test_preempted_study_job_checkpoints_requeues_and_resumes(
-    tiny_config: Callable[..., Path], tmp_path: Path
-) -> None:
-    pytest.importorskip("submitit")
-    config = tiny_config(name="tiny.yaml")
-    overrides = [f"solver.epochs={EPOCHS}", "eval.interval=0", "runtime.device=cpu"]
-    work = tmp_path / "study"
-    command = [sys.executable, str(REPO / "tools" / "ablate.py"), "--configs", str(config), "--seeds", "0",
-               "--work-dir", str(work), *SUBMITIT, *overrides]
-    run = work / "tiny" / "seed0"
-    preempt_once(command, run, work / "submitit")
-    info = json.loads((run / "run_info.json").read_text())
-    assert info["finished"] and info["sessions"] == 2
-    check_run(run, config, [*overrides, "runtime.seed=0"], tmp_path)  # --seeds 0 is runtime.seed=0
+OVERRIDES = [f"solver.epochs={EPOCHS}", "eval.interval=0", "runtime.device=cpu"]
 
 
-def test_preempted_training_job_checkpoints_requeues_and_resumes(
-    tiny_config: Callable[..., Path], tmp_path: Path
+@pytest.mark.parametrize("launcher", ["ablate", "train"])
+def test_preempted_job_checkpoints_requeues_and_resumes(
+    launcher: str, tiny_config: Callable[..., Path], tmp_path: Path
 ) -> None:
+    """A study run (tools/ablate.py) and a single run (tools/train.py), each submitted as a submitit job."""
     pytest.importorskip("submitit")
     config = tiny_config(name="tiny.yaml")
-    overrides = [f"solver.epochs={EPOCHS}", "eval.interval=0", "runtime.device=cpu"]
-    run = tmp_path / "run"
-    command = [sys.executable, str(REPO / "tools" / "train.py"), "--config", str(config), "--work-dir", str(run),
-               *SUBMITIT, *overrides]
-    preempt_once(command, run, tmp_path / "run.submitit")
+    if launcher == "ablate":
+        work = tmp_path / "study"
+        run, logs, overrides = work / "tiny" / "seed0", work / "submitit", [*OVERRIDES, "runtime.seed=0"]
+        arguments = ["--configs", str(config), "--seeds", "0", "--work-dir", str(work)]  # --seeds 0: runtime.seed=0
+    else:
+        run, logs, overrides = tmp_path / "run", tmp_path / "run.submitit", OVERRIDES
+        arguments = ["--config", str(config), "--work-dir", str(run)]
+    preempt_once([sys.executable, str(REPO / "tools" / f"{launcher}.py"), *arguments, *SUBMITIT, *OVERRIDES],
+                 run, logs)
+    if launcher == "ablate":
+        info = json.loads((run / "run_info.json").read_text())
+        assert info["finished"] and info["sessions"] == 2
     assert (run / "eval" / "metrics.json").is_file()
     check_run(run, config, overrides, tmp_path)
