@@ -21,15 +21,16 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt pyproject.toml Makefile
 	$(BIN)/pip install --quiet --no-deps $(DEEPFOREST)
 	touch $@
 
-# Tree crowns: cut the deepforest sample images into tiles (once), train, evaluate on both val sets:
-# yell (the in-domain hold-out) and cross_site (two images of other sites).
+# Tree crowns: cut the deepforest sample images into tiles (once), train, evaluate on the val sets:
+# yell_report (the reported part of the in-domain hold-out; best.pth is chosen on yell_select), cross_site
+# (two images of other sites) and yell_strips (the hold-out as whole strips, sliced).
 # Run again, it reports the finished run's metrics (an interrupted run resumes); train afresh with
 # `make demo TRAIN_FLAGS=--overwrite` (the earlier run is moved to work_dirs/<name>.old-<timestamp>).
 TRAIN_FLAGS ?= --auto-resume
 demo: $(BIN)/.installed
 	$(BIN)/python datasets/prepare_trees.py --out $(TREES)
 	$(BIN)/python tools/train.py --config $(CONFIG) $(TRAIN_FLAGS)
-	@for set in yell cross_site yell_strips; do \
+	@for set in yell_report cross_site yell_strips; do \
 	  echo "$$set:"; \
 	  echo "  metrics:     $(RUN_DIR)/eval/$$set/metrics.json (COCO AP, box precision/recall at IoU 0.4)"; \
 	  echo "  predictions: $(RUN_DIR)/eval/$$set/predictions.png (green: ground truth, magenta: predictions)"; \

@@ -21,7 +21,7 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from centernet.config import ConfigError
 from centernet.engine.logging import setup_logging
@@ -45,7 +45,6 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 )
 """The exceptions a tool reports as one line; anything else is a bug and keeps its traceback."""
 
-_ActionT = TypeVar("_ActionT", bound=argparse.Action)
 _OVERRIDE_PATTERN = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*=")
 
 
@@ -64,13 +63,18 @@ class ToolArgumentParser(argparse.ArgumentParser):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._greedy: dict[str, argparse.Action] = {}
+        self._kept: dict[str, Callable[[str], bool]] = {}
 
-    def _add_action(self, action: _ActionT) -> _ActionT:
-        # every add_argument ends here, also those of argument groups and mutually exclusive groups
-        if action.option_strings and action.nargs in ("?", "*", "+"):
-            self._greedy[action.dest] = action
-        return super()._add_action(action)
+    def keep_words(self, dest: str, keep: Callable[[str], bool]) -> None:
+        """Leave the ``KEY=VALUE`` words of option ``dest`` for which ``keep`` holds with that option (e.g.
+        ``--tune solver.lr=[...]``: a bracketed list is a search axis, any other override is an override)."""
+        self._kept[dest] = keep
+
+    @property
+    def _greedy(self) -> dict[str, argparse.Action]:
+        """The options taking a variable number of values (also those added to argument groups)."""
+        return {action.dest: action for action in self._actions
+                if action.option_strings and action.nargs in ("?", "*", "+")}
 
     def parse_tool_args(self, argv: Sequence[str] | None = None) -> argparse.Namespace:
         """Parse ``argv`` (default ``sys.argv[1:]``), then give swallowed overrides back to ``overrides``."""
@@ -78,7 +82,8 @@ class ToolArgumentParser(argparse.ArgumentParser):
         args = self.parse_intermixed_args(words)
         if not hasattr(args, OVERRIDES_DEST):
             return args
-        reclaimed = [item for dest in self._greedy for item in self._reclaim(args, dest)]
+        greedy = self._greedy
+        reclaimed = [item for dest, action in greedy.items() for item in self._reclaim(args, dest, action)]
         if reclaimed:
             wanted = Counter([*reclaimed, *getattr(args, OVERRIDES_DEST)])
             ordered = []
@@ -89,16 +94,17 @@ class ToolArgumentParser(argparse.ArgumentParser):
             setattr(args, OVERRIDES_DEST, ordered)
         return args
 
-    def _reclaim(self, args: argparse.Namespace, dest: str) -> list[str]:
+    def _reclaim(self, args: argparse.Namespace, dest: str, action: argparse.Action) -> list[str]:
         """Take the override words out of option ``dest``; returns them."""
-        action, value = self._greedy[dest], getattr(args, dest)
-        if isinstance(value, str) and is_override(value):
+        value = getattr(args, dest)
+        keep = self._kept.get(dest, lambda _word: False)
+        if isinstance(value, str) and is_override(value) and not keep(value):
             setattr(args, dest, action.const)
             return [value]
         if not isinstance(value, list):
             return []
-        taken = [item for item in value if is_override(item)]
-        kept = [item for item in value if not is_override(item)]
+        taken = [item for item in value if is_override(item) and not keep(item)]
+        kept = [item for item in value if item not in taken]
         if taken and not kept and action.nargs == "+":
             self.error(f"{'/'.join(action.option_strings)}: expected at least one value before {taken[0]}")
         if taken:

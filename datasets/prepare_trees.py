@@ -17,6 +17,10 @@ and ``Dead`` all become it), and splits them so that no validation pixel is ever
   boundary may appear, cut, on both sides; no pixel does. ``--holdout-rows 0`` writes no hold-out.
 * val_yell_strips: the same hold-out rows as two whole strips (1249x400 and 2299x400), each crown once,
   for sliced evaluation (``tools/eval.py --slice``, the ``yell_strips`` set of the demo config).
+* val_yell_select / val_yell_report: the hold-out tiles split by source crop, so that the two sets share
+  no crown (the crops lie 13 km apart): ``select`` holds the 6 tiles of ``crop2`` (96 crowns) and chooses
+  checkpoints and tuned settings, ``report`` the 3 tiles of ``crop`` (109 crowns) and gives the reported
+  numbers. Their annotation files point at the ``val_yell`` images (no copies).
 * val (cross-site): ``OSBS_029.png`` (61 trees) and ``SOAP_061.png`` (37 trees), whole (400x400), never tiled.
 
 VOC boxes are 1-based inclusive pixels; they are read with ``centernet.data.voc.parse_voc_xml`` and so
@@ -29,6 +33,7 @@ Layout written under ``--out`` (default ``datasets/data/trees``)::
     val_yell/<image stem>_x<x0>_y<y0>.png ...    val_yell_strips/<image stem>_x0_y<y0>.png
     annotations/instances_train.json            annotations/instances_val.json
     annotations/instances_val_yell.json         annotations/instances_val_yell_strips.json
+    annotations/instances_val_yell_select.json  annotations/instances_val_yell_report.json
     .complete.json                              (marker with the parameters, written last)
 
 Usage::
@@ -77,9 +82,13 @@ DEFAULT_MIN_VISIBLE = 0.5  # fraction of a box's area that must lie inside a til
 DEFAULT_HOLDOUT_ROWS = 400  # bottom rows of each YELL crop kept out of training (one tile high)
 HOLDOUT_SPLIT = "val_yell"
 STRIPS_SPLIT = "val_yell_strips"  # the same hold-out rows as whole strips, for sliced evaluation
-SPLITS = ("train", "val", HOLDOUT_SPLIT, STRIPS_SPLIT)
+SELECT_SPLIT = "val_yell_select"  # hold-out tiles that choose checkpoints and tuned settings
+REPORT_SPLIT = "val_yell_report"  # hold-out tiles of the other crop: the reported numbers
+REPORT_STEM = TRAIN_STEMS[0]  # the crop whose hold-out tiles form the report set (the other: the selection set)
+HOLDOUT_PARTS = (HOLDOUT_SPLIT, STRIPS_SPLIT, SELECT_SPLIT, REPORT_SPLIT)  # written only with a hold-out
+SPLITS = ("train", "val", *HOLDOUT_PARTS)
 MARKER_NAME = ".complete.json"
-FORMAT_VERSION = 3  # 2: the YELL hold-out; 3: the hold-out also as whole strips
+FORMAT_VERSION = 4  # 2: the YELL hold-out; 3: also as whole strips; 4: also split into selection/report sets
 BOX_COORDS = 4
 
 
@@ -176,6 +185,7 @@ def _yell_splits(data_dir: Path, out_dir: Path, params: TileParams) -> dict[str,
     """The training tiles, the hold-out tiles (bottom ``holdout_rows`` rows) and the hold-out strips whole
     of the two YELL crops, by split name."""
     train, holdout, strips = _CocoWriter(), _CocoWriter(), _CocoWriter()
+    parts = {SELECT_SPLIT: _CocoWriter(), REPORT_SPLIT: _CocoWriter()}
     for stem in TRAIN_STEMS:
         image, boxes = _read_source(data_dir, stem)
         height, width = image.shape[:2]
@@ -189,20 +199,24 @@ def _yell_splits(data_dir: Path, out_dir: Path, params: TileParams) -> dict[str,
         if params.holdout_rows == 0:
             continue
         columns = [Tile(x0, train_rows, x1, height) for x0, x1 in holdout_columns(width, params.tile_size)]
+        part = parts[REPORT_SPLIT if stem == REPORT_STEM else SELECT_SPLIT]
         for cut in cut_tiles(image, boxes, columns, params.min_visible):
-            _add_tile(holdout, out_dir, f"{HOLDOUT_SPLIT}/{stem}", cut)
+            file_name = _add_tile(holdout, out_dir, f"{HOLDOUT_SPLIT}/{stem}", cut)
+            part.add(file_name, cut.tile.height, cut.tile.width, cut.boxes)  # the same image file
         for cut in cut_tiles(image, boxes, [Tile(0, train_rows, width, height)], params.min_visible):
             _add_tile(strips, out_dir, f"{STRIPS_SPLIT}/{stem}", cut)
         logger.info("%s: rows %d-%d held out (%s, and whole in %s)", stem, train_rows, height, HOLDOUT_SPLIT,
                     STRIPS_SPLIT)
-    return {"train": train.dataset(), HOLDOUT_SPLIT: holdout.dataset(), STRIPS_SPLIT: strips.dataset()}
+    return {"train": train.dataset(), HOLDOUT_SPLIT: holdout.dataset(), STRIPS_SPLIT: strips.dataset(),
+            **{name: writer.dataset() for name, writer in parts.items()}}
 
 
-def _add_tile(writer: _CocoWriter, out_dir: Path, prefix: str, cut: TileCut) -> None:
-    """Write one tile (named after its top-left corner in the source) and record its clipped boxes."""
+def _add_tile(writer: _CocoWriter, out_dir: Path, prefix: str, cut: TileCut) -> str:
+    """Write one tile (named after its top-left corner in the source), record its clipped boxes; its file name."""
     file_name = f"{prefix}_x{cut.tile.x0}_y{cut.tile.y0}{IMAGE_SUFFIX}"
     _write_image(out_dir / file_name, cut.image)
     writer.add(file_name, cut.tile.height, cut.tile.width, cut.boxes)
+    return file_name
 
 
 def _val_split(data_dir: Path, out_dir: Path) -> dict[str, Any]:
@@ -239,8 +253,8 @@ def prepare_trees(
         force: rebuild even when ``out_dir`` holds a complete set with the same parameters.
 
     Returns:
-        ``{"<split>_images", "<split>_boxes"}`` counts for the splits ``train``, ``val`` and ``val_yell``
-        (zeros when skipped).
+        ``{"<split>_images", "<split>_boxes"}`` counts for every split of :data:`SPLITS` (zeros when
+        skipped).
 
     Raises:
         FileNotFoundError: deepforest (or one of its files) is missing; the message says how to install it.
@@ -268,15 +282,17 @@ def prepare_trees(
         dataset = splits[split]
         counts[f"{split}_images"] = len(dataset["images"])
         counts[f"{split}_boxes"] = len(dataset["annotations"])
-        if split in (HOLDOUT_SPLIT, STRIPS_SPLIT) and params.holdout_rows == 0:
+        if split in HOLDOUT_PARTS and params.holdout_rows == 0:
             continue
         (out_dir / "annotations" / f"instances_{split}.json").write_text(json.dumps(dataset), encoding="utf-8")
     (out_dir / MARKER_NAME).write_text(json.dumps(asdict(params)), encoding="utf-8")
     logger.info(
         "wrote %s: train %d tiles / %d boxes, %s (in-domain hold-out) %d tiles / %d boxes (%s: %d strips / %d "
-        "boxes), val (cross-site) %d images / %d boxes", out_dir, counts["train_images"], counts["train_boxes"],
-        HOLDOUT_SPLIT, counts[f"{HOLDOUT_SPLIT}_images"], counts[f"{HOLDOUT_SPLIT}_boxes"], STRIPS_SPLIT,
-        counts[f"{STRIPS_SPLIT}_images"], counts[f"{STRIPS_SPLIT}_boxes"], counts["val_images"], counts["val_boxes"],
+        "boxes; %s %d / %d and %s %d / %d), val (cross-site) %d images / %d boxes", out_dir, counts["train_images"],
+        counts["train_boxes"], HOLDOUT_SPLIT, counts[f"{HOLDOUT_SPLIT}_images"], counts[f"{HOLDOUT_SPLIT}_boxes"],
+        STRIPS_SPLIT, counts[f"{STRIPS_SPLIT}_images"], counts[f"{STRIPS_SPLIT}_boxes"], SELECT_SPLIT,
+        counts[f"{SELECT_SPLIT}_images"], counts[f"{SELECT_SPLIT}_boxes"], REPORT_SPLIT,
+        counts[f"{REPORT_SPLIT}_images"], counts[f"{REPORT_SPLIT}_boxes"], counts["val_images"], counts["val_boxes"],
     )
     return counts
 

@@ -2,7 +2,9 @@
 
 python tools/ablate.py --configs configs/ablations/*.yaml --seeds 0 1 2 [--work-dir DIR] [--no-progress]
     [--baseline CONFIG] [--val-set NAME] [--report-only] [--export-records DIR]
-    [--jobs N | --launcher submitit [--partition P] [--timeout MIN] [--gpus-per-node G]] [KEY=VALUE ...]
+    [--jobs N | --launcher submitit [--partition P] [--timeout MIN] [--gpus-per-node G]]
+    [--tune KEY=[v1,v2,...] ... | --tune SPACE.yaml] [--tune-seeds SEED ...] [--select-set NAME]
+    [--allow-same-set] [KEY=VALUE ...]
 
 Runs go into <work-dir>/<config stem>/seed<seed>/ with runtime.seed=<seed> and the overrides, seed by
 seed (every config's first seed, then the next): one after another, N at a time (--jobs N: one GPU each,
@@ -19,13 +21,24 @@ still run. --export-records DIR copies what the report reads of every finished r
 run_info.json, metrics.jsonl, eval/**/metrics.json; no checkpoints) to DIR/<config stem>/seed<seed>/: a
 study folder holding such kept records counts those runs as done, so a study can be kept, shared or
 continued elsewhere without its checkpoints (docs/loss_study.md).
+
+--tune gives every config (arm) the same search: every point of the grid (KEY=[v1,v2,...] words and/or a
+YAML file of such lists) trains on --tune-seeds (default 100) as a trial in <work-dir>/<config
+stem>/tune/<point>/seed<seed>/ and is scored on --select-set (default: the config's first named set); each
+arm's point of highest mean AP (the earlier on a tie) then trains the --seeds, reported on --val-set, which
+must be another set (--allow-same-set allows the same). A trial that diverges is recorded as failed and
+the search goes on; an arm's final runs start once all its trials finished or failed. The choices, every
+trial's AP and the machine-hours are in tuning_<select set>.md/.csv/.png, the chosen settings also in the
+ablation table.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from centernet.ablation import (
@@ -39,13 +52,30 @@ from centernet.ablation import (
     collect_run,
     config_differences,
     export_record,
+    read_run_info,
     report_file,
     run_status,
     write_reports,
 )
 from centernet.ablation.launch import run_pool, run_sequential, run_submitit
+from centernet.ablation.tuning import (
+    SearchSpace,
+    TrialPoint,
+    TrialScore,
+    choose,
+    edge_keys,
+    is_divergence,
+    is_search_axis,
+    parse_search_space,
+    record_failure,
+    recorded_failure,
+    score_trials,
+    spec_key,
+    trial_dir,
+)
+from centernet.ablation.tuning_report import TUNING_MD, write_tuning_report
 from centernet.cli import EXIT_ERROR, EXIT_OK, ToolArgumentParser, default_argument_parser, run_tool, setup_tool_logging
-from centernet.config import Config, config_to_dict, load_config
+from centernet.config import Config, ConfigError, config_to_dict, load_config
 from centernet.config.schema import val_set_names
 from centernet.jobs import add_submitit_arguments, submitit_options
 
@@ -55,6 +85,7 @@ DEFAULT_WORK_DIR = Path("work_dirs") / "ablation"
 SEED_KEY = "runtime.seed"
 LAUNCHERS = ("local", "submitit")
 THREADS_KEY = "runtime.threads"
+DEFAULT_TUNE_SEEDS = (100,)  # apart from the usual final seeds 0, 1, 2, ...
 
 
 def build_parser() -> ToolArgumentParser:
@@ -72,6 +103,14 @@ def build_parser() -> ToolArgumentParser:
     parser.add_argument("--jobs", type=int, default=1, metavar="N", help="local runs at a time (default: 1)")
     parser.add_argument("--launcher", choices=LAUNCHERS, default="local", help="local processes or submitit jobs")
     add_submitit_arguments(parser)
+    tuning = parser.add_argument_group("tuning (every config gets the same search)")
+    tuning.add_argument("--tune", nargs="+", metavar="AXIS", help="search space: KEY=[v1,v2,...] words or a YAML file")
+    tuning.add_argument("--tune-seeds", nargs="+", type=int, default=list(DEFAULT_TUNE_SEEDS), metavar="SEED",
+                        help=f"seeds of every trial (default: {' '.join(map(str, DEFAULT_TUNE_SEEDS))})")
+    tuning.add_argument("--select-set", metavar="NAME", help="named set the trials are scored on (default: the first)")
+    tuning.add_argument("--allow-same-set", action="store_true",
+                        help="allow the selection set to be the report set (--val-set): a biased report")
+    parser.keep_words("tune", is_search_axis)  # KEY=[...] after --tune is an axis; other KEY=VALUE an override
     return parser
 
 
@@ -89,6 +128,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.seeds = [int(item) for item in args.seeds]
     except ValueError:
         parser.error(f"--seeds expects integers, got {args.seeds}")
+    if args.tune is None and (args.select_set is not None or args.allow_same_set):
+        parser.error("--select-set and --allow-same-set are for a tuned study (--tune)")
     return args
 
 
@@ -111,9 +152,13 @@ def report_set(cfg: Config, config: str, requested: str | None) -> str | None:
 
 
 def plan_runs(
-    configs: list[str], seeds: list[int], overrides: list[str], work_dir: Path, val_set: str | None = None
+    configs: list[str], seeds: list[int], overrides: list[str], work_dir: Path, val_set: str | None = None,
+    *, folder: Callable[[str], Path] | None = None, report_only: bool = False,
 ) -> list[tuple[RunSpec, Config, RunStatus]]:
     """Load every config x seed and inspect its run folder before anything trains.
+
+    ``folder(stem)`` holds a config's ``seed<seed>/`` runs (default ``work_dir/<stem>``). A run trained with
+    another config is refused, or with ``report_only`` (nothing trains) reported with a warning.
 
     Raises:
         ValueError: duplicate config stems or seeds, an override of ``runtime.seed``, a run folder
@@ -140,15 +185,19 @@ def plan_runs(
     for stem, config in stems.items():
         for seed in seeds:
             cfg = load_config(config, [*overrides, f"{SEED_KEY}={seed}"])
+            root = folder(stem) if folder is not None else work_dir / stem
             spec = RunSpec(name=stem, loss_type=cfg.loss.heatmap.type, seed=seed,
-                           run_dir=work_dir / stem / f"seed{seed}", val_set=report_set(cfg, config, val_set))
+                           run_dir=root / f"seed{seed}", val_set=report_set(cfg, config, val_set))
             if plan and plan[0][0].val_set != spec.val_set:
                 raise ValueError(f"{config} reports validation set {spec.val_set!r} but {plan[0][0].name} reports "
                                  f"{plan[0][0].val_set!r}; compare configs with the same data.val")
             status = run_status(spec, cfg.solver.epochs)
             if status.config is not None:
                 changed = config_differences(status.config, config_to_dict(cfg), ignore=RUNTIME_ONLY_KEYS)
-                if changed:
+                if changed and report_only:
+                    logger.warning("%s was trained with a different config (%s differ from %s + overrides); "
+                                   "reported as it is", status.config_source, ", ".join(changed), config)
+                elif changed:
                     raise ValueError(
                         f"{status.config_source} was trained with a different config "
                         f"({', '.join(changed)} differ from {config} + overrides); use another --work-dir"
@@ -179,52 +228,155 @@ def launch(pending: list[tuple[RunSpec, Config, RunStatus]], args: argparse.Name
     return run_sequential(pending, progress=not args.no_progress)
 
 
-def ablate(args: argparse.Namespace, work_dir: Path) -> int:
-    if args.report_only and not work_dir.is_dir():
-        raise FileNotFoundError(f"--report-only: {work_dir} does not exist (no study to report)")
-    plan = plan_runs(args.configs, args.seeds, args.overrides, work_dir, args.val_set)
-    setup_tool_logging(work_dir)  # the study log, once every config has loaded
-    finished: list[RunSpec] = []
-    failed: list[RunSpec] = []
-    pending: list[tuple[RunSpec, Config, RunStatus]] = []
-    for spec, cfg, status in plan:
+Plan = list[tuple[RunSpec, Config, RunStatus]]
+
+
+def run_plan(plan: Plan, args: argparse.Namespace, seeds: list[int],
+             what: str) -> tuple[list[RunSpec], list[tuple[RunSpec, str]]]:
+    """Train the runs of ``plan`` not done yet (none with ``--report-only``); the finished runs in plan order and
+    the failed ones with their errors."""
+    finished = [spec for spec, _, status in plan if status.done]
+    for spec, _, status in plan:
         if status.done:
             logger.info("%s seed %d is done (%d epochs): skipped", spec.name, spec.seed, status.completed_epochs)
-            finished.append(spec)
-        else:
-            pending.append((spec, cfg, status))
-    pending = seed_major(pending, args.seeds)
+    pending = seed_major([run for run in plan if not run[2].done], seeds)
     if args.report_only:
         if pending:
             names = ", ".join(f"{spec.name}/seed{spec.seed}" for spec, _, _ in pending)
-            logger.info("--report-only: %d of %d runs are not finished and left out: %s",
-                        len(pending), len(plan), names)
-        pending = []
-        if not finished:
-            raise ValueError(f"--report-only: no run in {work_dir} has finished yet ({len(plan)} planned)")
+            logger.info("--report-only: %d of %d %s are not finished and left out: %s", len(pending), len(plan),
+                        what, names)
+        return finished, []
     errors = launch(pending, args)  # ImportError: --launcher submitit without the package
+    failures = []
     for spec, error in zip([spec for spec, _, _ in pending], errors, strict=True):
         if error is None:
             finished.append(spec)
         else:
             logger.error("%s seed %d failed: %s", spec.name, spec.seed, error)
-            failed.append(spec)
-    finished.sort(key=[spec for spec, _, _ in plan].index)  # table and CSV in plan order
+            failures.append((spec, error))
+    order = [spec for spec, _, _ in plan]
+    return sorted(finished, key=order.index), failures
+
+
+def plan_trials(args: argparse.Namespace, work_dir: Path, space: SearchSpace) -> tuple[list[TrialPoint], Plan]:
+    """Every arm x point x tuning seed, point by point (each arm's search covers the same points so far).
+
+    Raises:
+        ValueError: a trial's config does not load (the message names the trial), a key tuned and overridden,
+            or a selection set equal to the report set without ``--allow-same-set``.
+    """
+    tuned = set(space.keys)
+    if SEED_KEY in tuned:
+        raise ValueError(f"--tune {SEED_KEY}: the trials' seeds are --tune-seeds")
+    both = sorted(tuned & {item.partition("=")[0].strip() for item in args.overrides})
+    if both:
+        raise ValueError(f"--tune {both[0]}: the key is also set by an override; give it in one place")
+    first = load_config(args.configs[0], args.overrides)
+    select = report_set(first, args.configs[0], args.select_set)
+    if select == report_set(first, args.configs[0], args.val_set) and not args.allow_same_set:
+        raise ValueError(f"--tune: the selection set {select or '(the one data.val)'} is also the report set; "
+                         "report on another with --val-set NAME (or accept the bias with --allow-same-set)")
+    points, plan = space.points(), []
+    for point in points:
+        try:
+            plan += plan_runs(args.configs, args.tune_seeds, [*args.overrides, *point.overrides], work_dir, select,
+                              folder=functools.partial(trial_dir, work_dir, point=point),
+                              report_only=args.report_only)
+        except (ConfigError, ValueError) as error:
+            raise ValueError(f"--tune trial {point.name}: {error}") from error
+    return points, plan
+
+
+def tune(args: argparse.Namespace, points: list[TrialPoint],
+         plan: Plan) -> tuple[dict[str, list[TrialScore]], list[tuple[RunSpec, str]]]:
+    """Run the trials not done or failed yet; each arm's scored trials and the trials that failed now."""
+    runnable = []
+    for spec, cfg, status in plan:
+        error = recorded_failure(spec.run_dir)
+        if error is None:
+            runnable.append((spec, cfg, status))
+        else:
+            logger.info("trial %s of %s seed %d failed before: %s", spec.run_dir.parent.name, spec.name, spec.seed,
+                        error)
+    logger.info("tuning: %d points x %d configs x %d seeds = %d trials", len(points), len(args.configs),
+                len(args.tune_seeds), len(plan))
+    finished, errors = run_plan(runnable, args, args.tune_seeds, "trials")
+    for spec, error in errors:
+        if is_divergence(error):
+            record_failure(spec.run_dir, error)  # a trial that diverged stays failed; the search goes on
+    trials: dict[str, list[TrialScore]] = {}
+    for stem in dict.fromkeys(spec.name for spec, _, _ in plan):
+        results = {spec_key(spec): collect_run(spec) for spec in finished if spec.name == stem}
+        arm_failures = {spec_key(spec): recorded_failure(spec.run_dir) for spec, _, _ in plan if spec.name == stem}
+        trials[stem] = score_trials(stem, points, results, arm_failures, args.tune_seeds)
+    return trials, errors
+
+
+def final_plan(args: argparse.Namespace, work_dir: Path, trials: dict[str, list[TrialScore]],
+               space: SearchSpace) -> tuple[Plan, dict[str, str]]:
+    """The final seeds of every arm whose search is complete, with its chosen setting; the settings by arm."""
+    plan: Plan = []
+    settings: dict[str, str] = {}
+    for config in args.configs:
+        stem = Path(config).stem
+        scores = trials[stem]
+        best = choose(scores)
+        if not all(score.complete for score in scores) or best is None:
+            left = sum(not score.complete for score in scores)
+            logger.warning("%s: %s; its final runs wait", stem,
+                           f"{left} of {len(scores)} trials not finished" if left else "every trial failed")
+            continue
+        logger.info("%s: chose %s (selection AP %.4f over %d trials)", stem, best.point.name, best.mean, len(scores))
+        for key in edge_keys(space, best.point):
+            logger.warning("%s: the chosen %s is at the edge of its values: the best may lie outside them", stem, key)
+        settings[stem] = best.point.name
+        plan += plan_runs([config], args.seeds, [*args.overrides, *best.point.overrides], work_dir, args.val_set,
+                          report_only=args.report_only)
+    return plan, settings
+
+
+def ablate(args: argparse.Namespace, work_dir: Path) -> int:
+    if args.report_only and not work_dir.is_dir():
+        raise FileNotFoundError(f"--report-only: {work_dir} does not exist (no study to report)")
+    space = parse_search_space(args.tune) if args.tune is not None else None
+    if space is not None:
+        points, trial_runs = plan_trials(args, work_dir, space)
+    else:
+        plan = plan_runs(args.configs, args.seeds, args.overrides, work_dir, args.val_set, report_only=args.report_only)
+    setup_tool_logging(work_dir)  # the study log, once every config has loaded
+    settings = None
+    trial_errors: list[tuple[RunSpec, str]] = []
+    if space is not None:
+        trials, trial_errors = tune(args, points, trial_runs)
+        plan, settings = final_plan(args, work_dir, trials, space)
+    finished, errors = run_plan(plan, args, args.seeds, "runs")
+    if args.report_only and not finished and space is None:
+        raise ValueError(f"--report-only: no run in {work_dir} has finished yet ({len(plan)} planned)")
     baseline = args.baseline
     if baseline is not None and all(spec.name != baseline for spec in finished):
         logger.warning("the baseline %s has no finished run: the first config is the baseline", baseline)
         baseline = None
-    if finished:
+    results = [collect_run(spec) for spec in finished]
+    if results:
         tag = finished[0].val_set
-        table = write_reports([collect_run(spec) for spec in finished], work_dir, baseline, tag)
+        table = write_reports(results, work_dir, baseline, tag, settings)
         files = ", ".join(report_file(name, tag) for name in (CSV_FILE, MARKDOWN_FILE, PLOT_FILE, CURVES_FILE))
         logger.info("ablation of %d runs (%s in %s):\n%s", len(finished), files, work_dir, table)
+    if space is not None:
+        select = trial_runs[0][0].val_set if trial_runs else None
+        text = write_tuning_report(trials, results, space, work_dir, select)
+        logger.info("tuning (%s in %s):\n%s", report_file(TUNING_MD, select), work_dir, text)
     if args.export_records:
-        copied = sum(export_record(spec, Path(args.export_records)) for spec in finished)
-        logger.info("records of %d finished runs in %s (%d files new)", len(finished), args.export_records, copied)
-    if failed:
-        names = ", ".join(f"{spec.name}/seed{spec.seed}" for spec in failed)
-        logger.error("%d of %d runs failed (%s); rerun the same command to retry them", len(failed), len(plan), names)
+        runs = [*finished, *(spec for spec, _, _ in (trial_runs if space else [])
+                             if read_run_info(spec.run_dir).get("finished") is True
+                             or recorded_failure(spec.run_dir) is not None)]
+        copied = sum(export_record(spec, Path(args.export_records), spec.run_dir.relative_to(work_dir))
+                     for spec in runs)
+        logger.info("records of %d finished runs in %s (%d files new)", len(runs), args.export_records, copied)
+    failures = [f"{spec.run_dir.relative_to(work_dir)}: {error}" for spec, error in [*trial_errors, *errors]]
+    if failures:
+        logger.error("%d runs failed (%s); rerun the same command to retry them (a diverged trial stays failed)",
+                     len(failures), "; ".join(failures))
         return EXIT_ERROR
     return EXIT_OK
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,19 +153,24 @@ def format_interval(interval: Interval | None, *, scale: float = 1.0, digits: in
     return f"[{interval.low * scale:{sign}.{digits}f}, {interval.high * scale:{sign}.{digits}f}]"
 
 
-def markdown_table(summaries: Sequence[ConfigSummary], baseline: str | None = None) -> str:
+def markdown_table(summaries: Sequence[ConfigSummary], baseline: str | None = None,
+                   settings: Mapping[str, str] | None = None) -> str:
     """The per-config table as GitHub markdown: metrics in %, mean ± std over seeds, the 95% t interval
     of AP and the AP difference (percentage points) to ``baseline`` (default: the first config) over
-    the paired seeds, with its interval and the number of pairs."""
+    the paired seeds, with its interval and the number of pairs. ``settings`` (a tuned study): each
+    config's chosen setting, as a column after the loss."""
     reference = baseline if baseline is not None else (summaries[0].name if summaries else "baseline")
     level = f"{CONFIDENCE:.0%}"
-    header = ["config", "heatmap loss", "seeds", f"{CURVE_METRIC} (%)", f"{CURVE_METRIC} {level} CI",
+    tuned = ["tuned setting"] if settings is not None else []
+    header = ["config", "heatmap loss", *tuned, "seeds", f"{CURVE_METRIC} (%)", f"{CURVE_METRIC} {level} CI",
               f"Δ{CURVE_METRIC} vs {reference} (pp)", f"Δ {level} CI", "pairs",
               f"epoch {CURVE_METRIC} ≥ {reference}'s final (seeds)",
               *(f"{m} (%)" for m in TABLE_METRICS if m != CURVE_METRIC), "final loss", "train time (s)"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * (len(header) - 3)) + "|"]
+    texts = 3 + len(tuned)
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * texts + ["---:"] * (len(header) - texts)) + "|"]
     for summary in summaries:
-        cells = [summary.name, summary.loss_type, str(len(summary.seeds))]
+        chosen = [settings.get(summary.name, MISSING)] if settings is not None else []
+        cells = [summary.name, summary.loss_type, *chosen, str(len(summary.seeds))]
         cells.append(format_mean_std(summary.mean[CURVE_METRIC], summary.std[CURVE_METRIC], scale=PERCENT))
         cells.append(format_interval(summary.interval, scale=PERCENT))
         diff = summary.difference
@@ -215,17 +220,18 @@ def write_curves_csv(results: Sequence[RunResult], path: Path) -> None:
 
 
 def write_reports(results: Sequence[RunResult], out_dir: Path, baseline: str | None = None,
-                  tag: str | None = None) -> str:
+                  tag: str | None = None, settings: Mapping[str, str] | None = None) -> str:
     """Write ``ablation.csv``, ``ablation.md``, ``ablation.png``, ``ablation_curves.csv`` (and
     ``ablation_ghm_bins.png`` when a run logged GHM histograms) into ``out_dir``; return the markdown table.
     ``tag`` (the named validation set the results come from) goes into the file names: ``ablation_<tag>.md``, ...
+    ``settings``: a tuned study's chosen setting per config (a column of the table).
 
     Raises:
         ValueError: ``baseline`` is not a config of ``results``.
     """
     summaries = summarize(results, baseline)
     out_dir.mkdir(parents=True, exist_ok=True)
-    table = markdown_table(summaries, baseline)
+    table = markdown_table(summaries, baseline, settings)
     write_csv(results, out_dir / report_file(CSV_FILE, tag))
     (out_dir / report_file(MARKDOWN_FILE, tag)).write_text(table)
     plot_ablation(results, out_dir / report_file(PLOT_FILE, tag))

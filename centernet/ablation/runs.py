@@ -26,6 +26,7 @@ RUN_INFO_FILE = "run_info.json"
 CONFIG_FILE = "config.yaml"
 LAST_CHECKPOINT = Path("checkpoints") / "last.pth"
 JSONL_FILE = "metrics.jsonl"
+FAILED_FILE = "trial_failed.json"  # a tuning trial that diverged (centernet.ablation.tuning)
 RUN_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")  # final metrics read from each run
 CURVE_METRIC = "AP"  # validation metric recorded per epoch
 
@@ -191,7 +192,7 @@ def read_run_info(run_dir: Path) -> dict[str, Any]:
     path = run_dir / RUN_INFO_FILE
     if not path.is_file():
         return {}
-    return _read_json(path, expected=dict)
+    return read_json(path, expected=dict)
 
 
 def record_run_time(run_dir: Path, seconds: float, *, finished: bool, resumed: bool) -> dict[str, Any]:
@@ -217,14 +218,16 @@ def record_run_time(run_dir: Path, seconds: float, *, finished: bool, resumed: b
 # ------------------------------------------------------------------------------ records
 def record_files(run_dir: Path) -> list[Path]:
     """The files of a run that its report reads, relative to ``run_dir``: ``config.yaml``, ``run_info.json``,
-    ``metrics.jsonl`` and every ``eval/**/metrics.json`` (no checkpoints, images or detections)."""
-    names = [Path(name) for name in (CONFIG_FILE, RUN_INFO_FILE, JSONL_FILE) if (run_dir / name).is_file()]
+    ``metrics.jsonl``, a failed tuning trial's ``trial_failed.json`` and every ``eval/**/metrics.json`` (no
+    checkpoints, images or detections)."""
+    names = [Path(name) for name in (CONFIG_FILE, RUN_INFO_FILE, JSONL_FILE, FAILED_FILE) if (run_dir / name).is_file()]
     evaluations = sorted(path.relative_to(run_dir) for path in (run_dir / EVAL_DIR).rglob(METRICS_NAME))
     return names + evaluations
 
 
-def export_record(spec: RunSpec, destination: Path) -> int:
-    """Copy a finished run's :func:`record_files` to ``destination/<name>/seed<seed>/``; the number copied.
+def export_record(spec: RunSpec, destination: Path, relative: Path | None = None) -> int:
+    """Copy a finished run's :func:`record_files` to ``destination/relative`` (default ``<name>/seed<seed>``,
+    a tuning trial's ``<name>/tune/<point>/seed<seed>``); the number copied.
 
     The copy is a *kept record*: a study folder holding it counts the run as done (see :func:`run_status`)
     and reports it, so a study can be kept, shared or continued elsewhere without its checkpoints.
@@ -233,7 +236,7 @@ def export_record(spec: RunSpec, destination: Path) -> int:
     Raises:
         FileExistsError: a file of the record is already there with other content (nothing is replaced).
     """
-    target = destination / spec.name / f"seed{spec.seed}"
+    target = destination / (relative if relative is not None else Path(spec.name) / f"seed{spec.seed}")
     files = record_files(spec.run_dir)
     for relative in files:
         existing = target / relative
@@ -260,7 +263,7 @@ def collect_run(spec: RunSpec) -> RunResult:
     metrics_path = spec.metrics_file
     if not metrics_path.is_file():
         raise FileNotFoundError(f"run {spec.run_dir} has no {metrics_path.relative_to(spec.run_dir)} (did it finish?)")
-    raw = _read_json(metrics_path, expected=dict)
+    raw = read_json(metrics_path, expected=dict)
     metrics = {name: _optional_float(raw.get(name), f"{metrics_path}: {name}") for name in RUN_METRICS}
 
     final_loss: float | None = None
@@ -295,7 +298,7 @@ def _optional_float(value: Any, where: str) -> float | None:
     raise ValueError(f"{where}: expected a number or null, got {value!r}")
 
 
-def _read_json(path: Path, *, expected: type) -> Any:
+def read_json(path: Path, *, expected: type) -> Any:
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as error:

@@ -30,8 +30,10 @@ def check_finite_losses(record: Mapping[str, float], *, epoch: int, iteration: i
 
 
 def check_finite_weights(model: nn.Module, *, epoch: int, iteration: int, last_checkpoint: str) -> None:
-    """Raise FloatingPointError (before a save) when a parameter of ``model`` holds NaN or infinity."""
-    bad = [name for name, param in model.named_parameters() if not bool(torch.isfinite(param).all())]
+    """Raise FloatingPointError (before a save or an evaluation) when a parameter or a floating-point buffer
+    (e.g. BatchNorm's running statistics) of ``model`` holds NaN or infinity."""
+    tensors = [*model.named_parameters(), *((name, b) for name, b in model.named_buffers() if b.is_floating_point())]
+    bad = [name for name, tensor in tensors if not bool(torch.isfinite(tensor).all())]
     if bad:
         raise FloatingPointError(
             f"non-finite weights at epoch {epoch}, iteration {iteration} ({bad[0]} and {len(bad) - 1} more); "

@@ -270,8 +270,15 @@ class EvalHook(HookBase):
         trainer.epoch_metrics = self.run() if due else None
 
     def run(self) -> dict[str, Any]:
-        """Evaluate now, log the scalars and remember them as the trainer's latest metrics."""
+        """Evaluate now, log the scalars and remember them as the trainer's latest metrics.
+
+        Raises:
+            FloatingPointError: the weights are no longer finite (training diverged; nothing is evaluated).
+        """
         trainer = self.trainer
+        # a diverged model would only write NaN boxes: say what happened instead
+        check_finite_weights(trainer.model, epoch=trainer.epoch, iteration=trainer.iteration,
+                             last_checkpoint=trainer.last_good_checkpoint())
         metrics = self.evaluate()
         if self.metrics_logger is not None:
             head = {"type": "val", "epoch": trainer.epoch, "iter": trainer.iteration}

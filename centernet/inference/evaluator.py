@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -241,10 +242,24 @@ def evaluate_model(
     if is_distributed() and torch.distributed.get_rank() != 0:
         return broadcast_object(None)
     records = detections_for_dataset(dataset, results)
+    check_finite_records(records)
     metrics = score_detections(dataset, records, metric=metric, backend=backend, out_dir=out_dir,
                                provenance=provenance, score_threshold=score_threshold, pr_iou=pr_iou,
                                max_dets=max_dets)
     return broadcast_object(metrics)
+
+
+def check_finite_records(records: list[dict[str, Any]]) -> None:
+    """Raise FloatingPointError when a detection's box or score is NaN or infinite: the model's outputs are,
+    i.e. training diverged (weights too large for float32 even when they are still finite themselves).
+
+    Under DDP rank 0 raises and the other ranks wait for it until ``runtime.dist_timeout_min``.
+    """
+    for record in records:
+        if not all(math.isfinite(float(value)) for value in (*record["bbox"], record["score"])):
+            raise FloatingPointError(f"non-finite detections (image {record.get('file_name', record['image_id'])}: "
+                                     f"box {record['bbox']}, score {record['score']}): the model's outputs are NaN "
+                                     "or infinite, training diverged")
 
 
 def in_dataset_order(

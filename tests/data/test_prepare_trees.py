@@ -91,8 +91,8 @@ def test_prepare_writes_tiles_and_coco(trees: ModuleType, source: Path, tmp_path
     params = trees.TileParams(tile_size=TILE, overlap=OVERLAP, min_visible=0.5, holdout_rows=0)
     counts = trees.prepare_trees(out, data_dir=source, params=params)
     # crop 1: x origins [0, 12, 14] x y origins [0, 4] = 6 tiles; crop 2 (10 x 10): one 10 x 10 tile.
-    assert counts == {"train_images": 7, "train_boxes": 6, "val_images": 2, "val_boxes": 3, "val_yell_images": 0,
-                      "val_yell_boxes": 0, "val_yell_strips_images": 0, "val_yell_strips_boxes": 0}
+    assert counts == {"train_images": 7, "train_boxes": 6, "val_images": 2, "val_boxes": 3,
+                      **{f"{split}_{kind}": 0 for split in trees.HOLDOUT_PARTS for kind in ("images", "boxes")}}
     assert not (out / "val_yell").exists() and not (out / "annotations" / "instances_val_yell.json").exists()
     assert not (out / "annotations" / "instances_val_yell_strips.json").exists()
     train = json.loads((out / "annotations" / "instances_train.json").read_text())
@@ -143,7 +143,8 @@ def test_holdout_rows_are_never_trained_on(trees: ModuleType, tmp_path: Path) ->
     assert (counts["train_images"], counts["train_boxes"], counts["val_yell_images"], counts["val_yell_boxes"]) == (
         4, 5, 3, 2
     )
-    train, holdout = (json.loads((out / "annotations" / f"instances_{s}.json").read_text()) for s in trees.SPLITS[::2])
+    train, holdout, select, report = (json.loads((out / "annotations" / f"instances_{s}.json").read_text())
+                                      for s in ("train", "val_yell", "val_yell_select", "val_yell_report"))
     assert boxes_by_image(train) == {
         f"train/{crop1}_x0_y0.png": [[5, 2, 8, 8]],  # 16 x 14 tiles: none reaches row 14
         f"train/{crop1}_x12_y0.png": [[7, 0, 9, 14], [8, 10, 6, 4]],  # the big tree (126/220), the upper half
@@ -158,6 +159,9 @@ def test_holdout_rows_are_never_trained_on(trees: ModuleType, tmp_path: Path) ->
     for image in train["images"]:  # no training pixel below the hold-out boundary (14 and 4)
         assert image["height"] == (14 if crop1 in image["file_name"] else 4)
     assert [(i["width"], i["height"]) for i in holdout["images"]] == [(15, 6), (15, 6), (10, 6)]
+    # split by source crop: the report set is crop 1's tiles, the selection set crop 2's; the same image files
+    assert boxes_by_image(report) == {name: boxes for name, boxes in boxes_by_image(holdout).items() if crop1 in name}
+    assert boxes_by_image(select) == {f"val_yell/{crop2}_x0_y4.png": []}
     strips = json.loads((out / "annotations" / "instances_val_yell_strips.json").read_text())
     assert boxes_by_image(strips) == {  # the hold-out rows whole: each crown once, clipped by the same rule
         f"val_yell_strips/{crop1}_x0_y14.png": [[2, 1, 6, 4], [20, 0, 6, 4]],
@@ -222,7 +226,9 @@ def test_real_deepforest_data(trees: ModuleType, tmp_path: Path) -> None:
     # hold-out: the bottom 400 rows as 3 + 6 tiles
     assert counts == {"train_images": 8 + 56, "train_boxes": 1152, "val_images": 2, "val_boxes": 61 + 37,
                       "val_yell_images": 3 + 6, "val_yell_boxes": 205,
-                      "val_yell_strips_images": 2, "val_yell_strips_boxes": 205}
+                      "val_yell_strips_images": 2, "val_yell_strips_boxes": 205,
+                      "val_yell_select_images": 6, "val_yell_select_boxes": 96,
+                      "val_yell_report_images": 3, "val_yell_report_boxes": 109}
     # The same files as the cutter this script had before it used centernet.data.tiling (digests of that
     # version's output): the tiles did not move.
     for split, digest in FORMAT_2_DIGESTS.items():
@@ -254,3 +260,11 @@ def test_real_deepforest_data(trees: ModuleType, tmp_path: Path) -> None:
     strips = CocoDetection(out / "annotations" / "instances_val_yell_strips.json", out)
     assert sorted(strips.load_raw(i)["image"].shape[:2] for i in range(2)) == [(400, 1249), (400, 2299)]
     assert sorted(len(strips.load_raw(i)["boxes"]) for i in range(2)) == [96, 109]
+    # the selection and report sets: the two crops' hold-out tiles, no image (and so no crown) in both
+    parts = {name: json.loads((out / "annotations" / f"instances_{name}.json").read_text())
+             for name in ("val_yell_select", "val_yell_report")}
+    files = {name: {img["file_name"] for img in part["images"]} for name, part in parts.items()}
+    assert not files["val_yell_select"] & files["val_yell_report"]
+    assert files["val_yell_select"] | files["val_yell_report"] == {img["file_name"] for img in holdout["images"]}
+    assert all(trees.TRAIN_STEMS[1] in name for name in files["val_yell_select"])
+    assert len(CocoDetection(out / "annotations" / "instances_val_yell_report.json", out)) == 3

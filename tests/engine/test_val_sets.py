@@ -169,18 +169,20 @@ def test_bad_set_names_are_one_line_errors(tiny_config: Callable[..., Path]) -> 
         load_config(tiny_config(), ["eval.best_metric=a/AP"])
 
 
-def test_trees_config_validates_in_domain_first_then_cross_site() -> None:
+def test_trees_config_selects_on_one_part_of_the_hold_out_and_reports_on_the_other() -> None:
     from tests.conftest import REPO
 
     prepare_trees = load_script("datasets/prepare_trees.py")
     cfg = load_config(REPO / "configs" / "trees_efficientnet_lite0.yaml")
     assert isinstance(cfg.data.val, list)
     assert [(s.name, Path(s.ann_file).name) for s in cfg.data.val] == [
+        ("yell_select", f"instances_{prepare_trees.SELECT_SPLIT}.json"),
+        ("yell_report", f"instances_{prepare_trees.REPORT_SPLIT}.json"),
         ("yell", f"instances_{prepare_trees.HOLDOUT_SPLIT}.json"), ("cross_site", "instances_val.json"),
         ("yell_strips", f"instances_{prepare_trees.STRIPS_SPLIT}.json")]
-    assert cfg.eval.best_metric == "yell/AP"
+    assert cfg.eval.best_metric == "yell_select/AP"  # chosen on the selection set, reported on yell_report
     # the strips are scored in 400-px windows at the tiles' training scale (384 px network input)
-    strips = cfg.data.val[2].slice
+    strips = cfg.data.val[4].slice
     assert strips is not None and (strips.size, strips.overlap, round(strips.size * strips.scale)) == (400, 0.25, 384)
     assert cfg.data.val[0].slice is None and cfg.eval.slice.size == 0 and cfg.eval.max_dets == 300
 
