@@ -130,7 +130,7 @@ def train_faster_rcnn(cfg: Config, model: FasterRCNN, lr: float, steps: int) -> 
             schedule.step()
             step += 1
             if step % cfg.runtime.log_interval == 0:
-                logger.info("faster_rcnn step %d/%d loss %.4f lr %.5f", step, steps, float(loss),
+                logger.info("faster_rcnn step %d/%d loss %.4f lr %.5f", step, steps, float(loss.detach()),
                             optimizer.param_groups[0]["lr"])
             if step == steps:
                 return time.perf_counter() - started
