@@ -38,6 +38,7 @@ from benchmarks.rows import (
     focal,
     ghm,
     inference,
+    int8,
     loader,
     memory,
     sliced,
@@ -63,6 +64,7 @@ ROWS: dict[str, Callable[[Context], list[Row]]] = {
     "memory": memory.run,
     "ghm": ghm.run,
     "sliced": sliced.run,
+    "int8": int8.run,
 }
 
 

@@ -27,10 +27,10 @@ import numpy as np
 import torch
 
 from centernet.cli import default_argument_parser, run_tool, setup_tool_logging
-from centernet.config import Config, config_to_dict, load_config
+from centernet.config import Config, load_config
 from centernet.config.schema import val_set_names
 from centernet.data.build import build_dataset
-from centernet.export.exporter import DEFORM_CONV_MODES, EXPORTERS, ExportableDetector, export_detector
+from centernet.export.exporter import DEFORM_CONV_MODES, EXPORTERS, ExportableDetector, export_detector, export_metadata
 from centernet.export.int8 import compare_accuracy, reject, write_int8
 from centernet.export.quantize import CALIBRATION_METHODS
 from centernet.export.verify import BOX_TOLERANCE, compare_detections, load_exported
@@ -124,16 +124,7 @@ def export(args: argparse.Namespace) -> None:
     k = args.topk
     output = export_detector(detector.model, fmt=args.format, path=args.output, input_size=cfg_input, k=k,
                              deform_conv=args.deform_conv)
-    metadata = {
-        "format": args.format, "input_name": "images", "input_size": list(cfg_input),
-        "channel_order": detector.transform.channel_order,
-        "mean": list(detector.normalizer_mean), "std": list(detector.normalizer_std),
-        "outputs": {"boxes": "[B, K, 4] x1y1x2y2 input pixels", "scores": "[B, K]", "classes": "[B, K] int64"},
-        "topk": k, "class_names": list(detector.class_names), "checkpoint": str(args.checkpoint),
-        "category_ids": None if detector.category_ids is None else list(detector.category_ids),
-        "score_threshold": detector.score_threshold,
-        "config": None if detector.config is None else config_to_dict(detector.config),
-    }
+    metadata = export_metadata(detector, args.format, k, str(args.checkpoint))
     Path(f"{output}.json").write_text(json.dumps(metadata, indent=1))
     if args.verify:
         check_verification(output, args, detector, k)

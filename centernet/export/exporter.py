@@ -19,6 +19,7 @@ import copy
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -134,3 +135,20 @@ def export_detector(
     return path
 
 
+
+
+def export_metadata(detector: Any, fmt: str, k: int, checkpoint: str | None) -> dict[str, Any]:
+    """What a runtime needs to run an exported ``detector`` (a :class:`~centernet.inference.predictor.Detector`)
+    as the PyTorch model runs: written as ``<file>.json`` next to the export (``read_export_metadata`` reads it)."""
+    from centernet.config import config_to_dict
+
+    return {
+        "format": fmt, "input_name": INPUT_NAME, "input_size": list(detector.transform.input_size),
+        "channel_order": detector.transform.channel_order,
+        "mean": list(detector.normalizer_mean), "std": list(detector.normalizer_std),
+        "outputs": {"boxes": "[B, K, 4] x1y1x2y2 input pixels", "scores": "[B, K]", "classes": "[B, K] int64"},
+        "topk": k, "class_names": list(detector.class_names), "checkpoint": checkpoint,
+        "category_ids": None if detector.category_ids is None else list(detector.category_ids),
+        "score_threshold": detector.score_threshold,
+        "config": None if detector.config is None else config_to_dict(detector.config),
+    }

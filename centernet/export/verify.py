@@ -21,7 +21,9 @@ def load_exported(path: str | Path, fmt: str) -> RunFn:
     if fmt == "onnx":
         import onnxruntime as ort
 
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()  # as many threads as PyTorch (runtime.threads)
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
         def run_onnx(images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             boxes, scores, classes = session.run(list(OUTPUT_NAMES), {INPUT_NAME: images.astype(np.float32)})
