@@ -32,7 +32,7 @@ from centernet.config.schema import val_set_names
 from centernet.data.build import build_dataset
 from centernet.export.exporter import DEFORM_CONV_MODES, EXPORTERS, ExportableDetector, export_detector, export_metadata
 from centernet.export.int8 import compare_accuracy, reject, write_int8
-from centernet.export.quantize import CALIBRATION_METHODS
+from centernet.export.quantize import CALIBRATION_METHODS, KEEP_FLOAT
 from centernet.export.verify import BOX_TOLERANCE, compare_detections, load_exported
 from centernet.inference.predictor import DEFAULT_TOPK, Detector
 from centernet.utils.image_files import collect_image_paths, read_bgr
@@ -59,7 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     int8.add_argument("--calibration-set", metavar="NAME|FOLDER",
                       help="calibrate on a named val set, a folder of images, or 'train' (default)")
     int8.add_argument("--calibration-images", type=int, default=64, metavar="N", help="images to calibrate on")
-    int8.add_argument("--calibration-method", default="minmax", choices=CALIBRATION_METHODS)
+    int8.add_argument("--calibration-method", default="minmax", choices=CALIBRATION_METHODS,
+                      help="minmax (default); entropy and percentile hold every activation in memory (GBs)")
+    int8.add_argument("--keep-float", nargs="*", default=list(KEEP_FLOAT), choices=KEEP_FLOAT, metavar="KIND",
+                      help=f"convolutions left in float (default: {' '.join(KEEP_FLOAT)}; none: every one int8)")
     int8.add_argument("--accuracy-set", metavar="NAME", help="val set --verify scores both models on "
                                                              "(default: the first; never the calibration set)")
     int8.add_argument("--max-ap50-drop", type=float, default=1.0,
@@ -152,7 +155,7 @@ def quantize(output: Path, args: argparse.Namespace, detector: Detector) -> None
     if args.calibration_set is not None and args.calibration_set == args.accuracy_set:
         raise ValueError(f"--calibration-set {args.calibration_set} is also --accuracy-set: calibrate on other images")
     target, info = write_int8(output, detector.config, args.calibration_set, args.calibration_images,
-                              args.calibration_method)
+                              args.calibration_method, args.keep_float)
     logger.info("int8 model -> %s (calibrated on %d images of %s)", target, info["images"], info["calibration"])
     if not args.verify:
         return

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ import numpy as np
 
 from centernet.config import Config
 from centernet.data.build import build_dataset, build_val_datasets
-from centernet.export.quantize import quantize_int8
+from centernet.export.quantize import KEEP_FLOAT, quantize_int8
 from centernet.export.windows import ExportedWindows
 from centernet.inference.evaluator import detections_for_dataset, score_detections
 from centernet.inference.exported import ExportedDetector
@@ -69,12 +69,13 @@ def network_inputs(runner: ExportedWindows, images: list[np.ndarray]) -> list[np
     return [runner.normalise(transform(image).image[None]) for image in images]
 
 
-def write_int8(fp32: Path, cfg: Config, source: str | None, count: int, method: str) -> tuple[Path, dict[str, Any]]:
+def write_int8(fp32: Path, cfg: Config, source: str | None, count: int, method: str,
+               keep_float: Sequence[str] = KEEP_FLOAT) -> tuple[Path, dict[str, Any]]:
     """Quantize ``fp32`` into ``model.int8.onnx`` with its own ``.json`` (the fp32 metadata plus ``quantization``)."""
     runner = ExportedWindows(fp32)
     images, described = calibration_images(cfg, source, count)
     target = int8_path(fp32)
-    info = quantize_int8(fp32, target, network_inputs(runner, images), method=method)
+    info = quantize_int8(fp32, target, network_inputs(runner, images), method=method, keep_float=keep_float)
     quantization = {"type": "int8", "format": "QDQ", "weights": "int8 per channel", "activations": "uint8",
                     "calibration": described, **info}
     Path(f"{target}.json").write_text(json.dumps({**runner.metadata, "quantization": quantization}, indent=1))

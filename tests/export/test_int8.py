@@ -46,7 +46,9 @@ def test_int8_model_is_written_quantized_and_scored_against_fp32(checkpoint: Pat
     assert quantization["format"] == "QDQ" and quantization["quantized"]["Conv"] > 10
     quantized, left = quantized_operators(int8)
     assert quantized["Conv"] == quantization["quantized"]["Conv"]
-    assert left == {"Conv": 3} == quantization["float"]  # the head's heatmap, size and offset outputs stay float
+    # the head's heatmap, size and offset outputs and the stem stay float (ResNet-18 has no depthwise convolution)
+    assert left == {"Conv": 3 + 1} == quantization["float"]
+    assert quantization["keep_float"] == ["head_outputs", "depthwise", "stem"]
     operators = {node.op_type for node in onnx.load(str(int8)).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear", "TopK"} <= operators  # the decoder stays in the graph
     report = metadata["verification"]
@@ -90,3 +92,38 @@ def test_empty_calibration_folder_is_refused(checkpoint: Path, tmp_path: Path,
     (tmp_path / "empty").mkdir()
     assert export(checkpoint, tmp_path / "model.onnx", "--calibration-set", str(tmp_path / "empty")) == 1
     assert "the folder holds no images" in capsys.readouterr().err
+
+
+def test_keep_float_picks_head_outputs_depthwise_and_stem(tmp_path: Path) -> None:
+    import torch
+    from torch import nn
+
+    from centernet.export.quantize import float_convolutions
+
+    class Tiny(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem = nn.Conv2d(3, 8, 3, padding=1)
+            self.depthwise = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+            self.pointwise = nn.Conv2d(8, 8, 1)
+            self.out = nn.Conv2d(8, 2, 1)  # read by no other convolution: a head output
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.out(torch.relu(self.pointwise(torch.relu(self.depthwise(torch.relu(self.stem(x)))))))
+
+    path = tmp_path / "tiny.onnx"
+    torch.onnx.export(Tiny().eval(), (torch.zeros(1, 3, 8, 8),), str(path), dynamo=False)
+    names = [node.name for node in onnx.load(str(path)).graph.node if node.op_type == "Conv"]
+    assert len(names) == 4
+    stem, depthwise, _pointwise, out = names
+    assert float_convolutions(path, ["head_outputs"]) == [out]
+    assert float_convolutions(path, ["depthwise"]) == [depthwise]
+    assert float_convolutions(path, ["stem"]) == [stem]
+    assert sorted(float_convolutions(path, ["head_outputs", "depthwise", "stem"])) == sorted([out, depthwise, stem])
+    assert float_convolutions(path, []) == []
+
+
+def test_keep_float_none_quantizes_every_convolution(checkpoint: Path, tmp_path: Path) -> None:
+    assert export(checkpoint, tmp_path / "model.onnx", "--keep-float") == 0
+    quantized, left = quantized_operators(tmp_path / "model.int8.onnx")
+    assert not left and quantized["Conv"] > 10
