@@ -98,3 +98,25 @@ def test_non_finite_weights_are_never_saved(tiny_config: Callable[..., Path], tm
     with pytest.raises(FloatingPointError, match=expected):
         next(h for h in trainer.hooks if isinstance(h, CheckpointHook)).save(None)
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_a_diverged_model_stops_before_evaluation(tiny_config: Callable[..., Path], tmp_path: Path) -> None:
+    """BatchNorm statistics count as weights, and weights too large for float32 outputs give NaN detections:
+    both stop with a ``non-finite`` FloatingPointError (what an ablation's tuning records as a diverged trial)."""
+    from centernet.engine.hooks import EvalHook
+
+    trainer = Trainer.from_config(load_config(tiny_config()), tmp_path / "run", progress=False)
+    evaluation = next(h for h in trainer.hooks if isinstance(h, EvalHook))
+    running_var = next(name for name, _ in trainer.model.named_buffers() if name.endswith("running_var"))
+    buffer = dict(trainer.model.named_buffers())[running_var]
+    with torch.no_grad():
+        buffer[0] = float("nan")
+    with pytest.raises(FloatingPointError, match=f"non-finite weights at epoch 0, iteration 0 \\({running_var} "):
+        evaluation.run()
+    with torch.no_grad():
+        buffer[0] = 1.0
+        for layer in (trainer.model.head.size[0], trainer.model.head.size[2]):  # finite weights, NaN sizes
+            layer.weight.mul_(1e37)
+    with pytest.raises(FloatingPointError, match=r"non-finite detections \(image .*\): .* training diverged"):
+        evaluation.run()
+    assert not (tmp_path / "run" / "eval").exists()
