@@ -16,12 +16,14 @@ Adjustments a user makes for small objects, and nothing else: the images stay at
 starts at 32), up to ``eval.topk`` detections per image above score 0.001 (for AP). Everything else is
 torchvision's default. Results: ``<work-dir>/seed<seed>/<model>/eval/<set>/metrics.json``, one JSON line per
 run in ``<work-dir>/runs.jsonl`` and the table ``<work-dir>/peer.md`` (mean ± std over the seeds run so far).
-A seed whose two runs are in ``runs.jsonl`` is skipped (``docs/results.md``).
+A run in ``runs.jsonl`` is skipped, a stopped one resumes (ours from ``last.pth``, Faster R-CNN from its last
+epoch); docs/results.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import math
@@ -108,18 +110,32 @@ def to_targets(batch: dict[str, Any]) -> list[dict[str, torch.Tensor]]:
     return targets
 
 
-def train_faster_rcnn(cfg: Config, model: FasterRCNN, lr: float, steps: int) -> float:
-    """Train ``steps`` steps on the config's training loader; the seconds the steps took."""
+def train_faster_rcnn(cfg: Config, model: FasterRCNN, lr: float, steps: int, run_dir: Path) -> float:
+    """Train ``steps`` steps on the config's training loader; the seconds the steps took (over every session).
+
+    A checkpoint after every epoch (``faster_rcnn_last.pth``: weights, optimizer, schedule, epoch, seconds) is
+    resumed from when the run was stopped.
+    """
     dataset = build_dataset(cfg, "train")
     loader = build_loader(cfg, dataset, "train")
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=lr, momentum=SGD_MOMENTUM, weight_decay=SGD_WEIGHT_DECAY)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg, len(loader)))
+    epochs, first_epoch, spent = math.ceil(steps / len(loader)), 0, 0.0
+    checkpoint = run_dir / "faster_rcnn_last.pth"
+    if checkpoint.is_file():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        first_epoch, spent = state["epoch"], state["seconds"]
+        logger.info("faster_rcnn: resuming after epoch %d (%.0f s of training so far)", first_epoch, spent)
     model.train()
-    step, started = 0, time.perf_counter()
-    for epoch in range(math.ceil(steps / len(loader))):
+    step = first_epoch * len(loader)
+    for epoch in range(first_epoch, epochs):
+        started = time.perf_counter()
         loader.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
-        for batch in loader:
+        for batch in itertools.islice(loader, steps - step):
             losses = model(list(batch["images"].float().div(255.0)), to_targets(batch))
             loss = sum(losses.values())
             if not math.isfinite(float(loss.detach())):
@@ -132,9 +148,12 @@ def train_faster_rcnn(cfg: Config, model: FasterRCNN, lr: float, steps: int) -> 
             if step % cfg.runtime.log_interval == 0:
                 logger.info("faster_rcnn step %d/%d loss %.4f lr %.5f", step, steps, float(loss.detach()),
                             optimizer.param_groups[0]["lr"])
-            if step == steps:
-                return time.perf_counter() - started
-    return time.perf_counter() - started
+        spent += time.perf_counter() - started
+        run_dir.mkdir(parents=True, exist_ok=True)
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "schedule": schedule.state_dict(), "epoch": epoch + 1, "seconds": spent}, f"{checkpoint}.tmp")
+        Path(f"{checkpoint}.tmp").replace(checkpoint)  # a stop during the write keeps the previous epoch's
+    return spent
 
 
 @torch.no_grad()
@@ -156,34 +175,43 @@ def evaluate_faster_rcnn(cfg: Config, model: FasterRCNN, dataset: DetectionDatas
 
 
 class StepClock(HookBase):
-    """The time from the first step's start to the last step's end (evaluation after the last step excluded)."""
+    """Seconds of training steps (evaluations excluded), summed over sessions in ``<run_dir>/step_seconds.json``."""
 
-    def __init__(self) -> None:
-        self.started = self.ended = 0.0
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.seconds = json.loads(path.read_text())["seconds"] if path.is_file() else 0.0
+        self.mark = 0.0
 
     def before_train(self) -> None:
-        self.started = time.perf_counter()
+        self.mark = time.perf_counter()
 
     def after_step(self) -> None:
-        self.ended = time.perf_counter()
+        now = time.perf_counter()
+        self.seconds += now - self.mark
+        self.mark = now
+        self.path.write_text(json.dumps({"seconds": self.seconds}))
+
+    def after_epoch(self) -> None:
+        self.mark = time.perf_counter()  # the evaluation after an epoch is not training
 
 
 def run_centernet(cfg: Config, run_dir: Path, sets: list[str]) -> dict[str, Any]:
     from centernet.engine.trainer import Trainer
 
-    trainer = Trainer.from_config(cfg, run_dir, progress=False)
-    clock = StepClock()
+    resume = (run_dir / "checkpoints" / "last.pth").is_file()
+    trainer = Trainer.from_config(cfg, run_dir, resume=True if resume else None, progress=False)
+    clock = StepClock(run_dir / "step_seconds.json")
     trainer.register_hooks([clock])
     trainer.fit()
     metrics = {name: json.loads((run_dir / "eval" / name / "metrics.json").read_text()) for name in sets}
-    return {"train_s": clock.ended - clock.started, "steps": trainer.iteration, "metrics": metrics}
+    return {"train_s": clock.seconds, "steps": trainer.iteration, "metrics": metrics}
 
 
 def run_faster_rcnn(cfg: Config, run_dir: Path, sets: list[str], lr: float, steps: int) -> dict[str, Any]:
     seed_everything(cfg.runtime.seed)
     datasets = dict(build_val_datasets(cfg))
     model = build_faster_rcnn(cfg, len(datasets[sets[0]].class_names))
-    train_s = train_faster_rcnn(cfg, model, lr, steps)
+    train_s = train_faster_rcnn(cfg, model, lr, steps, run_dir)
     metrics = {name: evaluate_faster_rcnn(cfg, model, datasets[name], run_dir / "eval" / name) for name in sets}
     return {"train_s": train_s, "steps": steps, "metrics": metrics}
 
@@ -236,9 +264,7 @@ def main(argv: list[str] | None = None) -> int:
             if any(row["model"] == model and row["seed"] == seed for row in rows):
                 logger.info("%s seed %d is in %s: skipped", model, seed, runs_path)
                 continue
-            run_dir = work_dir / f"seed{seed}" / model
-            if run_dir.exists():
-                raise SystemExit(f"{run_dir} exists but is not in {runs_path}: move it aside to rerun that run")
+            run_dir = work_dir / f"seed{seed}" / model  # a stopped run resumes from its last checkpoint
             steps = next((row["steps"] for row in rows if row["seed"] == seed and row["model"] == "centernet"),
                          cfg.solver.min_iters or cfg.solver.epochs * len(build_loader(cfg, build_dataset(cfg, "train"),
                                                                                       "train")))

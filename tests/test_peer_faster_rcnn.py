@@ -67,3 +67,21 @@ def test_tiny_run_of_both_models_scored_by_our_evaluation(tiny_shapes: Path, tmp
     assert (work / "runs.jsonl").stat().st_mtime_ns == stamp
     with pytest.raises(SystemExit, match=r"--sets nowhere: .* has the validation sets \['seen', 'held_out'\]"):
         peer.main([*argv[:-3], "--sets", "nowhere"])
+
+
+def test_faster_rcnn_training_resumes_after_its_last_epoch(tiny_config, tmp_path: Path,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    cfg = load_config(tiny_config(), ["solver.epochs=2"])  # 12 images, batch 4: 3 steps per epoch
+    run_dir = tmp_path / "run"
+    model = peer.build_faster_rcnn(cfg, 5)
+    first = peer.train_faster_rcnn(cfg, model, 0.01, 3, run_dir)  # one epoch, then "stopped"
+    state = torch.load(run_dir / "faster_rcnn_last.pth", weights_only=False)
+    assert state["epoch"] == 1 and state["seconds"] == pytest.approx(first)
+    resumed = peer.build_faster_rcnn(cfg, 5)
+    with caplog.at_level(logging.INFO, logger="benchmarks.peer_faster_rcnn"):
+        total = peer.train_faster_rcnn(cfg, resumed, 0.01, 6, run_dir)
+    assert "resuming after epoch 1" in caplog.text and total > first
+    state = torch.load(run_dir / "faster_rcnn_last.pth", weights_only=False)
+    assert state["epoch"] == 2 and state["schedule"]["last_epoch"] == 6  # the schedule went on from step 3
