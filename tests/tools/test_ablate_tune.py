@@ -19,7 +19,7 @@ TWO_SETS = """\
     - {{name: report, type: coco, ann_file: {root}/annotations/instances_val.json, img_dir: {root}/val}}
 """
 SPACE = "solver.lr=[0.0, 0.02]"  # lr 0 leaves the head at its prior: no detection finds a box (AP 0)
-TUNE_SEEDS = ["--tune-seeds", "0", "317"]
+TUNE_SEEDS = ["--tune-seeds", "317"]
 EPOCHS = 12  # of one step: 4 training images of 1-2 shapes
 
 
@@ -58,7 +58,7 @@ def test_each_arm_picks_its_better_point_on_the_selection_set_and_reports_on_the
     # half a study first: one arm's search and final run, then the two-arm study redoes none of it
     assert ablate.main(["--configs", arms[0], *common]) == 0
     first = stamps(work)
-    assert len(first) == 2 * 2 + 1
+    assert len(first) == 2 + 1
     capsys.readouterr()
     assert ablate.main(["--configs", *arms, *common]) == 0
     err = capsys.readouterr().err
@@ -66,9 +66,8 @@ def test_each_arm_picks_its_better_point_on_the_selection_set_and_reports_on_the
     assert {path: stamp for path, stamp in stamps(work).items() if path in first} == first
     chosen = {}
     for arm in ("prfocal", "bce"):
-        trials = {lr: sum(json.loads((work / arm / "tune" / f"solver.lr={lr}" / f"seed{seed}" / "eval" / "pick" /
-                                      "metrics.json").read_text())["AP"] for seed in (0, 317)) / 2
-                  for lr in ("0.0", "0.02")}
+        trials = {lr: json.loads((work / arm / "tune" / f"solver.lr={lr}" / "seed317" / "eval" / "pick" /
+                                  "metrics.json").read_text())["AP"] for lr in ("0.0", "0.02")}
         assert trials["0.0"] == 0.0, (arm, trials)
         chosen[arm] = "0.02" if trials["0.02"] > trials["0.0"] else "0.0"  # the rule: the earlier point on a tie
         final = work / arm / "seed1"
@@ -87,7 +86,7 @@ def test_each_arm_picks_its_better_point_on_the_selection_set_and_reports_on_the
     assert (kept / "bce" / "tune" / "solver.lr=0.0" / "seed317" / "eval" / "pick" / "metrics.json").is_file()
     capsys.readouterr()
     assert ablate.main(["--configs", *arms, *common[:2], "--work-dir", str(kept), *common[4:]]) == 0
-    assert capsys.readouterr().err.count(f"is done ({EPOCHS} epochs): skipped") == 2 * 2 * 2 + 2
+    assert capsys.readouterr().err.count(f"is done ({EPOCHS} epochs): skipped") == 2 * 2 + 2
 
 
 def test_tune_refuses_the_report_set_as_selection_set_and_names_bad_trials(
