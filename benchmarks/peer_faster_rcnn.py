@@ -53,7 +53,7 @@ from centernet.inference.evaluator import score_detections
 from centernet.models.registry import BACKBONES
 from centernet.utils.env import seed_everything
 
-logger = logging.getLogger("benchmarks.peer_faster_rcnn")
+logger = logging.getLogger("centernet.benchmarks.peer_faster_rcnn")  # shown by setup_logging
 
 MODELS = ("centernet", "faster_rcnn")
 ANCHOR_SIZES = ((16,), (32,), (64,), (128,), (256,))  # one size per FPN level (strides 4, 8, 16, 32, pool)

@@ -80,7 +80,7 @@ def test_faster_rcnn_training_resumes_after_its_last_epoch(tiny_config, tmp_path
     state = torch.load(run_dir / "faster_rcnn_last.pth", weights_only=False)
     assert state["epoch"] == 1 and state["seconds"] == pytest.approx(first)
     resumed = peer.build_faster_rcnn(cfg, 5)
-    with caplog.at_level(logging.INFO, logger="benchmarks.peer_faster_rcnn"):
+    with caplog.at_level(logging.INFO, logger="centernet.benchmarks.peer_faster_rcnn"):
         total = peer.train_faster_rcnn(cfg, resumed, 0.01, 6, run_dir)
     assert "resuming after epoch 1" in caplog.text and total > first
     state = torch.load(run_dir / "faster_rcnn_last.pth", weights_only=False)
