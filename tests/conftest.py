@@ -17,6 +17,9 @@ REFERENCE_DIR = Path(os.environ.get("CENTERNET_REFERENCE_DIR", REPO / "tests" / 
 GOLDEN_PATH = REFERENCE_DIR / "centernet_golden.npz"
 CHECKPOINT_KEYS_PATH = REFERENCE_DIR / "centernet_checkpoint_keys.json"
 TTF_GOLDEN_PATH = REFERENCE_DIR / "ttfnet_golden.npz"
+NOT_EXPERIMENTS = ("_base_", "tuning")  # folders of configs/ holding bases and search spaces (tools/ablate.py --tune)
+EXPERIMENT_CONFIGS = sorted(p for p in (REPO / "configs").rglob("*.yaml") if not set(NOT_EXPERIMENTS) & set(p.parts))
+TUNING_SPACES = sorted((REPO / "configs").rglob("tuning/*.yaml"))
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,9 @@ from centernet.ablation.tuning import (
     trial_dir,
 )
 from centernet.ablation.tuning_report import summary_table, trials_table, write_tuning_report
+from centernet.config import load_config
 from centernet.config.loader import parse_overrides
+from tests.conftest import REPO, TUNING_SPACES
 
 
 def test_grid_points_and_their_overrides(tmp_path: Path) -> None:
@@ -117,3 +119,11 @@ def test_tuning_report_tables_cost_and_plot(tmp_path: Path) -> None:
     assert [(r["arm"], r["solver.lr"], r["AP"], r["failed"], r["chosen"]) for r in rows] == [
         ("a", "1", "0.1", "", "0"), ("a", "2", "0.3", "", "1"), ("a", "3", "0.2", "", "0"),
         ("b", "1", "0.05", "", "1"), ("b", "2", "", "non-finite loss", "0"), ("b", "3", "", "non-finite loss", "0")]
+
+
+@pytest.mark.parametrize("path", TUNING_SPACES, ids=[p.name for p in TUNING_SPACES])
+def test_shipped_search_spaces_load_on_the_trees_recipe(path: Path) -> None:
+    points = parse_search_space([str(path)]).points()
+    assert len(points) >= 9  # the budget: at least 9 trials per loss
+    for point in points:
+        load_config(REPO / "configs" / "trees_efficientnet_lite0.yaml", point.overrides)

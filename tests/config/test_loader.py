@@ -18,6 +18,7 @@ from centernet.config import (
     save_config,
 )
 from centernet.config.schema import FocalConfig, GHMCConfig, PenaltyReducedFocalConfig
+from tests.conftest import EXPERIMENT_CONFIGS
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -160,7 +161,7 @@ def test_merge_and_parse_helpers() -> None:
     assert merge_dicts({}, {}) == {}
 
 
-EXPERIMENTS = sorted(p for p in (REPO / "configs").rglob("*.yaml") if "_base_" not in p.parts)
+EXPERIMENTS = EXPERIMENT_CONFIGS
 
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.name)

@@ -11,9 +11,9 @@ import torch
 
 from centernet.config import config_to_dict, load_config
 from centernet.models import build_centernet
-from tests.conftest import REPO
+from tests.conftest import EXPERIMENT_CONFIGS, REPO
 
-CONFIGS = sorted(p for p in (REPO / "configs").rglob("*.yaml") if "_base_" not in p.parts)
+CONFIGS = EXPERIMENT_CONFIGS
 LTRB_CONFIGS = [p for p in CONFIGS if load_config(p).model.head.box == "ltrb"]
 NUM_CLASSES = 5
 ABLATION = REPO / "configs" / "ablations"

@@ -15,9 +15,9 @@ import torch
 
 from centernet.config import load_config
 from centernet.models.build import build_model
-from tests.conftest import REPO
+from tests.conftest import EXPERIMENT_CONFIGS, REPO
 
-CONFIGS = sorted(p for p in (REPO / "configs").rglob("*.yaml") if "_base_" not in p.parts)
+CONFIGS = EXPERIMENT_CONFIGS
 NUM_CLASSES = 5
 ZOO = {
     "centernet_resdcn18_coco_512.yaml": ("resnet18", "dcn_deconv", 512, 140),
