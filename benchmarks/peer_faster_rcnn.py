@@ -239,7 +239,7 @@ def _mean_std(values: list[float], digits: int) -> str:
     return f"{mean:.{digits}f}" + (f" ± {statistics.stdev(values):.{digits}f}" if len(values) > 1 else "")
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = ToolArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="configs/trees_efficientnet_lite0.yaml")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -248,7 +248,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=0.01, help="Faster R-CNN's SGD lr (default: 0.01)")
     parser.add_argument("--skip-ours", action="store_true", help="train Faster R-CNN only")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides (both models)")
-    args = parser.parse_tool_args(argv)  # KEY=VALUE words after --seeds / --sets are overrides
+    return parser.parse_tool_args(argv)  # KEY=VALUE words after --seeds / --sets are overrides
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     setup_logging(None)
     work_dir = Path(args.work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)

@@ -77,9 +77,10 @@ class Parsed(Exception):  # noqa: N818 (a signal, not an error)
 
 
 def parse_script_args(script: str, args: list[str], monkeypatch: pytest.MonkeyPatch) -> argparse.Namespace:
-    """Parse ``args`` with the script's own parser (tools: ``parse_args``; others: stop ``main`` after parsing)."""
+    """Parse ``args`` with the script's own parser (its ``parse_args`` where it has one, as tools do; others: stop
+    ``main`` after parsing)."""
     module = load_script(script)
-    if script.startswith("tools/"):
+    if script.startswith("tools/") or hasattr(module, "parse_args"):
         return module.parse_args(args)
     original = argparse.ArgumentParser.parse_args
 
