@@ -196,6 +196,7 @@ class StepClock(HookBase):
 
 
 def run_centernet(cfg: Config, run_dir: Path, sets: list[str]) -> dict[str, Any]:
+    """Train our recipe into ``run_dir`` (resuming a stopped run); ``train_s``, ``steps`` and each set's metrics."""
     from centernet.engine.trainer import Trainer
 
     resume = (run_dir / "checkpoints" / "last.pth").is_file()
@@ -208,6 +209,7 @@ def run_centernet(cfg: Config, run_dir: Path, sets: list[str]) -> dict[str, Any]
 
 
 def run_faster_rcnn(cfg: Config, run_dir: Path, sets: list[str], lr: float, steps: int) -> dict[str, Any]:
+    """Train Faster R-CNN ``steps`` steps (resuming a stopped run) and score it; as :func:`run_centernet`."""
     seed_everything(cfg.runtime.seed)
     datasets = dict(build_val_datasets(cfg))
     model = build_faster_rcnn(cfg, len(datasets[sets[0]].class_names))
@@ -240,6 +242,7 @@ def _mean_std(values: list[float], digits: int) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line (see the module docstring)."""
     parser = ToolArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="configs/trees_efficientnet_lite0.yaml")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])

@@ -56,6 +56,7 @@ class SearchSpace:
 
     @property
     def keys(self) -> list[str]:
+        """The dotted config keys of the axes, in order."""
         return [key for key, _ in self.axes]
 
     def points(self) -> list[TrialPoint]:
@@ -193,6 +194,7 @@ def edge_keys(space: SearchSpace, point: TrialPoint) -> list[str]:
 
 
 def hours(seconds: float) -> float:
+    """Seconds as hours (the machine-hours of the tuning report)."""
     return seconds / SECONDS_PER_HOUR
 
 
